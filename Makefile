@@ -1,0 +1,30 @@
+# TMS — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help test services stop-services lint fmt clippy
+
+help: ## list the targets
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+test: ## run the whole test suite (starts and stops PostgreSQL and the AWS emulator)
+	@scripts/test.sh
+
+services: ## start the local PostgreSQL cluster and the AWS emulator (reused when running)
+	@scripts/postgres.sh start >/dev/null
+	@scripts/aws-emulator.sh start >/dev/null
+	@echo "PostgreSQL on 127.0.0.1:$${TMS_PG_PORT:-55432}, AWS emulator on 127.0.0.1:$${TMS_AWS_PORT:-4566}"
+
+stop-services: ## stop the local PostgreSQL cluster and the AWS emulator
+	@scripts/aws-emulator.sh stop
+	@scripts/postgres.sh stop
+
+fmt: ## format the Rust code
+	cargo fmt --all
+
+clippy: ## lint the Rust code
+	cargo clippy --workspace --all-targets -- -D warnings
+
+lint: ## every static check
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make test: starts the services the suite needs (reusing running ones), runs the whole suite,
+# stops what it started, and exits non-zero on any failure.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)."
+
+started=()
+cleanup() {
+  local rc=$?
+  for svc in "${started[@]}"; do "$ROOT/scripts/$svc.sh" stop || true; done
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+state=$(TMS_PG_FAST=1 "$ROOT/scripts/postgres.sh" start)
+[ "$state" = started ] && started+=(postgres)
+state=$("$ROOT/scripts/aws-emulator.sh" start)
+[ "$state" = started ] && started+=(aws-emulator)
+
+# Test databases left behind by an interrupted run.
+if command -v psql >/dev/null 2>&1; then
+  url=$("$ROOT/scripts/postgres.sh" url)
+  for db in $(psql "$url" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%'"); do
+    psql "$url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+fi
+
+say "building and running the test suite (the first build takes several minutes)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --profile ci "$@"
+else
+  say "cargo-nextest not found: falling back to cargo test"
+  cargo test --workspace "$@"
+fi

@@ -1,0 +1,11 @@
+//! PostgreSQL adapter: connection settings with TLS, the pool, migrations and the task store.
+
+mod error;
+pub mod migrate;
+mod pool;
+mod rows;
+mod store;
+
+pub use error::store_error;
+pub use pool::{PgSettings, PgSetupError, Pool};
+pub use store::PostgresStore;

@@ -1,0 +1,122 @@
+//! Reading tasks and events out of rows.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::domain::{
+    CorrelationId, ImportId, Source, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, Tenant,
+};
+use crate::ports::StoreError;
+
+/// The task columns, in the order [`task_from_row`] reads them by name.
+pub(crate) const TASK_COLUMNS: [&str; 20] = [
+    "id",
+    "tenant",
+    "kind",
+    "payload",
+    "status",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "lease_until",
+    "idempotency_key",
+    "correlation_id",
+    "source",
+    "import_id",
+    "import_line",
+    "result",
+    "last_error",
+    "enqueued_at",
+    "created_at",
+    "updated_at",
+    "version",
+];
+
+/// `id, tenant, ...` optionally prefixed by a table alias.
+pub(crate) fn task_columns(alias: Option<&str>) -> String {
+    TASK_COLUMNS
+        .iter()
+        .map(|c| match alias {
+            Some(a) => format!("{a}.{c}"),
+            None => (*c).to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    col: &str,
+) -> Result<T, StoreError> {
+    row.try_get(col).map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn status_of(raw: &str) -> Result<Status, StoreError> {
+    Status::parse(raw).map_err(|e| corrupt("status", e))
+}
+
+fn task_error(value: Option<Value>) -> Result<Option<TaskError>, StoreError> {
+    value
+        .map(|v| serde_json::from_value(v).map_err(|e| corrupt("error", e)))
+        .transpose()
+}
+
+fn count(raw: i32, col: &str) -> Result<u32, StoreError> {
+    u32::try_from(raw).map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn task_from_row(row: &Row) -> Result<Task, StoreError> {
+    let source = match get::<&str>(row, "source")? {
+        "api" => Source::Api,
+        "queue" => Source::Queue,
+        "import" => Source::Import {
+            import_id: ImportId::from_uuid(get::<Uuid>(row, "import_id")?),
+            line: u64::try_from(get::<i64>(row, "import_line")?)
+                .map_err(|e| corrupt("import_line", e))?,
+        },
+        other => return Err(corrupt("source", other)),
+    };
+    Ok(Task {
+        id: TaskId::from_uuid(get(row, "id")?),
+        tenant: Tenant::parse(get(row, "tenant")?).map_err(|e| corrupt("tenant", e))?,
+        kind: TaskKind::parse(get(row, "kind")?).map_err(|e| corrupt("kind", e))?,
+        payload: get(row, "payload")?,
+        status: status_of(get(row, "status")?)?,
+        attempts: count(get(row, "attempts")?, "attempts")?,
+        max_attempts: count(get(row, "max_attempts")?, "max_attempts")?,
+        run_after: get(row, "run_after")?,
+        lease_until: get(row, "lease_until")?,
+        idempotency_key: get(row, "idempotency_key")?,
+        correlation_id: CorrelationId::parse(get(row, "correlation_id")?)
+            .map_err(|e| corrupt("correlation_id", e))?,
+        source,
+        result: get(row, "result")?,
+        last_error: task_error(get(row, "last_error")?)?,
+        enqueued_at: get::<Option<DateTime<Utc>>>(row, "enqueued_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        version: get(row, "version")?,
+    })
+}
+
+pub(crate) fn event_from_row(row: &Row) -> Result<TaskEvent, StoreError> {
+    Ok(TaskEvent {
+        id: get(row, "id")?,
+        task_id: TaskId::from_uuid(get(row, "task_id")?),
+        from: get::<Option<&str>>(row, "from_status")?
+            .map(status_of)
+            .transpose()?,
+        to: status_of(get(row, "to_status")?)?,
+        at: get(row, "at")?,
+        attempt: count(get(row, "attempt")?, "attempt")?,
+        error: task_error(get(row, "error")?)?,
+        correlation_id: CorrelationId::parse(get(row, "correlation_id")?)
+            .map_err(|e| corrupt("correlation_id", e))?,
+    })
+}

@@ -1,0 +1,517 @@
+//! [`PostgresStore`]: the task store ports on PostgreSQL. Every statement is prepared once per
+//! connection and schema-qualified; transitions apply the target state the domain computed.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::error::store_error;
+use super::pool::Pool;
+use super::rows::{event_from_row, status_of, task_columns, task_from_row};
+use crate::domain::{
+    CorrelationId, Lifecycle, LifecycleEvent, NewTask, Source, Status, Task, TaskId, Tenant,
+};
+use crate::ports::{
+    ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, StoreError, TaskRepository, WorkStore,
+};
+
+/// The task store on a connection pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ins AS (
+            INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after,
+                idempotency_key, request_hash, correlation_id, source, import_id, import_line)
+            VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (tenant, idempotency_key) DO NOTHING
+            RETURNING {cols}
+         ), ev AS (
+            INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
+            SELECT id, NULL, status, attempts, correlation_id FROM ins
+         )
+         SELECT {cols} FROM ins",
+        cols = task_columns(None)
+    )
+});
+
+static SELECT_BY_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, request_hash FROM tms.tasks WHERE tenant = $1 AND idempotency_key = $2",
+        task_columns(None)
+    )
+});
+
+static SELECT_ONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM tms.tasks WHERE tenant = $1 AND id = $2",
+        task_columns(None)
+    )
+});
+
+static SELECT_ONE_FOR_UPDATE: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE", *SELECT_ONE));
+
+const SELECT_EVENTS: &str = "SELECT e.id, e.task_id, e.from_status, e.to_status, e.at, \
+     e.attempt, e.error, e.correlation_id \
+     FROM tms.task_events e JOIN tms.tasks t ON t.id = e.task_id \
+     WHERE t.tenant = $1 AND t.id = $2 ORDER BY e.id";
+
+static APPLY_COMMAND: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH changed AS (
+            UPDATE tms.tasks SET status = $3, attempts = $4,
+                run_after = CASE WHEN $5 THEN now() ELSE run_after END,
+                enqueued_at = CASE WHEN $5 THEN NULL ELSE enqueued_at END,
+                version = version + 1, updated_at = now()
+            WHERE id = $1 AND version = $2
+            RETURNING {cols}
+         ), ev AS (
+            INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
+            SELECT id, $6, status, attempts, $7 FROM changed
+         )
+         SELECT {cols} FROM changed",
+        cols = task_columns(None)
+    )
+});
+
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH candidates AS (
+            SELECT id, status AS from_status FROM tms.tasks
+            WHERE id = ANY($1) AND status = ANY($2) AND attempts < max_attempts
+              AND CASE WHEN status = 'running' THEN lease_until < now() ELSE run_after <= now() END
+            ORDER BY id
+            FOR UPDATE
+         ), claimed AS (
+            UPDATE tms.tasks t SET status = 'running', attempts = t.attempts + 1,
+                lease_until = now() + $3::int8 * interval '1 millisecond',
+                version = t.version + 1, updated_at = now()
+            FROM candidates c WHERE t.id = c.id
+            RETURNING {cols}, c.from_status
+         ), ev AS (
+            INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
+            SELECT id, from_status, status, attempts, correlation_id FROM claimed
+         )
+         SELECT * FROM claimed",
+        cols = task_columns(Some("t"))
+    )
+});
+
+const RECORD: &str = "WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::jsonb[],
+                             $6::int8[], $7::bool[])
+            AS i(id, version, to_status, result, error, retry_ms, enqueue)
+     ), updated AS (
+        UPDATE tms.tasks t SET
+            status = i.to_status,
+            result = i.result,
+            last_error = COALESCE(i.error, t.last_error),
+            lease_until = NULL,
+            run_after = CASE WHEN i.retry_ms IS NULL THEN t.run_after
+                             ELSE now() + i.retry_ms * interval '1 millisecond' END,
+            enqueued_at = CASE WHEN i.enqueue THEN now()
+                               WHEN i.to_status = 'failed' THEN NULL
+                               ELSE t.enqueued_at END,
+            version = t.version + 1,
+            updated_at = now()
+        FROM input i
+        WHERE t.id = i.id AND t.version = i.version AND t.status = 'running'
+        RETURNING t.id, t.attempts, t.correlation_id, i.to_status, i.error
+     ), ev AS (
+        INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, error, correlation_id)
+        SELECT id, 'running', to_status, attempts, error, correlation_id FROM updated
+     )
+     SELECT id FROM updated";
+
+const CLEAR_ENQUEUED: &str =
+    "UPDATE tms.tasks SET enqueued_at = NULL WHERE id = ANY($1) AND status IN ('pending', 'failed')";
+
+/// Inserts one task (and its creation event) or finds the one holding its idempotency key.
+async fn create_in<C: GenericClient>(client: &C, task: &NewTask) -> Result<Created, StoreError> {
+    let insert = client
+        .prepare_cached(&INSERT_TASK)
+        .await
+        .map_err(store_error)?;
+    let (import_id, import_line) = match &task.source {
+        Source::Import { import_id, line } => (Some(*import_id.as_uuid()), Some(*line as i64)),
+        _ => (None, None),
+    };
+    let max_attempts = task.max_attempts as i32;
+    let hash: &[u8] = &task.request_hash;
+    let params: [&(dyn ToSql + Sync); 12] = [
+        task.id.as_uuid(),
+        &task.tenant.as_str(),
+        &task.kind.as_str(),
+        &task.payload,
+        &max_attempts,
+        &task.run_after,
+        &task.idempotency_key,
+        &hash,
+        &task.correlation_id.as_str(),
+        &task.source.as_str(),
+        &import_id,
+        &import_line,
+    ];
+    // A conflicting insert waits for the other transaction, so the follow-up read sees its
+    // row; the loop covers the rare case of that row being deleted in between.
+    for _ in 0..3 {
+        if let Some(row) = client
+            .query_opt(&insert, &params)
+            .await
+            .map_err(store_error)?
+        {
+            return Ok(Created {
+                task: task_from_row(&row)?,
+                replayed: false,
+                hash_matches: true,
+            });
+        }
+        let select = client
+            .prepare_cached(&SELECT_BY_KEY)
+            .await
+            .map_err(store_error)?;
+        let key = task.idempotency_key.as_deref();
+        if let Some(row) = client
+            .query_opt(&select, &[&task.tenant.as_str(), &key])
+            .await
+            .map_err(store_error)?
+        {
+            let stored: Option<&[u8]> = row.try_get("request_hash").map_err(store_error)?;
+            return Ok(Created {
+                task: task_from_row(&row)?,
+                replayed: true,
+                hash_matches: stored == Some(hash),
+            });
+        }
+    }
+    Err(StoreError::Database(
+        "idempotency key conflict could not be resolved".into(),
+    ))
+}
+
+/// The claim statement mirrors the domain's claim rule; this checks each claimed row against
+/// the domain, so a divergence surfaces as an error instead of a silent wrong transition.
+fn check_claim(from: Status, claimed: &Task) -> Result<(), StoreError> {
+    let before = Lifecycle {
+        status: from,
+        attempts: claimed.attempts.saturating_sub(1),
+        max_attempts: claimed.max_attempts,
+    };
+    let event = LifecycleEvent::Claim {
+        due: true,
+        lease_expired: from == Status::Running,
+    };
+    match before.apply(event) {
+        Ok(after) if after == claimed.lifecycle() => Ok(()),
+        other => Err(StoreError::Corrupt(format!(
+            "claim of task {} does not match the lifecycle: {other:?}",
+            claimed.id
+        ))),
+    }
+}
+
+fn ids_of(ids: &[TaskId]) -> Vec<Uuid> {
+    ids.iter().map(|id| *id.as_uuid()).collect()
+}
+
+#[async_trait]
+impl TaskRepository for PostgresStore {
+    #[tracing::instrument(skip_all, fields(task_id = %task.id, tenant = %task.tenant))]
+    async fn create(&self, task: &NewTask) -> Result<Created, StoreError> {
+        let client = self.client().await?;
+        create_in(&client, task).await
+    }
+
+    #[tracing::instrument(skip_all, fields(count = tasks.len()))]
+    async fn create_batch(&self, tasks: &[NewTask]) -> Result<Vec<Created>, StoreError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(store_error)?;
+        let mut created = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            created.push(create_in(&txn, task).await?);
+        }
+        txn.commit().await.map_err(store_error)?;
+        Ok(created)
+    }
+
+    async fn get(&self, tenant: &Tenant, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&SELECT_ONE)
+            .await
+            .map_err(store_error)?;
+        client
+            .query_opt(&stmt, &[&tenant.as_str(), id.as_uuid()])
+            .await
+            .map_err(store_error)?
+            .as_ref()
+            .map(task_from_row)
+            .transpose()
+    }
+
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Vec<Task>, StoreError> {
+        // One statement per filter combination, so each gets a plan that uses its index.
+        let mut sql = format!(
+            "SELECT {} FROM tms.tasks WHERE tenant = $1",
+            task_columns(None)
+        );
+        let status = query.status.map(|s| s.as_str());
+        let kind = query.kind.map(|k| k.as_str());
+        let before = query.before.map(|id| *id.as_uuid());
+        let limit = i64::from(query.limit);
+        let tenant_str = tenant.as_str();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant_str];
+        if let Some(status) = &status {
+            params.push(status);
+            let _ = write!(sql, " AND status = ${}", params.len());
+        }
+        if let Some(kind) = &kind {
+            params.push(kind);
+            let _ = write!(sql, " AND kind = ${}", params.len());
+        }
+        if let Some(before) = &before {
+            params.push(before);
+            let _ = write!(sql, " AND id < ${}", params.len());
+        }
+        params.push(&limit);
+        let _ = write!(sql, " ORDER BY id DESC LIMIT ${}", params.len());
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
+        client
+            .query(&stmt, &params)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(task_from_row)
+            .collect()
+    }
+
+    async fn events(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+    ) -> Result<Option<Vec<crate::domain::TaskEvent>>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(SELECT_EVENTS)
+            .await
+            .map_err(store_error)?;
+        let rows = client
+            .query(&stmt, &[&tenant.as_str(), id.as_uuid()])
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() {
+            drop(client);
+            return Ok(self.get(tenant, id).await?.map(|_| Vec::new()));
+        }
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    async fn cancel(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        correlation_id: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError> {
+        self.apply_command(tenant, id, LifecycleEvent::Cancel, correlation_id)
+            .await
+    }
+
+    async fn redrive(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        correlation_id: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError> {
+        self.apply_command(tenant, id, LifecycleEvent::Redrive, correlation_id)
+            .await
+    }
+
+    async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // NOTE: the marker is advisory (a lost one means a harmless duplicate send), so it is
+        // committed asynchronously: one round trip, no wait for a WAL flush. The ids are UUIDs
+        // we format ourselves, so inlining them is safe.
+        let mut sql = String::from(
+            "SET LOCAL synchronous_commit = off; \
+             UPDATE tms.tasks SET enqueued_at = now() WHERE id IN (",
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(sql, "{sep}'{}'", id.as_uuid());
+        }
+        sql.push(')');
+        let client = self.client().await?;
+        client.batch_execute(&sql).await.map_err(store_error)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(store_error)?;
+        Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Locks the task, lets the domain decide whether `event` applies, and writes the state
+    /// the domain returned together with its event.
+    async fn apply_command(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        event: LifecycleEvent,
+        correlation_id: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(store_error)?;
+        let select = txn
+            .prepare_cached(&SELECT_ONE_FOR_UPDATE)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = txn
+            .query_opt(&select, &[&tenant.as_str(), id.as_uuid()])
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(CommandOutcome::NotFound);
+        };
+        let task = task_from_row(&row)?;
+        let next = match task.lifecycle().apply(event) {
+            Ok(next) => next,
+            Err(reason) => return Ok(CommandOutcome::Refused { task, reason }),
+        };
+        let reset = event == LifecycleEvent::Redrive;
+        let update = txn
+            .prepare_cached(&APPLY_COMMAND)
+            .await
+            .map_err(store_error)?;
+        let row = txn
+            .query_one(
+                &update,
+                &[
+                    id.as_uuid(),
+                    &task.version,
+                    &next.status.as_str(),
+                    &(next.attempts as i32),
+                    &reset,
+                    &task.status.as_str(),
+                    &correlation_id.as_str(),
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        let updated = task_from_row(&row)?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(CommandOutcome::Done(updated))
+    }
+}
+
+#[async_trait]
+impl WorkStore for PostgresStore {
+    #[tracing::instrument(skip_all, fields(count = ids.len()))]
+    async fn claim(&self, ids: &[TaskId], lease: Duration) -> Result<Vec<ClaimedTask>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claimable: Vec<&str> = Status::sources_of(Status::Running)
+            .iter()
+            .map(Status::as_str)
+            .collect();
+        let lease_ms = lease.as_millis() as i64;
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&CLAIM).await.map_err(store_error)?;
+        let rows = client
+            .query(&stmt, &[&ids_of(ids), &claimable, &lease_ms])
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let from = status_of(row.try_get("from_status").map_err(store_error)?)?;
+                let task = task_from_row(row)?;
+                check_claim(from, &task)?;
+                Ok(ClaimedTask { task, from })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Vec<TaskId>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = outcomes.iter().map(|o| *o.id.as_uuid()).collect();
+        let versions: Vec<i64> = outcomes.iter().map(|o| o.version).collect();
+        let to: Vec<&str> = outcomes.iter().map(|o| o.to.as_str()).collect();
+        let results: Vec<Option<&Value>> = outcomes.iter().map(|o| o.result.as_ref()).collect();
+        let errors: Vec<Option<Value>> = outcomes
+            .iter()
+            .map(|o| {
+                o.error
+                    .as_ref()
+                    .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            })
+            .collect();
+        let retry_ms: Vec<Option<i64>> = outcomes
+            .iter()
+            .map(|o| o.retry_in.map(|d| d.as_millis() as i64))
+            .collect();
+        let enqueue: Vec<bool> = outcomes.iter().map(|o| o.enqueue).collect();
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(RECORD).await.map_err(store_error)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&ids, &versions, &to, &results, &errors, &retry_ms, &enqueue],
+            )
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| Ok(TaskId::from_uuid(row.try_get("id").map_err(store_error)?)))
+            .collect()
+    }
+
+    async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(CLEAR_ENQUEUED)
+            .await
+            .map_err(store_error)?;
+        client
+            .execute(&stmt, &[&ids_of(ids)])
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! The task domain: identifiers, kinds, the lifecycle state machine, validation and backoff.
+//! Pure Rust: nothing here performs I/O or knows about AWS, Lambda or PostgreSQL.
+
+mod backoff;
+mod ids;
+mod kind;
+mod message;
+mod status;
+mod submission;
+mod task;
+mod validation;
+pub mod webhook;
+
+pub use backoff::Backoff;
+pub use ids::{CorrelationId, ImportId, TaskId, Tenant};
+pub use kind::TaskKind;
+pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
+pub use status::{Lifecycle, LifecycleEvent, Status, TransitionError, ALLOWED_TRANSITIONS};
+pub use submission::{
+    NewTask, Source, Submission, DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES,
+};
+pub use task::{ErrorClass, Task, TaskError, TaskEvent};
+pub use validation::{validate_payload, EmailAddress, FieldError, ValidationErrors};

@@ -1,0 +1,295 @@
+//! A submission (from the API, a queue message or an import row) and its validation into a
+//! [`NewTask`] ready to be stored.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::ids::{CorrelationId, ImportId, TaskId, Tenant};
+use super::kind::TaskKind;
+use super::validation::{validate_payload, FieldError, ValidationErrors};
+use super::webhook::WebhookPolicy;
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+pub const IDEMPOTENCY_KEY_MAX: usize = 2048;
+/// How far ahead `run_after` may be scheduled.
+pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 366;
+
+/// Where a task came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Source {
+    Api,
+    Import { import_id: ImportId, line: u64 },
+    Queue,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Import { .. } => "import",
+            Self::Queue => "queue",
+        }
+    }
+}
+
+/// A request to create a task, not yet validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub kind: String,
+    pub payload: Value,
+    pub idempotency_key: Option<String>,
+    pub run_after: Option<DateTime<Utc>>,
+    pub max_attempts: Option<u32>,
+}
+
+/// A validated task, ready to be inserted as `pending`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub id: TaskId,
+    pub tenant: Tenant,
+    pub kind: TaskKind,
+    pub payload: Value,
+    pub max_attempts: u32,
+    /// `None`: due at once (the database's `now()`).
+    pub run_after: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the canonical request, to tell a replay from a reused key.
+    pub request_hash: [u8; 32],
+    pub correlation_id: CorrelationId,
+    pub source: Source,
+}
+
+impl Submission {
+    /// Validates every field, collecting all errors.
+    ///
+    /// # Errors
+    /// Each invalid field, as a JSON Pointer into the submission.
+    pub fn validate(
+        self,
+        tenant: Tenant,
+        correlation_id: CorrelationId,
+        source: Source,
+        policy: &WebhookPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<NewTask, ValidationErrors> {
+        let mut errors = Vec::new();
+        let kind = TaskKind::parse(&self.kind).map_err(|e| errors.push(e)).ok();
+        let payload_size = serde_json::to_vec(&self.payload).map_or(0, |v| v.len());
+        if payload_size > MAX_PAYLOAD_BYTES {
+            errors.push(FieldError::new(
+                "/payload",
+                format!("must be at most {MAX_PAYLOAD_BYTES} bytes as JSON, is {payload_size}"),
+            ));
+        } else if let Some(kind) = kind {
+            if let Err(e) = validate_payload(kind, &self.payload, policy) {
+                errors.extend(e.0);
+            }
+        }
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+            errors.push(FieldError::new(
+                "/max_attempts",
+                format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+            ));
+        }
+        if let Some(run_after) = self.run_after {
+            if run_after > now + Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
+                errors.push(FieldError::new(
+                    "/run_after",
+                    format!("must be at most {MAX_SCHEDULE_AHEAD_DAYS} days ahead"),
+                ));
+            }
+        }
+        if let Some(key) = &self.idempotency_key {
+            if let Err(e) = validate_idempotency_key(key) {
+                errors.push(e);
+            }
+        }
+        match kind {
+            Some(kind) if errors.is_empty() => {
+                let request_hash = request_hash(kind, &self.payload, max_attempts, self.run_after);
+                Ok(NewTask {
+                    id: TaskId::new(),
+                    tenant,
+                    kind,
+                    payload: self.payload,
+                    max_attempts,
+                    run_after: self.run_after,
+                    idempotency_key: self.idempotency_key,
+                    request_hash,
+                    correlation_id,
+                    source,
+                })
+            }
+            _ => Err(ValidationErrors(errors)),
+        }
+    }
+}
+
+/// An idempotency key is 1–2048 characters without control characters.
+///
+/// # Errors
+/// A [`FieldError`] at `/idempotency_key`.
+pub fn validate_idempotency_key(key: &str) -> Result<(), FieldError> {
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
+        Err(FieldError::new(
+            "/idempotency_key",
+            "must be 1-2048 characters without control characters",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// SHA-256 of the request in a canonical form (object keys sorted at every level), so a replay
+/// with the same content but another key order or whitespace matches.
+pub fn request_hash(
+    kind: TaskKind,
+    payload: &Value,
+    max_attempts: u32,
+    run_after: Option<DateTime<Utc>>,
+) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(max_attempts.to_be_bytes());
+    hasher.update(
+        run_after
+            .map(|t| t.timestamp_micros().to_string())
+            .unwrap_or_default(),
+    );
+    hasher.update([0]);
+    let mut canonical = String::new();
+    write_canonical(payload, &mut canonical);
+    hasher.update(canonical.as_bytes());
+    hasher.finalize().into()
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn submission(kind: &str, payload: Value) -> Submission {
+        Submission {
+            kind: kind.into(),
+            payload,
+            idempotency_key: None,
+            run_after: None,
+            max_attempts: None,
+        }
+    }
+
+    fn validate(s: Submission) -> Result<NewTask, ValidationErrors> {
+        s.validate(
+            Tenant::parse("demo").unwrap(),
+            CorrelationId::generate(),
+            Source::Api,
+            &WebhookPolicy::default(),
+            Utc::now(),
+        )
+    }
+
+    fn pointers(s: Submission) -> Vec<String> {
+        validate(s)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.pointer)
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_submission_becomes_a_new_task() {
+        let task = validate(submission("noop", json!({}))).unwrap();
+        assert_eq!(task.kind, TaskKind::Noop);
+        assert_eq!(task.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(task.id.as_uuid().get_version_num(), 7);
+    }
+
+    #[test]
+    fn every_invalid_field_is_named() {
+        let mut s = submission("email", json!({"sender": "x"}));
+        s.max_attempts = Some(21);
+        s.idempotency_key = Some(String::new());
+        s.run_after = Some(Utc::now() + Duration::days(400));
+        assert_eq!(
+            pointers(s),
+            [
+                "/payload/sender",
+                "/payload/recipient",
+                "/payload/subject",
+                "/payload/body",
+                "/max_attempts",
+                "/run_after",
+                "/idempotency_key"
+            ]
+        );
+        assert_eq!(pointers(submission("fax", json!({}))), ["/kind"]);
+        let mut zero = submission("noop", json!({}));
+        zero.max_attempts = Some(0);
+        assert_eq!(pointers(zero), ["/max_attempts"]);
+    }
+
+    #[test]
+    fn payload_size_is_limited() {
+        let big = "x".repeat(MAX_PAYLOAD_BYTES);
+        assert_eq!(
+            pointers(submission("noop", json!({ "b": big }))),
+            ["/payload"]
+        );
+        let fits = "x".repeat(MAX_PAYLOAD_BYTES - 10);
+        assert!(validate(submission("noop", json!({ "b": fits }))).is_ok());
+    }
+
+    #[test]
+    fn request_hash_ignores_key_order_but_not_content() {
+        let a: Value =
+            serde_json::from_str(r#"{"a":1,"b":{"y":[1,{"q":2,"p":1}],"x":"s"}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"b":{"x":"s","y":[1,{"p":1,"q":2}]},"a":1}"#).unwrap();
+        let c: Value =
+            serde_json::from_str(r#"{"b":{"x":"s","y":[{"p":1,"q":2},1]},"a":1}"#).unwrap();
+        let h = |v: &Value| request_hash(TaskKind::Noop, v, 5, None);
+        assert_eq!(h(&a), h(&b));
+        assert_ne!(h(&a), h(&c));
+        assert_ne!(h(&a), request_hash(TaskKind::Archive, &a, 5, None));
+        assert_ne!(h(&a), request_hash(TaskKind::Noop, &a, 4, None));
+        assert_ne!(h(&a), request_hash(TaskKind::Noop, &a, 5, Some(Utc::now())));
+    }
+}

@@ -1,0 +1,11 @@
+//! TMS shared crate: the pure domain, the ports the functions depend on, the adapters that
+//! implement them, configuration from the environment and telemetry.
+
+pub mod config;
+pub mod domain;
+pub mod ports;
+pub mod telemetry;
+
+pub mod adapters;
+
+pub use domain::*;

@@ -1,0 +1,281 @@
+//! Ports: the narrow interfaces the functions depend on. Adapters in [`crate::adapters`]
+//! implement them against PostgreSQL, SQS, S3 and SSM; tests implement them in memory.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::{
+    CorrelationId, NewTask, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, Tenant,
+    TransitionError, WorkMessage,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of the task store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the connection broke: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// A row the store read does not fit the domain (a bug or a manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The result of an idempotent create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub task: Task,
+    /// The idempotency key already existed: `task` is the earlier task.
+    pub replayed: bool,
+    /// On a replay: whether the earlier request had the same hash.
+    pub hash_matches: bool,
+}
+
+/// A page request for [`TaskRepository::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<Status>,
+    pub kind: Option<TaskKind>,
+    /// Only tasks with an id below this one (the last id of the previous page).
+    pub before: Option<TaskId>,
+    pub limit: u32,
+}
+
+/// The result of an operator or user command on one task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandOutcome {
+    Done(Task),
+    NotFound,
+    Refused { task: Task, reason: TransitionError },
+}
+
+/// The tasks as the HTTP API sees them: always scoped by tenant.
+#[async_trait]
+pub trait TaskRepository: Send + Sync {
+    /// Inserts the task and its creation event in one transaction; with an idempotency key
+    /// that exists for the tenant, returns the existing task instead.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn create(&self, task: &NewTask) -> Result<Created, StoreError>;
+
+    /// Creates every task in one transaction, each as [`TaskRepository::create`] would.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is created then.
+    async fn create_batch(&self, tasks: &[NewTask]) -> Result<Vec<Created>, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn get(&self, tenant: &Tenant, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// Newest first, at most `query.limit` tasks.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Vec<Task>, StoreError>;
+
+    /// The task's transitions, oldest first; `None` when the tenant has no such task.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn events(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+    ) -> Result<Option<Vec<TaskEvent>>, StoreError>;
+
+    /// `pending | failed → cancelled`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn cancel(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        correlation_id: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError>;
+
+    /// `dead → pending`, attempts reset.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn redrive(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        correlation_id: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError>;
+
+    /// Sets the outbox marker `enqueued_at` once the work messages were sent. Not durable on
+    /// its own: losing it only makes the relay send a duplicate, which is harmless.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database does not answer.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A task a worker claimed: its state after the claim, and the status it was claimed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTask {
+    pub task: Task,
+    pub from: Status,
+}
+
+/// What to record for one claimed task. The target status is the domain's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: TaskId,
+    /// The version the claim returned: a task re-claimed by someone else meanwhile is not
+    /// overwritten.
+    pub version: i64,
+    pub to: Status,
+    pub result: Option<Value>,
+    pub error: Option<TaskError>,
+    /// For `failed`: when to try again, from now.
+    pub retry_in: Option<Duration>,
+    /// The caller sends the retry message itself right after recording, so the outbox marker
+    /// is set in the same statement (and cleared again if that send fails).
+    pub enqueue: bool,
+}
+
+/// The tasks as workers see them: by id, whatever the tenant.
+#[async_trait]
+pub trait WorkStore: Send + Sync {
+    /// Claims every claimable task among `ids` in one statement: due `pending` or `failed`
+    /// tasks, and `running` tasks whose lease expired, all with attempts left.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is claimed then.
+    async fn claim(&self, ids: &[TaskId], lease: Duration) -> Result<Vec<ClaimedTask>, StoreError>;
+
+    /// Records every outcome, with its event, in one statement. Returns the ids recorded; an
+    /// outcome whose task moved on meanwhile (another claim) is not.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is recorded then.
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Clears the outbox marker of tasks whose message could not be sent, so the relay sends it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError>;
+}
+
+/// One work message to send, visible after `delay` (at most 15 minutes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    pub message: WorkMessage,
+    pub delay: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+}
+
+/// The work queue.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Sends the messages (in batches as the queue allows) and returns the ids of the tasks
+    /// whose message was accepted; the others are left to the relay.
+    ///
+    /// # Errors
+    /// [`QueueError`] when nothing could be sent.
+    async fn send(&self, dispatches: &[Dispatch]) -> Result<Vec<TaskId>, QueueError>;
+
+    /// Moves a message that can never be processed to the dead-letter queue, with `reason` as
+    /// a message attribute.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the dead-letter queue cannot be reached.
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    #[error("object store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+}
+
+/// The data bucket.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    fn bucket(&self) -> &str;
+
+    /// # Errors
+    /// [`ObjectError`] when the object could not be stored.
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError>;
+}
+
+/// A secret value that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("secret {0} not found")]
+    NotFound(String),
+    #[error("secret {name} could not be read: {source}")]
+    Unavailable {
+        name: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Reads secrets (SSM `SecureString` parameters, decrypted).
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    /// # Errors
+    /// [`SecretsError`] when the secret is missing or the service fails.
+    async fn get(&self, name: &str) -> Result<Secret, SecretsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

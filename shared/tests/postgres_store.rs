@@ -1,0 +1,467 @@
+//! The PostgreSQL task store against the real cluster, each test on a fresh database.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use tms::ports::{CommandOutcome, ListQuery, Outcome, TaskRepository, WorkStore};
+use tms::{CorrelationId, Status, TaskError, TaskId, TaskKind};
+use tms_testkit::tasks::{new_task, noop, tenant};
+use tms_testkit::TestDb;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn create_inserts_the_task_and_its_first_event() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let task = new_task(
+        "demo",
+        "email",
+        json!({"sender": "a@example.com",
+        "recipient": "b@example.com", "subject": "Hi 'there'; DROP TABLE x; --", "body": "✓ 😀"}),
+        None,
+    );
+    let created = store.create(&task).await.unwrap();
+    assert!(!created.replayed);
+    assert_eq!(created.task.id, task.id);
+    assert_eq!(created.task.status, Status::Pending);
+    assert_eq!(
+        created.task.payload, task.payload,
+        "strings round-trip byte for byte"
+    );
+    assert_eq!(created.task.enqueued_at, None);
+    let events = store.events(&task.tenant, task.id).await.unwrap().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].from, events[0].to, events[0].attempt),
+        (None, Status::Pending, 0)
+    );
+    assert_eq!(events[0].correlation_id, task.correlation_id);
+}
+
+#[tokio::test]
+async fn a_replayed_key_returns_the_same_task_and_reports_a_different_body() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let first = new_task("demo", "noop", json!({"n": 1}), Some("key-1"));
+    let created = store.create(&first).await.unwrap();
+    let again = new_task("demo", "noop", json!({"n": 1}), Some("key-1"));
+    let replay = store.create(&again).await.unwrap();
+    assert!(replay.replayed && replay.hash_matches);
+    assert_eq!(replay.task.id, created.task.id);
+    let other_body = new_task("demo", "noop", json!({"n": 2}), Some("key-1"));
+    let conflict = store.create(&other_body).await.unwrap();
+    assert!(conflict.replayed && !conflict.hash_matches);
+    assert_eq!(conflict.task.id, created.task.id);
+    let other_tenant = new_task("acme", "noop", json!({"n": 2}), Some("key-1"));
+    assert!(
+        !store.create(&other_tenant).await.unwrap().replayed,
+        "keys are per tenant"
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_creates_with_one_key_make_exactly_one_task() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let task = new_task("demo", "noop", json!({"same": true}), Some("race"));
+            tokio::spawn(async move { store.create(&task).await.unwrap() })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut fresh = 0;
+    for a in attempts {
+        let created = a.await.unwrap();
+        ids.insert(created.task.id);
+        fresh += usize::from(!created.replayed);
+        assert!(created.hash_matches);
+    }
+    assert_eq!(ids.len(), 1, "every create returned the same task");
+    assert_eq!(fresh, 1, "exactly one create inserted");
+    let count: i64 = db
+        .admin()
+        .await
+        .query_one("SELECT count(*) FROM tms.tasks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn batch_create_is_one_transaction_with_per_item_results() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .create(&new_task("demo", "noop", json!({}), Some("old")))
+        .await
+        .unwrap();
+    let batch = vec![
+        noop("demo"),
+        new_task("demo", "noop", json!({}), Some("old")),
+        new_task("demo", "noop", json!({"x": 1}), Some("old")),
+    ];
+    let results = store.create_batch(&batch).await.unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(!results[0].replayed);
+    assert!(results[1].replayed && results[1].hash_matches);
+    assert!(results[2].replayed && !results[2].hash_matches);
+}
+
+#[tokio::test]
+async fn reads_are_scoped_by_tenant() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let task = noop("demo");
+    store.create(&task).await.unwrap();
+    let other = tenant("acme");
+    assert!(store.get(&task.tenant, task.id).await.unwrap().is_some());
+    assert!(store.get(&other, task.id).await.unwrap().is_none());
+    assert!(store.events(&other, task.id).await.unwrap().is_none());
+    let c = CorrelationId::generate();
+    assert_eq!(
+        store.cancel(&other, task.id, &c).await.unwrap(),
+        CommandOutcome::NotFound
+    );
+    assert_eq!(
+        store.redrive(&other, task.id, &c).await.unwrap(),
+        CommandOutcome::NotFound
+    );
+    let q = ListQuery {
+        status: None,
+        kind: None,
+        before: None,
+        limit: 10,
+    };
+    assert!(store.list(&other, &q).await.unwrap().is_empty());
+    assert!(store
+        .get(&task.tenant, TaskId::new())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn list_is_newest_first_with_keyset_pages_and_filters() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let kind = if i % 2 == 0 { "noop" } else { "archive" };
+        let task = new_task("demo", kind, json!({"i": i}), None);
+        ids.push(task.id);
+        store.create(&task).await.unwrap();
+    }
+    store.create(&noop("acme")).await.unwrap();
+    ids.reverse();
+    let t = tenant("demo");
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list(
+                &t,
+                &ListQuery {
+                    status: None,
+                    kind: None,
+                    before,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        before = page.last().map(|t| t.id);
+        seen.extend(page.into_iter().map(|t| t.id));
+    }
+    assert_eq!(
+        seen, ids,
+        "all of the tenant's tasks, newest first, no gaps or repeats"
+    );
+    let archives = store
+        .list(
+            &t,
+            &ListQuery {
+                status: None,
+                kind: Some(TaskKind::Archive),
+                before: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(archives.len(), 12);
+    assert!(archives.iter().all(|t| t.kind == TaskKind::Archive));
+    let running = store
+        .list(
+            &t,
+            &ListQuery {
+                status: Some(Status::Running),
+                kind: None,
+                before: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(running.is_empty());
+}
+
+#[tokio::test]
+async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let due = noop("demo");
+    let cancelled = noop("demo");
+    let mut later = noop("demo");
+    later.run_after = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    for t in [&due, &cancelled, &later] {
+        store.create(t).await.unwrap();
+    }
+    store
+        .cancel(&cancelled.tenant, cancelled.id, &CorrelationId::generate())
+        .await
+        .unwrap();
+    let unknown = TaskId::new();
+    let claimed = store
+        .claim(&[due.id, cancelled.id, later.id, unknown], LEASE)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let c = &claimed[0];
+    assert_eq!(
+        (c.task.id, c.from, c.task.status, c.task.attempts),
+        (due.id, Status::Pending, Status::Running, 1)
+    );
+    assert!(c.task.lease_until.is_some());
+    assert!(
+        store.claim(&[due.id], LEASE).await.unwrap().is_empty(),
+        "a leased task is not claimable"
+    );
+    let events = store.events(&due.tenant, due.id).await.unwrap().unwrap();
+    assert_eq!(
+        events.last().map(|e| (e.from, e.to, e.attempt)),
+        Some((Some(Status::Pending), Status::Running, 1))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_with_another_attempt() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let task = noop("demo");
+    store.create(&task).await.unwrap();
+    let first = store
+        .claim(&[task.id], Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = store.claim(&[task.id], LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].from, Status::Running);
+    assert_eq!(again[0].task.attempts, 2);
+    // The first claimant's outcome no longer applies: its version is stale.
+    let stale = Outcome {
+        id: task.id,
+        version: first[0].task.version,
+        to: Status::Succeeded,
+        result: Some(json!({})),
+        error: None,
+        retry_in: None,
+        enqueue: false,
+    };
+    assert!(store.record(&[stale]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn record_writes_every_outcome_and_its_event_in_one_statement() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let tasks: Vec<_> = (0..3).map(|_| noop("demo")).collect();
+    for t in &tasks {
+        store.create(t).await.unwrap();
+    }
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    let claimed = store.claim(&ids, LEASE).await.unwrap();
+    let version = |id: TaskId| {
+        claimed
+            .iter()
+            .find(|c| c.task.id == id)
+            .unwrap()
+            .task
+            .version
+    };
+    let outcomes = vec![
+        Outcome {
+            id: ids[0],
+            version: version(ids[0]),
+            to: Status::Succeeded,
+            result: Some(json!({"ok": true})),
+            error: None,
+            retry_in: None,
+            enqueue: false,
+        },
+        Outcome {
+            id: ids[1],
+            version: version(ids[1]),
+            to: Status::Failed,
+            result: None,
+            error: Some(TaskError::retryable("http_503", "unavailable")),
+            retry_in: Some(Duration::from_secs(30)),
+            enqueue: true,
+        },
+        Outcome {
+            id: ids[2],
+            version: version(ids[2]),
+            to: Status::Dead,
+            result: None,
+            error: Some(TaskError::permanent("http_404", "not found")),
+            retry_in: None,
+            enqueue: false,
+        },
+    ];
+    let mut recorded = store.record(&outcomes).await.unwrap();
+    recorded.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(recorded, want);
+    let t = tenant("demo");
+    let ok = store.get(&t, ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (ok.status, ok.result.clone(), ok.lease_until),
+        (Status::Succeeded, Some(json!({"ok": true})), None)
+    );
+    let failed = store.get(&t, ids[1]).await.unwrap().unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert!(failed.run_after > chrono::Utc::now() + chrono::Duration::seconds(20));
+    assert!(failed.enqueued_at.is_some());
+    assert_eq!(
+        failed.last_error.as_ref().map(|e| e.code.as_str()),
+        Some("http_503")
+    );
+    let dead = store.get(&t, ids[2]).await.unwrap().unwrap();
+    assert_eq!(dead.status, Status::Dead);
+    let events = store.events(&t, ids[2]).await.unwrap().unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.from, last.to, last.attempt),
+        (Some(Status::Running), Status::Dead, 1)
+    );
+    assert_eq!(
+        last.error.as_ref().map(|e| e.code.as_str()),
+        Some("http_404")
+    );
+    assert!(
+        store.record(&outcomes).await.unwrap().is_empty(),
+        "recording twice changes nothing"
+    );
+    store.clear_enqueued(&[ids[1]]).await.unwrap();
+    assert_eq!(
+        store.get(&t, ids[1]).await.unwrap().unwrap().enqueued_at,
+        None
+    );
+}
+
+#[tokio::test]
+async fn cancel_and_redrive_follow_the_lifecycle() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let c = CorrelationId::generate();
+    let task = noop("demo");
+    store.create(&task).await.unwrap();
+    let CommandOutcome::Done(cancelled) = store.cancel(&task.tenant, task.id, &c).await.unwrap()
+    else {
+        panic!("a pending task can be cancelled")
+    };
+    assert_eq!(cancelled.status, Status::Cancelled);
+    match store.cancel(&task.tenant, task.id, &c).await.unwrap() {
+        CommandOutcome::Refused { task, reason } => {
+            assert_eq!(task.status, Status::Cancelled);
+            assert_eq!(reason.to_string(), "cannot cancel a cancelled task");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.redrive(&task.tenant, task.id, &c).await.unwrap(),
+        CommandOutcome::Refused { .. }
+    ));
+
+    let doomed = noop("demo");
+    store.create(&doomed).await.unwrap();
+    let claimed = store.claim(&[doomed.id], LEASE).await.unwrap();
+    store
+        .record(&[Outcome {
+            id: doomed.id,
+            version: claimed[0].task.version,
+            to: Status::Dead,
+            result: None,
+            error: Some(TaskError::permanent("boom", "x")),
+            retry_in: None,
+            enqueue: false,
+        }])
+        .await
+        .unwrap();
+    let CommandOutcome::Done(redriven) =
+        store.redrive(&doomed.tenant, doomed.id, &c).await.unwrap()
+    else {
+        panic!("a dead task can be redriven")
+    };
+    assert_eq!(
+        (redriven.status, redriven.attempts, redriven.enqueued_at),
+        (Status::Pending, 0, None)
+    );
+    let events = store
+        .events(&doomed.tenant, doomed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let path: Vec<_> = events.iter().map(|e| (e.from, e.to)).collect();
+    assert_eq!(
+        path,
+        [
+            (None, Status::Pending),
+            (Some(Status::Pending), Status::Running),
+            (Some(Status::Running), Status::Dead),
+            (Some(Status::Dead), Status::Pending),
+        ]
+    );
+    assert_eq!(events.last().unwrap().correlation_id, c);
+    assert_eq!(
+        store.claim(&[doomed.id], LEASE).await.unwrap().len(),
+        1,
+        "a redriven task runs again"
+    );
+}
+
+#[tokio::test]
+async fn mark_enqueued_sets_the_outbox_marker() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let (a, b) = (noop("demo"), noop("demo"));
+    store.create(&a).await.unwrap();
+    store.create(&b).await.unwrap();
+    store.mark_enqueued(&[a.id]).await.unwrap();
+    store.mark_enqueued(&[]).await.unwrap();
+    let t = tenant("demo");
+    assert!(store
+        .get(&t, a.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .enqueued_at
+        .is_some());
+    assert!(store
+        .get(&t, b.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .enqueued_at
+        .is_none());
+}

@@ -1,0 +1,201 @@
+//! Test support: the project-local services (`scripts/postgres.sh`, `scripts/aws-emulator.sh`),
+//! a fresh database per test cloned from a migrated template, and helpers to build tasks.
+//!
+//! A missing service is a test failure with a message saying how to start it, never a skip.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use tms::adapters::postgres::{migrate, PgSettings, PostgresStore};
+use tms::config::{DatabaseConfig, SslMode};
+use tms::ports::Secret;
+use uuid::Uuid;
+
+pub mod tasks;
+
+/// The repository root (this crate lives in `tools/testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn pg_port() -> u16 {
+    std::env::var("TMS_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(55432)
+}
+
+/// The CA that signed the local cluster's certificate.
+pub fn pg_ca_file() -> PathBuf {
+    repo_root().join(".local/pg/tls/ca.crt")
+}
+
+fn admin_password() -> Secret {
+    let path = repo_root().join(".local/pg/admin.password");
+    let pw = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "the local PostgreSQL cluster is missing ({} not found): run `make test`, or start it \
+             with `scripts/postgres.sh start` before `cargo test`",
+            path.display()
+        )
+    });
+    Secret::new(pw.trim())
+}
+
+/// The local cluster's superuser, connected to `dbname`, TLS verified against the local CA.
+pub fn admin_settings(dbname: &str) -> PgSettings {
+    let db = DatabaseConfig {
+        url: format!("postgres://postgres@127.0.0.1:{}/{dbname}", pg_port()),
+        ssl_mode: SslMode::VerifyFull,
+        ca_file: Some(pg_ca_file()),
+        password_param: None,
+        pool_size: 8,
+        connect_timeout: Duration::from_secs(5),
+    };
+    PgSettings::new(&db, Some(&admin_password())).expect("admin settings")
+}
+
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            tms::telemetry::init_logging();
+        }
+    });
+}
+
+/// Connects as the superuser or fails the test saying how to start the cluster.
+pub async fn admin_client(dbname: &str) -> tokio_postgres::Client {
+    admin_settings(dbname).connect().await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the local PostgreSQL on 127.0.0.1:{} ({e}): run `make test`, or \
+             start it with `scripts/postgres.sh start` before `cargo test`",
+            pg_port()
+        )
+    })
+}
+
+const TEMPLATE_LOCK: i64 = 0x0074_6d73_5f74_706c;
+
+/// Creates (once per schema fingerprint, across test processes) a database with every
+/// migration applied, to clone fresh test databases from.
+async fn template() -> String {
+    let name = format!("tms_tpl_{:016x}", migrate::fingerprint());
+    let admin = admin_client("postgres").await;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .expect("template lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("look up template")
+        .is_some();
+    if !exists {
+        let building = format!("{name}_building");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+            format!("CREATE DATABASE {building}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create template database");
+        }
+        {
+            let mut client = admin_client(&building).await;
+            migrate::migrate(&mut client)
+                .await
+                .expect("migrate template");
+        }
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {building} RENAME TO {name}; ALTER DATABASE {name} IS_TEMPLATE true"
+            ))
+            .await
+            .expect("publish template");
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .expect("template unlock");
+    name
+}
+
+/// A database of its own for one test, migrated, dropped when the value is dropped (unless
+/// `TMS_TEST_KEEP_DB=1`).
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        init_logging();
+        let template = template().await;
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        admin_client("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .expect("create test database");
+        Self { name }
+    }
+
+    /// An empty database without the schema, for migration tests.
+    pub async fn empty() -> Self {
+        init_logging();
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        admin_client("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        Self { name }
+    }
+
+    pub fn admin_settings(&self) -> PgSettings {
+        admin_settings(&self.name)
+    }
+
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        admin_client(&self.name).await
+    }
+
+    /// The settings the functions use.
+    pub fn app_settings(&self) -> PgSettings {
+        self.admin_settings()
+    }
+
+    pub fn store(&self) -> PostgresStore {
+        PostgresStore::new(self.app_settings().pool().expect("pool"))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var("TMS_TEST_KEEP_DB").as_deref() == Ok("1") {
+            eprintln!("keeping test database {}", self.name);
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a thread with its own runtime avoids blocking it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(client) = admin_settings("postgres").connect().await {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

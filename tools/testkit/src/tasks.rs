@@ -1,0 +1,33 @@
+//! Building valid tasks for tests.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tms::domain::webhook::WebhookPolicy;
+use tms::{CorrelationId, NewTask, Source, Submission, Tenant};
+
+pub fn tenant(name: &str) -> Tenant {
+    Tenant::parse(name).expect("valid tenant")
+}
+
+/// A validated task of `kind` with `payload`.
+pub fn new_task(tenant_name: &str, kind: &str, payload: Value, key: Option<&str>) -> NewTask {
+    Submission {
+        kind: kind.into(),
+        payload,
+        idempotency_key: key.map(str::to_owned),
+        run_after: None,
+        max_attempts: None,
+    }
+    .validate(
+        tenant(tenant_name),
+        CorrelationId::generate(),
+        Source::Api,
+        &WebhookPolicy::default(),
+        Utc::now(),
+    )
+    .expect("valid submission")
+}
+
+pub fn noop(tenant_name: &str) -> NewTask {
+    new_task(tenant_name, "noop", json!({}), None)
+}
