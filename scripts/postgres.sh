@@ -4,6 +4,7 @@
 #   scripts/postgres.sh stop    stop it if running
 #   scripts/postgres.sh status  exit 0 when running
 #   scripts/postgres.sh url     the admin connection URL
+# Files: .local/pg/admin.password (superuser), .local/pg/roles.env (login roles), .local/pg/tls/ca.crt.
 # TMS_PG_FAST=1 starts it without fsync (test runs: durability is irrelevant there).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -12,6 +13,9 @@ PGDIR="$LOCAL/pg"
 DATA="$PGDIR/data"
 TLS="$PGDIR/tls"
 PWFILE="$PGDIR/admin.password"
+# Local passwords of the login roles the bootstrapper creates (tms_migrator, tms_app, tms_dev):
+# one set per cluster, shared by `make dev`, `make bootstrap` and the tests.
+ROLES_ENV="$PGDIR/roles.env"
 LOG="$PGDIR/postgres.log"
 
 find_bindir() {
@@ -96,8 +100,16 @@ url() {
     "$(cat "$PWFILE")" "$TMS_PG_PORT" "$TLS/ca.crt"
 }
 
+role_passwords() {
+  [ -f "$ROLES_ENV" ] && return
+  (umask 077
+   printf 'TMS_MIGRATOR_PASSWORD=%s\nTMS_APP_PASSWORD=%s\nTMS_DEV_PASSWORD=%s\n' \
+     "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" > "$ROLES_ENV")
+}
+
 start() {
   [ -f "$DATA/PG_VERSION" ] || init_cluster
+  role_passwords
   if running; then echo reused; return; fi
   if pid_alive "$DATA/postmaster.pid"; then
     die "a PostgreSQL server runs on .local/pg but does not answer on port $TMS_PG_PORT: stop it with 'scripts/postgres.sh stop' (or set TMS_PG_PORT to its port)."

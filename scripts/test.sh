@@ -26,6 +26,10 @@ if command -v psql >/dev/null 2>&1; then
   for db in $(psql "$url" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%'"); do
     psql "$url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done
+  # Roles of the bootstrap tests (prefix tt...), members first.
+  for role in $(psql "$url" -Atc "SELECT rolname FROM pg_roles WHERE rolname ~ '^tt[0-9a-f]{12}_' ORDER BY rolcanlogin DESC"); do
+    psql "$url" -qc "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true
+  done
 fi
 
 say "building and running the test suite (the first build takes several minutes)"

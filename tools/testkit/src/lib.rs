@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
+use tms::adapters::postgres::bootstrap::{self, Logins, Roles};
 use tms::adapters::postgres::{migrate, PgSettings, PostgresStore};
 use tms::config::{DatabaseConfig, SslMode};
 use tms::ports::Secret;
 use uuid::Uuid;
 
+pub mod aws;
+pub mod http;
 pub mod tasks;
 
 /// The repository root (this crate lives in `tools/testkit`).
@@ -59,6 +62,28 @@ pub fn admin_settings(dbname: &str) -> PgSettings {
     PgSettings::new(&db, Some(&admin_password())).expect("admin settings")
 }
 
+/// The login roles' passwords of the local cluster (`.local/pg/roles.env`).
+pub fn logins() -> Logins {
+    let path = repo_root().join(".local/pg/roles.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} not found: run `make test`, or `scripts/postgres.sh start` before `cargo test`",
+            path.display()
+        )
+    });
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(|v| Secret::new(v.trim()))
+            .unwrap_or_else(|| panic!("{key} missing from {}", path.display()))
+    };
+    Logins {
+        migrator: get("TMS_MIGRATOR_PASSWORD"),
+        app: get("TMS_APP_PASSWORD"),
+        dev: get("TMS_DEV_PASSWORD"),
+    }
+}
+
 pub fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -81,10 +106,18 @@ pub async fn admin_client(dbname: &str) -> tokio_postgres::Client {
 
 const TEMPLATE_LOCK: i64 = 0x0074_6d73_5f74_706c;
 
-/// Creates (once per schema fingerprint, across test processes) a database with every
-/// migration applied, to clone fresh test databases from.
+/// The bootstrap's SQL is part of what a template holds.
+fn template_fingerprint() -> u64 {
+    let source = include_str!("../../../shared/src/adapters/postgres/bootstrap.rs");
+    source.bytes().fold(migrate::fingerprint(), |acc, b| {
+        (acc ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Creates (once per schema fingerprint, across test processes) a database bootstrapped with
+/// the default roles and every migration, to clone fresh test databases from.
 async fn template() -> String {
-    let name = format!("tms_tpl_{:016x}", migrate::fingerprint());
+    let name = format!("tms_tpl_{:016x}", template_fingerprint());
     let admin = admin_client("postgres").await;
     admin
         .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
@@ -106,12 +139,9 @@ async fn template() -> String {
                 .await
                 .expect("create template database");
         }
-        {
-            let mut client = admin_client(&building).await;
-            migrate::migrate(&mut client)
-                .await
-                .expect("migrate template");
-        }
+        bootstrap::bootstrap(&admin_settings(&building), &Roles::default(), &logins())
+            .await
+            .expect("bootstrap the template database");
         admin
             .batch_execute(&format!(
                 "ALTER DATABASE {building} RENAME TO {name}; ALTER DATABASE {name} IS_TEMPLATE true"
@@ -137,11 +167,14 @@ impl TestDb {
         init_logging();
         let template = template().await;
         let name = format!("t_{}", Uuid::new_v4().simple());
-        admin_client("postgres")
-            .await
+        let admin = admin_client("postgres").await;
+        admin
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await
             .expect("create test database");
+        bootstrap::grant_database(&admin, &name, &Roles::default())
+            .await
+            .expect("grant the test database");
         Self { name }
     }
 
@@ -165,13 +198,79 @@ impl TestDb {
         admin_client(&self.name).await
     }
 
-    /// The settings the functions use.
+    /// The settings the functions use: the application user `tms_app`, never the admin.
     pub fn app_settings(&self) -> PgSettings {
         self.admin_settings()
+            .with_login(&Roles::default().app(), &logins().app)
+    }
+
+    /// A login of the default roles (`tms_migrator`, `tms_app` or `tms_dev`).
+    pub async fn connect_as(&self, user: &str, password: &Secret) -> tokio_postgres::Client {
+        self.admin_settings()
+            .with_login(user, password)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
     }
 
     pub fn store(&self) -> PostgresStore {
         PostgresStore::new(self.app_settings().pool().expect("pool"))
+    }
+}
+
+/// Login roles with a prefix of their own (roles are cluster-wide), dropped with their
+/// privileges when the value is dropped. Declare it before the [`TestDb`] it is used in, so the
+/// database is dropped first.
+pub struct TestRoles {
+    pub roles: Roles,
+    pub logins: Logins,
+}
+
+impl TestRoles {
+    pub fn new() -> Self {
+        let prefix = format!("tt{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let pw = |who: &str| Secret::new(format!("{who}-{}", Uuid::new_v4().simple()));
+        Self {
+            roles: Roles::with_prefix(&prefix).expect("valid prefix"),
+            logins: Logins {
+                migrator: pw("migrator"),
+                app: pw("app"),
+                dev: pw("dev"),
+            },
+        }
+    }
+}
+
+impl Default for TestRoles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestRoles {
+    fn drop(&mut self) {
+        let names: Vec<String> = self
+            .roles
+            .pairs()
+            .into_iter()
+            .flat_map(|(g, u)| [u, g])
+            .collect();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(client) = admin_settings("postgres").connect().await {
+                    for name in names {
+                        let _ = client
+                            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                            .await;
+                    }
+                }
+            });
+        })
+        .join();
     }
 }
 

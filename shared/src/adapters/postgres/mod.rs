@@ -1,5 +1,6 @@
 //! PostgreSQL adapter: connection settings with TLS, the pool, migrations and the task store.
 
+pub mod bootstrap;
 mod error;
 pub mod migrate;
 mod pool;

@@ -1,0 +1,204 @@
+//! The database bootstrapper function: one handler for CloudFormation custom resources,
+//! Terraform `aws_lambda_invocation` and direct invocations. The work itself
+//! ([`tms::adapters::postgres::bootstrap`]) is behind the [`Bootstrap`] port so the response
+//! contract can be tested with failing, panicking and slow fakes.
+
+pub mod cfn;
+mod config;
+pub mod event;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest as CfnRequest;
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::{json, Value};
+use tms::adapters::postgres::bootstrap::{self, BootstrapError, BootstrapReport, Logins};
+use tms::adapters::postgres::{PgSettings, PgSetupError};
+use tms::ports::{Secret, Secrets, SecretsError};
+
+pub use config::Config;
+use event::{Invocation, TerraformAction};
+
+/// Time kept back from the invocation's deadline to deliver the response.
+pub const RESPONSE_MARGIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("the admin secret {0} is neither a password nor JSON with a \"password\" field")]
+    AdminSecret(String),
+    #[error(transparent)]
+    Setup(#[from] PgSetupError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+}
+
+/// The work of one bootstrap.
+#[async_trait]
+pub trait Bootstrap: Send + Sync {
+    /// # Errors
+    /// [`BootError`] saying which step failed, never containing a password.
+    async fn run(&self) -> Result<BootstrapReport, BootError>;
+}
+
+/// The real work: secrets from SSM, then roles, privileges and migrations.
+pub struct DatabaseBootstrap {
+    config: Config,
+    secrets: Arc<dyn Secrets>,
+}
+
+impl DatabaseBootstrap {
+    pub fn new(config: Config, secrets: Arc<dyn Secrets>) -> Self {
+        Self { config, secrets }
+    }
+}
+
+/// The admin secret: a bare password, or JSON `{"username"?, "password"}` (the shape of an RDS
+/// managed master secret).
+fn admin_login(param: &str, secret: &Secret) -> Result<(Option<String>, Secret), BootError> {
+    let raw = secret.expose().trim();
+    if raw.starts_with('{') {
+        let v: Value =
+            serde_json::from_str(raw).map_err(|_| BootError::AdminSecret(param.to_owned()))?;
+        let password = v
+            .get("password")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BootError::AdminSecret(param.to_owned()))?;
+        let user = v.get("username").and_then(Value::as_str).map(str::to_owned);
+        Ok((user, Secret::new(password)))
+    } else {
+        Ok((None, Secret::new(raw)))
+    }
+}
+
+#[async_trait]
+impl Bootstrap for DatabaseBootstrap {
+    async fn run(&self) -> Result<BootstrapReport, BootError> {
+        let c = &self.config;
+        let s = &self.secrets;
+        let (admin, migrator, app, dev) = futures::try_join!(
+            s.get(&c.admin_secret_param),
+            s.get(&c.migrator_password_param),
+            s.get(&c.app_password_param),
+            s.get(&c.dev_password_param),
+        )?;
+        let (user, password) = admin_login(&c.admin_secret_param, &admin)?;
+        let mut settings = PgSettings::new(&c.database, Some(&password))?;
+        if let Some(user) = user {
+            settings = settings.with_login(&user, &password);
+        }
+        let logins = Logins { migrator, app, dev };
+        Ok(bootstrap::bootstrap(&settings, &c.roles, &logins).await?)
+    }
+}
+
+pub struct Deps {
+    pub bootstrap: Arc<dyn Bootstrap>,
+    pub http: reqwest::Client,
+}
+
+/// Runs the work in its own task so a panic is caught, and under a timeout that leaves
+/// [`RESPONSE_MARGIN`] before the invocation's deadline.
+async fn run_guarded(
+    work: Arc<dyn Bootstrap>,
+    deadline: SystemTime,
+) -> Result<BootstrapReport, String> {
+    let budget = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(RESPONSE_MARGIN)
+        .max(Duration::from_millis(100));
+    match tokio::time::timeout(budget, tokio::spawn(async move { work.run().await })).await {
+        Ok(Ok(Ok(report))) => Ok(report),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(join)) if join.is_panic() => {
+            Err("the bootstrap panicked (see the function's log)".into())
+        }
+        Ok(Err(join)) => Err(format!("the bootstrap was cancelled: {join}")),
+        Err(_) => Err(format!(
+            "the bootstrap did not finish within {} s, before the function's deadline",
+            budget.as_secs()
+        )),
+    }
+}
+
+fn report_json(report: &BootstrapReport) -> Value {
+    json!({"status": "ok", "report": report})
+}
+
+/// Handles one invocation of any of the three shapes.
+///
+/// # Errors
+/// For Terraform and direct invocations, the failure of the work (so the caller sees it); a
+/// CloudFormation event fails only when its response cannot be delivered.
+#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
+pub async fn function_handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let deadline = event.context.deadline();
+    match event::classify(&event.payload)? {
+        Invocation::CloudFormation(request) => {
+            let ids = cfn::RequestIds::of(&request);
+            let outcome = match *request {
+                // NOTE: Delete never touches the database (data is never dropped), and so also
+                // succeeds for the Delete that follows a failed Create.
+                CfnRequest::Delete(_) => Ok(HashMap::new()),
+                _ => run_guarded(deps.bootstrap.clone(), deadline)
+                    .await
+                    .map(|r| {
+                        HashMap::from([
+                            ("Database".to_owned(), r.database),
+                            (
+                                "MigrationsApplied".to_owned(),
+                                r.migrations_applied.len().to_string(),
+                            ),
+                        ])
+                    }),
+            };
+            match &outcome {
+                Ok(_) => {
+                    tracing::info!(logical_id = %ids.logical_resource_id, "bootstrap succeeded")
+                }
+                Err(reason) => {
+                    tracing::error!(logical_id = %ids.logical_resource_id, %reason, "bootstrap failed")
+                }
+            }
+            let failed = outcome.is_err();
+            let body = cfn::response_body(&ids, outcome);
+            cfn::deliver(&deps.http, &ids.response_url, body).await?;
+            Ok(json!({"status": if failed { "FAILED" } else { "SUCCESS" }}))
+        }
+        Invocation::Terraform(TerraformAction::Delete) => {
+            Ok(json!({"status": "skipped", "reason": "delete leaves the database as it is"}))
+        }
+        Invocation::Terraform(_) | Invocation::Direct => {
+            let report = run_guarded(deps.bootstrap.clone(), deadline).await?;
+            tracing::info!(
+                roles_created = report.roles_created.len(),
+                migrations_applied = report.migrations_applied.len(),
+                "bootstrap succeeded"
+            );
+            Ok(report_json(&report))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_secret_shapes() {
+        let (user, pw) = admin_login("p", &Secret::new("plain")).unwrap();
+        assert_eq!((user, pw.expose()), (None, "plain"));
+        let rds = Secret::new(r#"{"username":"master","password":"s3cret"}"#);
+        let (user, pw) = admin_login("p", &rds).unwrap();
+        assert_eq!((user.as_deref(), pw.expose()), (Some("master"), "s3cret"));
+        let err = admin_login("/x", &Secret::new(r#"{"user":"a"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/x") && !err.contains("user\":"), "{err}");
+    }
+}

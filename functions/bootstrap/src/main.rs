@@ -1,0 +1,23 @@
+use std::sync::Arc;
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use tms::adapters::{aws, ssm::SsmSecrets};
+use tms::config::Env;
+use tms_bootstrap::{function_handler, Config, DatabaseBootstrap, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tms::telemetry::init_logging();
+    let config = Config::from_env(&Env::process())?;
+    let aws = aws::load_config().await;
+    let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
+    let deps = Deps {
+        bootstrap: Arc::new(DatabaseBootstrap::new(config, secrets)),
+        http: reqwest::Client::new(),
+    };
+    run(service_fn(|event: LambdaEvent<Value>| {
+        function_handler(&deps, event)
+    }))
+    .await
+}
