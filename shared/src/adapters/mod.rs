@@ -4,5 +4,9 @@
 pub mod aws;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 #[cfg(feature = "ssm")]
 pub mod ssm;

@@ -77,3 +77,109 @@ pub async fn put_secret(name: &str, value: &str) {
         );
     }
 }
+
+/// A queue of its own for one test; with `dlq`, a dead-letter queue after `max_receives`.
+pub struct TestQueue {
+    pub url: String,
+    pub dlq_url: Option<String>,
+    pub client: aws_sdk_sqs::Client,
+}
+
+impl TestQueue {
+    pub async fn new(config: &SdkConfig, dlq_after: Option<i32>) -> Self {
+        let client = aws_sdk_sqs::Client::new(config);
+        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let mut dlq_url = None;
+        let mut create = client.create_queue().queue_name(&name);
+        if let Some(max) = dlq_after {
+            let dlq = client
+                .create_queue()
+                .queue_name(format!("{name}-dlq"))
+                .send()
+                .await
+                .expect("create dead-letter queue")
+                .queue_url
+                .expect("queue url");
+            let arn = client
+                .get_queue_attributes()
+                .queue_url(&dlq)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .expect("dead-letter queue arn")
+                .attributes
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                        .cloned()
+                })
+                .expect("queue arn");
+            create = create.attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max.to_string()})
+                    .to_string(),
+            );
+            dlq_url = Some(dlq);
+        }
+        let url = create
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        Self {
+            url,
+            dlq_url,
+            client,
+        }
+    }
+
+    /// Receives up to `max` messages (waiting up to a second per call) and deletes them.
+    pub async fn drain(&self, url: &str, max: usize) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        for _ in 0..50 {
+            if all.len() >= max {
+                break;
+            }
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("receive");
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() && !all.is_empty() {
+                break;
+            }
+            for m in &batch {
+                if let Some(handle) = m.receipt_handle() {
+                    let _ = self
+                        .client
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await;
+                }
+            }
+            all.extend(batch);
+        }
+        all
+    }
+}
+
+/// A bucket of its own for one test.
+pub async fn test_bucket(config: &SdkConfig) -> (aws_sdk_s3::Client, String) {
+    let client = tms::adapters::s3::client(config);
+    let bucket = format!("t-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    (client, bucket)
+}

@@ -35,3 +35,5 @@ pub fn init_logging() {
     };
     drop(result);
 }
+
+pub mod metrics;

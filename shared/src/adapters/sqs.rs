@@ -1,0 +1,148 @@
+//! [`SqsWorkQueue`]: work messages on SQS, sent in batches of ten, several batches in flight.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use futures::stream::{self, StreamExt};
+
+use crate::domain::{TaskId, CORRELATION_ATTRIBUTE};
+use crate::ports::{Dispatch, QueueError, WorkQueue};
+
+/// SQS accepts at most ten messages per batch and a delay of at most 15 minutes.
+pub const BATCH_SIZE: usize = 10;
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+/// Batches sent at once.
+const BATCHES_IN_FLIGHT: usize = 8;
+/// The attribute that says why a message was moved to the dead-letter queue.
+pub const REASON_ATTRIBUTE: &str = "tms_dead_letter_reason";
+
+#[derive(Clone)]
+pub struct SqsWorkQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    dead_letter_url: Option<String>,
+}
+
+impl SqsWorkQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_url: None,
+        }
+    }
+
+    pub fn with_dead_letter_queue(mut self, url: impl Into<String>) -> Self {
+        self.dead_letter_url = Some(url.into());
+        self
+    }
+
+    fn string_attribute(value: &str) -> MessageAttributeValue {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .expect("data type is set")
+    }
+
+    async fn send_batch(&self, batch: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
+        let entries = batch
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let body = serde_json::to_string(&d.message).expect("a work message serialises");
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .delay_seconds(d.delay.min(MAX_DELAY).as_secs() as i32)
+                    .message_attributes(
+                        CORRELATION_ATTRIBUTE,
+                        Self::string_attribute(d.message.correlation_id.as_str()),
+                    )
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Unavailable(
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                        .to_string()
+                        .into(),
+                )
+            })?;
+        for failed in out.failed() {
+            tracing::warn!(
+                entry = failed.id(),
+                code = failed.code(),
+                message = failed.message(),
+                "work message not accepted; the relay will send it"
+            );
+        }
+        Ok(out
+            .successful()
+            .iter()
+            .filter_map(|ok| ok.id().parse::<usize>().ok())
+            .filter_map(|i| batch.get(i).map(|d| d.message.task_id))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqsWorkQueue {
+    #[tracing::instrument(skip_all, fields(count = dispatches.len()))]
+    async fn send(&self, dispatches: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
+        let batches: Vec<_> = dispatches
+            .chunks(BATCH_SIZE)
+            .map(|batch| self.send_batch(batch))
+            .collect();
+        let results: Vec<_> = stream::iter(batches)
+            .buffer_unordered(BATCHES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut sent = Vec::with_capacity(dispatches.len());
+        let mut last_error = None;
+        for result in results {
+            match result {
+                Ok(ids) => sent.extend(ids),
+                Err(e) => {
+                    tracing::warn!(error = %e, "work message batch not sent; the relay will send it");
+                    last_error = Some(e);
+                }
+            }
+        }
+        match last_error {
+            Some(e) if sent.is_empty() => Err(e),
+            _ => Ok(sent),
+        }
+    }
+
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
+        let url = self
+            .dead_letter_url
+            .as_deref()
+            .ok_or_else(|| QueueError::Unavailable("no dead-letter queue is configured".into()))?;
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .message_attributes(REASON_ATTRIBUTE, Self::string_attribute(reason))
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Unavailable(
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                        .to_string()
+                        .into(),
+                )
+            })?;
+        Ok(())
+    }
+}

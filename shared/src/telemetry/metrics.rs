@@ -1,0 +1,300 @@
+//! Metrics as CloudWatch Embedded Metric Format (EMF) lines on stdout: CloudWatch Logs turns
+//! each line into metric data points, with no API call and no agent.
+//!
+//! Every metric carries the dimension `Service=tms` (alarms select on it); some add more (such
+//! as `Kind`).
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+pub const NAMESPACE: &str = "TMS";
+pub const SERVICE: &str = "tms";
+
+pub const TASKS_CREATED: &str = "TasksCreated";
+pub const TASKS_SUCCEEDED: &str = "TasksSucceeded";
+pub const TASKS_FAILED: &str = "TasksFailed";
+pub const TASKS_DEAD: &str = "TasksDead";
+pub const TASK_LATENCY_MS: &str = "TaskLatencyMs";
+pub const EXECUTOR_DURATION_MS: &str = "ExecutorDurationMs";
+pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
+pub const IMPORT_ROWS_ACCEPTED: &str = "ImportRowsAccepted";
+pub const IMPORT_ROWS_REJECTED: &str = "ImportRowsRejected";
+
+/// Where metric lines go.
+pub trait MetricSink: Send + Sync {
+    fn emit(&self, line: String);
+}
+
+/// Standard output, which Lambda forwards to CloudWatch Logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdoutSink;
+
+impl MetricSink for StdoutSink {
+    fn emit(&self, line: String) {
+        println!("{line}");
+    }
+}
+
+/// Keeps the lines, for tests.
+#[derive(Debug, Default)]
+pub struct MemorySink(Mutex<Vec<String>>);
+
+impl MemorySink {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("metric lines").clone()
+    }
+}
+
+impl MetricSink for MemorySink {
+    fn emit(&self, line: String) {
+        self.0.lock().expect("metric lines").push(line);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Seconds,
+}
+
+impl Unit {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Count => "Count",
+            Self::Milliseconds => "Milliseconds",
+            Self::Seconds => "Seconds",
+        }
+    }
+}
+
+/// Values sharing one set of dimensions, written as one EMF line.
+#[derive(Debug, Clone)]
+pub struct MetricSet {
+    dimensions: Vec<(&'static str, String)>,
+    values: Vec<(&'static str, Unit, f64)>,
+    properties: Map<String, Value>,
+}
+
+impl Default for MetricSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetricSet {
+    pub fn new() -> Self {
+        Self {
+            dimensions: vec![("Service", SERVICE.to_owned())],
+            values: Vec::new(),
+            properties: Map::new(),
+        }
+    }
+
+    pub fn dimension(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.dimensions.push((name, value.into()));
+        self
+    }
+
+    pub fn count(mut self, name: &'static str, value: u64) -> Self {
+        self.values.push((name, Unit::Count, value as f64));
+        self
+    }
+
+    pub fn millis(mut self, name: &'static str, value: f64) -> Self {
+        self.values.push((name, Unit::Milliseconds, value));
+        self
+    }
+
+    pub fn seconds(mut self, name: &'static str, value: f64) -> Self {
+        self.values.push((name, Unit::Seconds, value));
+        self
+    }
+
+    /// A searchable field that is not a dimension (a correlation id, a task id).
+    pub fn property(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.properties.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The EMF document for these values at `timestamp_ms`.
+    pub fn to_json(&self, timestamp_ms: u64) -> Value {
+        let mut root = self.properties.clone();
+        let names: Vec<&str> = self.dimensions.iter().map(|(n, _)| *n).collect();
+        for (name, value) in &self.dimensions {
+            root.insert((*name).to_owned(), json!(value));
+        }
+        let metrics: Vec<Value> = self
+            .values
+            .iter()
+            .map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
+        for (name, _, value) in &self.values {
+            root.insert((*name).to_owned(), json!(value));
+        }
+        root.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [names],
+                    "Metrics": metrics,
+                }],
+            }),
+        );
+        Value::Object(root)
+    }
+
+    /// Writes the line (nothing when there are no values).
+    pub fn emit(&self, sink: &dyn MetricSink) {
+        if self.is_empty() {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        sink.emit(self.to_json(now).to_string());
+    }
+}
+
+/// Checks one line against the EMF specification's structure: the `_aws` metadata with a
+/// timestamp, each directive's namespace, dimension sets and metric definitions, and a root
+/// member for every dimension and metric named. Returns the metric values by name.
+///
+/// # Errors
+/// What is missing or malformed.
+pub fn parse_emf(line: &str) -> Result<Map<String, Value>, String> {
+    let root: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let root = root.as_object().ok_or("not a JSON object")?;
+    let aws = root
+        .get("_aws")
+        .and_then(Value::as_object)
+        .ok_or("no _aws object")?;
+    aws.get("Timestamp")
+        .and_then(Value::as_u64)
+        .ok_or("_aws.Timestamp is not a number of milliseconds")?;
+    let directives = aws
+        .get("CloudWatchMetrics")
+        .and_then(Value::as_array)
+        .filter(|d| !d.is_empty())
+        .ok_or("_aws.CloudWatchMetrics is not a non-empty array")?;
+    let mut values = Map::new();
+    for d in directives {
+        let namespace = d
+            .get("Namespace")
+            .and_then(Value::as_str)
+            .ok_or("a directive has no Namespace")?;
+        if namespace.is_empty() || namespace.len() > 255 {
+            return Err("Namespace must be 1-255 characters".into());
+        }
+        let sets = d
+            .get("Dimensions")
+            .and_then(Value::as_array)
+            .ok_or("a directive has no Dimensions")?;
+        for set in sets {
+            let set = set.as_array().ok_or("a dimension set is not an array")?;
+            if set.len() > 30 {
+                return Err("a dimension set has more than 30 keys".into());
+            }
+            for key in set {
+                let key = key.as_str().ok_or("a dimension key is not a string")?;
+                if !root.get(key).is_some_and(Value::is_string) {
+                    return Err(format!("dimension {key} has no string value at the root"));
+                }
+            }
+        }
+        let metrics = d
+            .get("Metrics")
+            .and_then(Value::as_array)
+            .ok_or("a directive has no Metrics")?;
+        if metrics.is_empty() || metrics.len() > 100 {
+            return Err("a directive must define 1-100 metrics".into());
+        }
+        for m in metrics {
+            let name = m
+                .get("Name")
+                .and_then(Value::as_str)
+                .ok_or("a metric has no Name")?;
+            if let Some(unit) = m.get("Unit") {
+                unit.as_str().ok_or("a metric Unit is not a string")?;
+            }
+            let value = root
+                .get(name)
+                .ok_or_else(|| format!("metric {name} has no value at the root"))?;
+            let numeric = value.is_number()
+                || value
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_number));
+            if !numeric {
+                return Err(format!("metric {name} is not a number"));
+            }
+            values.insert(name.to_owned(), value.clone());
+        }
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_set_is_one_valid_emf_line() {
+        let sink = MemorySink::default();
+        MetricSet::new()
+            .dimension("Kind", "email")
+            .count(TASKS_SUCCEEDED, 3)
+            .millis(EXECUTOR_DURATION_MS, 12.5)
+            .property("correlation_id", "c-1")
+            .emit(&sink);
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 1);
+        let values = parse_emf(&lines[0]).unwrap();
+        assert_eq!(values[TASKS_SUCCEEDED], json!(3.0));
+        assert_eq!(values[EXECUTOR_DURATION_MS], json!(12.5));
+        let v: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "TMS");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Service", "Kind"]])
+        );
+        assert_eq!(v["Service"], "tms");
+        assert_eq!(v["Kind"], "email");
+        assert_eq!(v["correlation_id"], "c-1");
+    }
+
+    #[test]
+    fn an_empty_set_writes_nothing() {
+        let sink = MemorySink::default();
+        MetricSet::new().emit(&sink);
+        assert!(sink.lines().is_empty());
+    }
+
+    #[test]
+    fn the_checker_rejects_malformed_lines() {
+        let good = MetricSet::new().count(TASKS_DEAD, 1).to_json(1);
+        assert!(parse_emf(&good.to_string()).is_ok());
+        let mut no_ts = good.clone();
+        no_ts["_aws"].as_object_mut().unwrap().remove("Timestamp");
+        let mut no_value = good.clone();
+        no_value.as_object_mut().unwrap().remove(TASKS_DEAD);
+        let mut no_dim = good.clone();
+        no_dim.as_object_mut().unwrap().remove("Service");
+        let mut no_ns = good.clone();
+        no_ns["_aws"]["CloudWatchMetrics"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("Namespace");
+        for bad in [no_ts, no_value, no_dim, no_ns, json!({"a": 1}), json!([1])] {
+            assert!(parse_emf(&bad.to_string()).is_err(), "{bad}");
+        }
+        assert!(parse_emf("not json").is_err());
+    }
+}

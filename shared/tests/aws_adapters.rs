@@ -1,0 +1,148 @@
+//! The SQS, S3 and SSM adapters against the AWS emulator.
+
+use std::time::Duration;
+
+use tms::adapters::s3::S3ObjectStore;
+use tms::adapters::sqs::{SqsWorkQueue, REASON_ATTRIBUTE};
+use tms::adapters::ssm::SsmSecrets;
+use tms::ports::{Dispatch, ObjectStore, Secrets, SecretsError, WorkQueue};
+use tms::{CorrelationId, TaskId, WorkMessage, CORRELATION_ATTRIBUTE};
+use tms_testkit::aws::{put_secure_parameter, sdk_config, test_bucket, TestQueue};
+use tms_testkit::tasks::tenant;
+
+fn dispatch(delay: Duration) -> Dispatch {
+    Dispatch {
+        message: WorkMessage {
+            task_id: TaskId::new(),
+            tenant: tenant("demo"),
+            correlation_id: CorrelationId::generate(),
+        },
+        delay,
+    }
+}
+
+#[tokio::test]
+async fn sends_work_pointers_in_batches_with_the_correlation_attribute() {
+    let aws = sdk_config().await;
+    let q = TestQueue::new(&aws, None).await;
+    let queue = SqsWorkQueue::new(q.client.clone(), &q.url);
+    let dispatches: Vec<_> = (0..25).map(|_| dispatch(Duration::ZERO)).collect();
+    let mut sent = queue.send(&dispatches).await.unwrap();
+    sent.sort();
+    let mut want: Vec<_> = dispatches.iter().map(|d| d.message.task_id).collect();
+    want.sort();
+    assert_eq!(sent, want, "all 25 accepted across three batches");
+    let received = q.drain(&q.url, 25).await;
+    assert_eq!(received.len(), 25);
+    for m in received {
+        let msg: WorkMessage = serde_json::from_str(m.body().unwrap()).unwrap();
+        let original = dispatches
+            .iter()
+            .find(|d| d.message.task_id == msg.task_id)
+            .unwrap();
+        assert_eq!(msg, original.message);
+        let attr = m
+            .message_attributes()
+            .unwrap()
+            .get(CORRELATION_ATTRIBUTE)
+            .unwrap();
+        assert_eq!(attr.string_value(), Some(msg.correlation_id.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_delayed_message_stays_invisible_until_due() {
+    let aws = sdk_config().await;
+    let q = TestQueue::new(&aws, None).await;
+    let queue = SqsWorkQueue::new(q.client.clone(), &q.url);
+    queue
+        .send(&[dispatch(Duration::from_secs(3))])
+        .await
+        .unwrap();
+    let early = q
+        .client
+        .receive_message()
+        .queue_url(&q.url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        early.messages.unwrap_or_default().is_empty(),
+        "not visible before its delay"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(q.drain(&q.url, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn dead_letter_carries_the_reason() {
+    let aws = sdk_config().await;
+    let q = TestQueue::new(&aws, Some(5)).await;
+    let dlq = q.dlq_url.clone().unwrap();
+    let queue = SqsWorkQueue::new(q.client.clone(), &q.url).with_dead_letter_queue(&dlq);
+    queue
+        .dead_letter("not json", "malformed: expected value")
+        .await
+        .unwrap();
+    let got = q.drain(&dlq, 1).await;
+    assert_eq!(got[0].body(), Some("not json"));
+    let reason = got[0]
+        .message_attributes()
+        .unwrap()
+        .get(REASON_ATTRIBUTE)
+        .unwrap();
+    assert_eq!(reason.string_value(), Some("malformed: expected value"));
+    let without = SqsWorkQueue::new(q.client.clone(), &q.url);
+    assert!(without.dead_letter("x", "y").await.is_err());
+}
+
+#[tokio::test]
+async fn an_unreachable_queue_is_an_error_not_a_silent_success() {
+    let aws = sdk_config().await;
+    let q = TestQueue::new(&aws, None).await;
+    let missing = format!("{}-missing", q.url);
+    let queue = SqsWorkQueue::new(q.client.clone(), missing);
+    assert!(queue.send(&[dispatch(Duration::ZERO)]).await.is_err());
+}
+
+#[tokio::test]
+async fn puts_objects_in_the_bucket() {
+    let aws = sdk_config().await;
+    let (client, bucket) = test_bucket(&aws).await;
+    let store = S3ObjectStore::new(client.clone(), &bucket);
+    store
+        .put(
+            "emails/2026/11/22/x.json",
+            b"{\"a\":1}".to_vec(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let got = client
+        .get_object()
+        .bucket(&bucket)
+        .key("emails/2026/11/22/x.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("application/json"));
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"{\"a\":1}"
+    );
+    let missing = S3ObjectStore::new(client, format!("{bucket}-missing"));
+    assert!(missing.put("k", vec![], "text/plain").await.is_err());
+}
+
+#[tokio::test]
+async fn reads_secure_parameters_decrypted() {
+    let aws = sdk_config().await;
+    let name = format!("/test/{}/secret", uuid::Uuid::new_v4().simple());
+    put_secure_parameter(&aws, &name, "s3cret value").await;
+    let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(&aws));
+    assert_eq!(secrets.get(&name).await.unwrap().expose(), "s3cret value");
+    assert!(matches!(
+        secrets.get("/test/missing/x").await,
+        Err(SecretsError::NotFound(_))
+    ));
+}
