@@ -35,7 +35,8 @@ CREATE TABLE tms.tasks (
     id              uuid        PRIMARY KEY,
     tenant          text        NOT NULL CHECK (tenant ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'),
     kind            text        NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_]{0,31}$'),
-    payload         jsonb       NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
+    -- json, not jsonb: stored as given, so it reads back exactly as it was written.
+    payload         json        NOT NULL CHECK (json_typeof(payload) = 'object'),
     status          text        NOT NULL DEFAULT 'pending'
                     CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'dead', 'cancelled')),
     attempts        integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),

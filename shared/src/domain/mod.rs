@@ -17,7 +17,10 @@ pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
 pub use status::{Lifecycle, LifecycleEvent, Status, TransitionError, ALLOWED_TRANSITIONS};
 pub use submission::{
-    NewTask, Source, Submission, DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES,
+    validate_idempotency_key, NewTask, Source, Submission, DEFAULT_MAX_ATTEMPTS,
+    IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES,
 };
 pub use task::{ErrorClass, Task, TaskError, TaskEvent};
-pub use validation::{validate_payload, EmailAddress, FieldError, ValidationErrors};
+pub use validation::{
+    validate_payload, EmailAddress, FieldError, ValidationErrors, WEBHOOK_METHODS,
+};

@@ -1,22 +1,20 @@
 //! A submission (from the API, a queue message or an import row) and its validation into a
 //! [`NewTask`] ready to be stored.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::ids::{CorrelationId, ImportId, TaskId, Tenant};
 use super::kind::TaskKind;
-use super::validation::{validate_payload, FieldError, ValidationErrors};
+use super::validation::{pointer_token, validate_payload, FieldError, ValidationErrors};
 use super::webhook::WebhookPolicy;
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 pub const IDEMPOTENCY_KEY_MAX: usize = 2048;
-/// How far ahead `run_after` may be scheduled.
-pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 366;
 
 /// Where a task came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +73,6 @@ impl Submission {
         correlation_id: CorrelationId,
         source: Source,
         policy: &WebhookPolicy,
-        now: DateTime<Utc>,
     ) -> Result<NewTask, ValidationErrors> {
         let mut errors = Vec::new();
         let kind = TaskKind::parse(&self.kind).map_err(|e| errors.push(e)).ok();
@@ -85,6 +82,8 @@ impl Submission {
                 "/payload",
                 format!("must be at most {MAX_PAYLOAD_BYTES} bytes as JSON, is {payload_size}"),
             ));
+        } else if let Some(pointer) = first_nul(&self.payload, "/payload") {
+            errors.push(FieldError::new(pointer, "must not contain NUL characters"));
         } else if let Some(kind) = kind {
             if let Err(e) = validate_payload(kind, &self.payload, policy) {
                 errors.extend(e.0);
@@ -96,14 +95,6 @@ impl Submission {
                 "/max_attempts",
                 format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
             ));
-        }
-        if let Some(run_after) = self.run_after {
-            if run_after > now + Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
-                errors.push(FieldError::new(
-                    "/run_after",
-                    format!("must be at most {MAX_SCHEDULE_AHEAD_DAYS} days ahead"),
-                ));
-            }
         }
         if let Some(key) = &self.idempotency_key {
             if let Err(e) = validate_idempotency_key(key) {
@@ -128,6 +119,27 @@ impl Submission {
             }
             _ => Err(ValidationErrors(errors)),
         }
+    }
+}
+
+/// The pointer of the first string (value or key) holding a NUL character, which PostgreSQL
+/// cannot store in JSON.
+fn first_nul(value: &Value, pointer: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(pointer.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_nul(v, &format!("{pointer}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let child = format!("{pointer}/{}", pointer_token(k));
+            if k.contains('\0') {
+                Some(child)
+            } else {
+                first_nul(v, &child)
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -221,7 +233,6 @@ mod tests {
             CorrelationId::generate(),
             Source::Api,
             &WebhookPolicy::default(),
-            Utc::now(),
         )
     }
 
@@ -247,7 +258,6 @@ mod tests {
         let mut s = submission("email", json!({"sender": "x"}));
         s.max_attempts = Some(21);
         s.idempotency_key = Some(String::new());
-        s.run_after = Some(Utc::now() + Duration::days(400));
         assert_eq!(
             pointers(s),
             [
@@ -256,7 +266,6 @@ mod tests {
                 "/payload/subject",
                 "/payload/body",
                 "/max_attempts",
-                "/run_after",
                 "/idempotency_key"
             ]
         );
@@ -264,6 +273,21 @@ mod tests {
         let mut zero = submission("noop", json!({}));
         zero.max_attempts = Some(0);
         assert_eq!(pointers(zero), ["/max_attempts"]);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_where_they_are() {
+        assert_eq!(
+            pointers(submission("noop", json!({"a": {"b": ["ok", "x\u{0}y"]}}))),
+            ["/payload/a/b/1"]
+        );
+        assert_eq!(
+            pointers(submission("noop", json!({"k\u{0}": 1}))),
+            ["/payload/k\u{0}"]
+        );
+        let mut keyed = submission("noop", json!({}));
+        keyed.idempotency_key = Some("a\u{0}b".into());
+        assert_eq!(pointers(keyed), ["/idempotency_key"]);
     }
 
     #[test]

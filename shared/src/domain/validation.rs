@@ -106,7 +106,7 @@ impl EmailAddress {
 
 /// A DNS name of at least two labels, each 1–63 letters, digits or hyphens, not starting or
 /// ending with a hyphen; the last label is not all digits.
-pub(crate) fn is_valid_domain(domain: &str) -> bool {
+pub fn is_valid_domain(domain: &str) -> bool {
     let labels: Vec<&str> = domain.split('.').collect();
     domain.len() <= 253
         && labels.len() >= 2
@@ -204,7 +204,7 @@ fn validate_email(object: &Map<String, Value>, errors: &mut Vec<FieldError>) {
 }
 
 const WEBHOOK_FIELDS: [&str; 4] = ["url", "method", "headers", "body"];
-pub(crate) const WEBHOOK_METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "GET"];
+pub const WEBHOOK_METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "GET"];
 
 fn validate_webhook(
     object: &Map<String, Value>,

@@ -1,6 +1,5 @@
 //! Building valid tasks for tests.
 
-use chrono::Utc;
 use serde_json::{json, Value};
 use tms::domain::webhook::WebhookPolicy;
 use tms::{CorrelationId, NewTask, Source, Submission, Tenant};
@@ -23,7 +22,6 @@ pub fn new_task(tenant_name: &str, kind: &str, payload: Value, key: Option<&str>
         CorrelationId::generate(),
         Source::Api,
         &WebhookPolicy::default(),
-        Utc::now(),
     )
     .expect("valid submission")
 }
