@@ -17,6 +17,7 @@ trap cleanup EXIT INT TERM
 
 state=$(TMS_PG_FAST=1 "$ROOT/scripts/postgres.sh" start)
 [ "$state" = started ] && started+=(postgres)
+"$ROOT/scripts/venv.sh" emulator test
 state=$("$ROOT/scripts/aws-emulator.sh" start)
 [ "$state" = started ] && started+=(aws-emulator)
 

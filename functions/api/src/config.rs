@@ -1,0 +1,68 @@
+//! The API's configuration.
+
+use tms::config::{ConfigError, DatabaseConfig, Env};
+use tms::domain::webhook::WebhookPolicy;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    /// `TMS_WORK_QUEUE_URL`.
+    pub work_queue_url: String,
+    /// `TMS_TOKENS_PARAM`: the SSM SecureString holding the API token map; unset disables API
+    /// tokens (JWT authorizer only).
+    pub tokens_param: Option<String>,
+    /// `TMS_CURSOR_KEY`: the key that signs pagination cursors (stable per deployment).
+    pub cursor_key: String,
+    /// `TMS_WEBHOOK_ALLOW`: which otherwise-refused webhook targets are accepted.
+    pub webhook_policy: WebhookPolicy,
+    /// `TMS_API_PORT`: the local HTTP port when not running under Lambda (default 3000).
+    pub port: u16,
+}
+
+impl Config {
+    /// # Errors
+    /// The first missing or invalid variable, by name.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env(env)?,
+            work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            tokens_param: env.optional("TMS_TOKENS_PARAM")?,
+            cursor_key: env.required("TMS_CURSOR_KEY")?,
+            webhook_policy: env.or("TMS_WEBHOOK_ALLOW", WebhookPolicy::default())?,
+            port: env.or("TMS_API_PORT", 3000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [(&str, &str); 4] = [
+        ("TMS_DATABASE_URL", "postgres://tms_app@db:5432/tms"),
+        (
+            "TMS_WORK_QUEUE_URL",
+            "http://127.0.0.1:4566/000000000000/tms-work",
+        ),
+        ("TMS_TOKENS_PARAM", "/tms/api-tokens"),
+        ("TMS_CURSOR_KEY", "k"),
+    ];
+
+    #[test]
+    fn reads_every_variable_and_names_the_missing_ones() {
+        let cfg = Config::from_env(&Env::from_pairs(ALL)).unwrap();
+        assert_eq!(cfg.port, 3000);
+        assert_eq!(cfg.webhook_policy, WebhookPolicy::default());
+        for name in ["TMS_DATABASE_URL", "TMS_WORK_QUEUE_URL", "TMS_CURSOR_KEY"] {
+            let env = Env::from_pairs(ALL.into_iter().filter(|(k, _)| *k != name));
+            assert_eq!(
+                Config::from_env(&env).unwrap_err(),
+                ConfigError::Missing(name.into())
+            );
+        }
+        let bad = Env::from_pairs(ALL.into_iter().chain([("TMS_WEBHOOK_ALLOW", "everything")]));
+        assert!(
+            matches!(Config::from_env(&bad).unwrap_err(), ConfigError::Invalid { name, .. } if name == "TMS_WEBHOOK_ALLOW")
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The HTTP API function: an axum router that runs under Lambda (API Gateway HTTP API, payload
+//! 2.0) through `lambda_http`, or as a plain HTTP server on `127.0.0.1:$TMS_API_PORT`.
+
+pub mod auth;
+mod config;
+pub mod correlation;
+pub mod cursor;
+pub mod extract;
+pub mod model;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use tms::domain::webhook::WebhookPolicy;
+use tms::ports::{Dispatch, TaskRepository, WorkQueue};
+use tms::telemetry::metrics::MetricSink;
+use tms::{Status, Task, WorkMessage};
+
+pub use config::Config;
+use problem::Problem;
+
+/// Work messages for tasks due later than this are left to the relay (SQS delays at most 15 min).
+const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// Everything the handlers use, built once per execution environment.
+#[derive(Clone)]
+pub struct AppState {
+    pub repo: Arc<dyn TaskRepository>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub tokens: Arc<auth::TokenVerifier>,
+    pub cursor_key: cursor::CursorKey,
+    pub policy: WebhookPolicy,
+    pub metrics: Arc<dyn MetricSink>,
+    pub openapi: Arc<String>,
+    pub docs: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(
+        repo: Arc<dyn TaskRepository>,
+        queue: Arc<dyn WorkQueue>,
+        tokens: auth::TokenVerifier,
+        cursor_key: &str,
+        policy: WebhookPolicy,
+        metrics: Arc<dyn MetricSink>,
+    ) -> Self {
+        let doc = openapi::document();
+        Self {
+            repo,
+            queue,
+            tokens: Arc::new(tokens),
+            cursor_key: cursor::CursorKey::new(cursor_key),
+            policy,
+            metrics,
+            docs: Arc::new(openapi::docs_page(&doc)),
+            openapi: Arc::new(doc.to_string()),
+        }
+    }
+
+    /// Sends the work messages of pending tasks due within 15 minutes, then sets their outbox
+    /// marker. A failed send is logged and left to the relay: the tasks are durable already.
+    pub async fn enqueue(&self, tasks: &mut [Task]) {
+        let now = Utc::now();
+        let dispatches: Vec<Dispatch> = tasks
+            .iter()
+            .filter(|t| t.status == Status::Pending)
+            .filter_map(|t| {
+                let delay = (t.run_after - now).to_std().unwrap_or_default();
+                (delay <= MAX_DELAY).then(|| Dispatch {
+                    message: WorkMessage {
+                        task_id: t.id,
+                        tenant: t.tenant.clone(),
+                        correlation_id: t.correlation_id.clone(),
+                    },
+                    delay,
+                })
+            })
+            .collect();
+        if dispatches.is_empty() {
+            return;
+        }
+        let sent = match self.queue.send(&dispatches).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::warn!(error = %e, count = dispatches.len(), "work messages not sent; the relay will send them");
+                return;
+            }
+        };
+        if let Err(e) = self.repo.mark_enqueued(&sent).await {
+            tracing::warn!(error = %e, "outbox marker not set; the relay may send a duplicate");
+        }
+        let at = Utc::now();
+        for task in tasks.iter_mut().filter(|t| sent.contains(&t.id)) {
+            task.enqueued_at = Some(at);
+        }
+    }
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route")
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    use routes::{system, tasks};
+    let v1 = Router::new()
+        .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
+        .route("/v1/tasks/batch", post(tasks::create_batch))
+        .route("/v1/tasks/{id}", get(tasks::get_task))
+        .route("/v1/tasks/{id}/events", get(tasks::task_events))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route("/v1/tasks/{id}/redrive", post(tasks::redrive_task))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/health", get(system::health))
+        .route("/openapi.json", get(system::openapi))
+        .route("/docs", get(system::docs))
+        .merge(v1)
+        .fallback(not_found)
+        .layer(middleware::from_fn(correlation::correlate))
+        .with_state(state)
+}

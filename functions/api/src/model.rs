@@ -1,0 +1,580 @@
+//! Request and response bodies, and their OpenAPI schemas.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+use tms::domain::webhook::{
+    HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, RESERVED_HEADERS, URL_MAX_LEN, URL_PATTERN,
+};
+use tms::{
+    ErrorClass, Source, Status, Submission, Task, TaskError, TaskEvent, TaskKind,
+    MAX_ATTEMPTS_LIMIT, WEBHOOK_METHODS,
+};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// Deserializes a field that may be absent but, when present, is not null.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A whole number, also when written with a zero fraction (`3.0`), as JSON Schema's `integer`.
+fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let number = serde_json::Number::deserialize(d)?;
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("must be a whole number, got {number}")))
+}
+
+/// An RFC 3339 date-time, checked strictly (`T` separator, seconds and offset required).
+fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_rfc3339(&raw).map(Some).ok_or_else(|| {
+        serde::de::Error::custom("must be an RFC 3339 date-time such as 2026-01-31T09:30:00Z")
+    })
+}
+
+pub fn parse_rfc3339(raw: &str) -> Option<DateTime<Utc>> {
+    let b = raw.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && matches!(b[10], b'T' | b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !shape {
+        return None;
+    }
+    let mut rest = &raw[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset_ok = matches!(rest, "Z" | "z")
+        || (rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':'
+            && rest[1..3].bytes().all(|c| c.is_ascii_digit())
+            && rest[4..6].bytes().all(|c| c.is_ascii_digit()));
+    if !offset_ok {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `POST /v1/tasks`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskRequest {
+    pub kind: String,
+    pub payload: Value,
+    #[serde(default, deserialize_with = "integer")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub run_after: Option<DateTime<Utc>>,
+}
+
+impl CreateTaskRequest {
+    pub fn into_submission(self, idempotency_key: Option<String>) -> Submission {
+        Submission {
+            kind: self.kind,
+            payload: self.payload,
+            idempotency_key,
+            run_after: self.run_after,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+/// One task of `POST /v1/tasks/batch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchItem {
+    pub kind: String,
+    pub payload: Value,
+    #[serde(default, deserialize_with = "integer")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub run_after: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "present")]
+    pub idempotency_key: Option<String>,
+}
+
+impl BatchItem {
+    pub fn into_submission(self) -> Submission {
+        Submission {
+            kind: self.kind,
+            payload: self.payload,
+            idempotency_key: self.idempotency_key,
+            run_after: self.run_after,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+pub const BATCH_MAX: usize = 100;
+
+/// `POST /v1/tasks/batch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub tasks: Vec<BatchItem>,
+}
+
+/// The JSON Schema of a submission: one branch per kind, each with its payload rules, so the
+/// document states exactly what the validation accepts.
+pub fn submission_schema(batch_item: bool) -> Value {
+    let email = json!({"type": "string", "format": "email", "maxLength": 254});
+    let reserved: Vec<String> = RESERVED_HEADERS
+        .iter()
+        .flat_map(|h| {
+            let title: String = h
+                .split('-')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join("-");
+            [h.to_string(), title, h.to_ascii_uppercase()]
+        })
+        .collect();
+    let payloads = [
+        (
+            "email",
+            "Stores the email as JSON in the data bucket under emails/YYYY/MM/DD/.",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["sender", "recipient", "subject", "body"],
+                "properties": {
+                    "sender": email, "recipient": email,
+                    "subject": {"type": "string", "minLength": 1, "maxLength": 998},
+                    "body": {"type": "string"}
+                }
+            }),
+        ),
+        (
+            "webhook",
+            "Calls the URL (https; private, loopback, link-local and metadata addresses refused) with Idempotency-Key: <task id>.",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["url"],
+                "properties": {
+                    "url": {"type": "string", "format": "uri", "pattern": URL_PATTERN, "maxLength": URL_MAX_LEN},
+                    "method": {"type": "string", "enum": WEBHOOK_METHODS, "default": "POST"},
+                    "headers": {
+                        "type": "object",
+                        "propertyNames": {"pattern": HEADER_NAME_PATTERN, "not": {"enum": reserved}},
+                        "additionalProperties": {"type": "string", "pattern": HEADER_VALUE_PATTERN, "maxLength": 8192}
+                    },
+                    "body": {"description": "Any JSON value, sent as the JSON request body."}
+                }
+            }),
+        ),
+        (
+            "archive",
+            "Stores the payload as JSON in the data bucket under archive/{tenant}/YYYY/MM/DD/{task_id}.json.",
+            json!({
+                "type": "object",
+                "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255}}
+            }),
+        ),
+        ("noop", "Succeeds at once.", json!({"type": "object"})),
+    ];
+    let branches: Vec<Value> = payloads
+        .into_iter()
+        .map(|(kind, description, payload)| {
+            let mut properties = json!({
+                "kind": {"type": "string", "const": kind},
+                "payload": payload,
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT, "default": 5},
+                "run_after": {"type": "string", "format": "date-time", "description": "Not before this instant (RFC 3339)."}
+            });
+            if batch_item {
+                properties["idempotency_key"] = json!({
+                    "type": "string", "pattern": crate::routes::tasks::IDEMPOTENCY_KEY_PATTERN,
+                    "description": "Makes the create idempotent per tenant."
+                });
+            }
+            json!({
+                "title": format!("{kind} task"),
+                "description": description,
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["kind", "payload"],
+                "properties": properties
+            })
+        })
+        .collect();
+    json!({
+        "description": "A task to create. Strings must not contain NUL characters; the payload is at most 256 KiB as JSON.",
+        "oneOf": branches
+    })
+}
+
+/// utoipa's schema model has no `const`, `not` or `propertyNames`, so these bodies are
+/// registered with a placeholder and their JSON Schema is set by [`crate::openapi::document`].
+fn placeholder() -> RefOr<Schema> {
+    utoipa::openapi::ObjectBuilder::new().into()
+}
+
+impl PartialSchema for CreateTaskRequest {
+    fn schema() -> RefOr<Schema> {
+        placeholder()
+    }
+}
+
+impl ToSchema for CreateTaskRequest {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("CreateTask")
+    }
+}
+
+impl PartialSchema for BatchItem {
+    fn schema() -> RefOr<Schema> {
+        placeholder()
+    }
+}
+
+impl ToSchema for BatchItem {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("BatchTask")
+    }
+}
+
+pub fn batch_schema() -> Value {
+    json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["tasks"],
+            "properties": {
+                "tasks": {
+                    "type": "array", "minItems": 1, "maxItems": BATCH_MAX,
+                "items": {"$ref": "#/components/schemas/BatchTask"}
+            }
+        }
+    })
+}
+
+impl PartialSchema for BatchRequest {
+    fn schema() -> RefOr<Schema> {
+        placeholder()
+    }
+}
+
+impl ToSchema for BatchRequest {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("BatchCreate")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Status)]
+pub enum StatusView {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
+impl From<Status> for StatusView {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Pending => Self::Pending,
+            Status::Running => Self::Running,
+            Status::Succeeded => Self::Succeeded,
+            Status::Failed => Self::Failed,
+            Status::Dead => Self::Dead,
+            Status::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Kind)]
+pub enum KindView {
+    Email,
+    Webhook,
+    Archive,
+    Noop,
+}
+
+impl From<TaskKind> for KindView {
+    fn from(k: TaskKind) -> Self {
+        match k {
+            TaskKind::Email => Self::Email,
+            TaskKind::Webhook => Self::Webhook,
+            TaskKind::Archive => Self::Archive,
+            TaskKind::Noop => Self::Noop,
+        }
+    }
+}
+
+/// Where a task came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+#[schema(as = Source)]
+pub enum SourceView {
+    Api,
+    Import { import_id: Uuid, line: u64 },
+    Queue,
+}
+
+impl From<&Source> for SourceView {
+    fn from(s: &Source) -> Self {
+        match s {
+            Source::Api => Self::Api,
+            Source::Queue => Self::Queue,
+            Source::Import { import_id, line } => Self::Import {
+                import_id: *import_id.as_uuid(),
+                line: *line,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClassView {
+    Retryable,
+    Permanent,
+}
+
+/// The error an attempt ended with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = TaskError)]
+pub struct ErrorView {
+    pub class: ErrorClassView,
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&TaskError> for ErrorView {
+    fn from(e: &TaskError) -> Self {
+        Self {
+            class: match e.class {
+                ErrorClass::Retryable => ErrorClassView::Retryable,
+                ErrorClass::Permanent => ErrorClassView::Permanent,
+            },
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// A task.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Task)]
+pub struct TaskView {
+    pub id: Uuid,
+    pub kind: KindView,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub status: StatusView,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// Not before this instant (RFC 3339, UTC).
+    pub run_after: String,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    pub correlation_id: String,
+    pub source: SourceView,
+    /// The executor's result, once succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub last_error: Option<ErrorView>,
+    /// When its work message was last sent.
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        Self {
+            id: *t.id.as_uuid(),
+            kind: t.kind.into(),
+            payload: t.payload.clone(),
+            status: t.status.into(),
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            run_after: t
+                .run_after
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            lease_until: t.lease_until,
+            idempotency_key: t.idempotency_key.clone(),
+            correlation_id: t.correlation_id.to_string(),
+            source: (&t.source).into(),
+            result: t.result.clone(),
+            last_error: t.last_error.as_ref().map(Into::into),
+            enqueued_at: t.enqueued_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// One page of tasks, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<TaskView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One transition of a task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TaskEvent)]
+pub struct EventView {
+    pub id: i64,
+    pub task_id: Uuid,
+    /// Null for the creation event.
+    pub from: Option<StatusView>,
+    pub to: StatusView,
+    pub at: DateTime<Utc>,
+    pub attempt: u32,
+    pub error: Option<ErrorView>,
+    pub correlation_id: String,
+}
+
+impl From<&TaskEvent> for EventView {
+    fn from(e: &TaskEvent) -> Self {
+        Self {
+            id: e.id,
+            task_id: *e.task_id.as_uuid(),
+            from: e.from.map(Into::into),
+            to: e.to.into(),
+            at: e.at,
+            attempt: e.attempt,
+            error: e.error.as_ref().map(Into::into),
+            correlation_id: e.correlation_id.to_string(),
+        }
+    }
+}
+
+/// A task's transitions, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<EventView>,
+}
+
+/// The outcome of one task of a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchResult {
+    /// Position in the request's `tasks`.
+    pub index: usize,
+    /// 202 created, 200 replayed (same idempotency key and body), 409 key reused with another body.
+    pub status: u16,
+    pub task: Option<TaskView>,
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_rfc3339() {
+        for ok in [
+            "2026-01-31T09:30:00Z",
+            "2026-01-31t09:30:00.123456z",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59-23:59",
+        ] {
+            assert!(parse_rfc3339(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "2026-01-31 09:30:00Z",
+            "2026-01-31T09:30Z",
+            "2026-01-31T09:30:00",
+            "2026-13-01T00:00:00Z",
+            "2026-01-31T09:30:00.Z",
+            "2026-01-31T09:30:00+0100",
+            "tomorrow",
+            "",
+        ] {
+            assert!(parse_rfc3339(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn max_attempts_is_a_json_schema_integer() {
+        let parse = |v: &str| {
+            serde_json::from_str::<CreateTaskRequest>(&format!(
+                r#"{{"kind":"noop","payload":{{}},"max_attempts":{v}}}"#
+            ))
+        };
+        assert_eq!(parse("3").unwrap().max_attempts, Some(3));
+        assert_eq!(parse("3.0").unwrap().max_attempts, Some(3));
+        for bad in ["3.5", "-1", "\"3\"", "1e20", "true"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn null_is_not_an_absent_optional_field() {
+        let r: Result<CreateTaskRequest, _> =
+            serde_json::from_str(r#"{"kind":"noop","payload":{},"max_attempts":null}"#);
+        assert!(r.is_err());
+        let r: CreateTaskRequest = serde_json::from_str(r#"{"kind":"noop","payload":{}}"#).unwrap();
+        assert_eq!(r.max_attempts, None);
+    }
+
+    #[test]
+    fn the_submission_schema_has_one_branch_per_kind() {
+        let schema = submission_schema(true);
+        let kinds: Vec<&str> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["properties"]["kind"]["const"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["email", "webhook", "archive", "noop"]);
+        assert!(schema["oneOf"][0]["properties"]["idempotency_key"].is_object());
+        assert!(submission_schema(false)["oneOf"][0]["properties"]["idempotency_key"].is_null());
+    }
+}

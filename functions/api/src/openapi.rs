@@ -1,0 +1,175 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations with utoipa, then
+//! completed in one place with what every operation shares: the correlation header, the
+//! bearer security of the `/v1` routes, and the problem responses each kind of route can give.
+
+use serde_json::{json, Map, Value};
+use utoipa::OpenApi;
+
+use crate::correlation;
+use crate::routes::{system, tasks};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "TMS API",
+        description = "Create, inspect, cancel and redrive asynchronous tasks. Errors are RFC 9457 problems (application/problem+json). Every response carries X-Correlation-Id.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        tasks::create_task, tasks::create_batch, tasks::list_tasks, tasks::get_task,
+        tasks::task_events, tasks::cancel_task, tasks::redrive_task,
+        system::health, system::openapi, system::docs,
+    ),
+    components(schemas(
+        crate::model::CreateTaskRequest, crate::model::BatchItem, crate::model::BatchRequest,
+        crate::problem::Problem, crate::problem::FieldProblem,
+    )),
+    tags(
+        (name = "tasks", description = "Tasks of the caller's tenant"),
+        (name = "system", description = "Health and documentation"),
+    )
+)]
+struct ApiDoc;
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+/// The completed document as JSON.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["CreateTask"] = crate::model::submission_schema(false);
+    schemas["BatchTask"] = crate::model::submission_schema(true);
+    schemas["BatchCreate"] = crate::model::batch_schema();
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "An API token, or a JWT when the API Gateway authorizer is configured."
+        }
+    });
+    let correlation_param = json!({
+        "name": "X-Correlation-Id", "in": "header", "required": false,
+        "description": "Correlates logs, messages and events; generated when absent.",
+        "schema": {"type": "string", "pattern": correlation::PATTERN}
+    });
+    let correlation_header = json!({
+        "description": "The request's correlation id (the one sent, or a generated one).",
+        "required": true,
+        "schema": {"type": "string", "pattern": correlation::PATTERN}
+    });
+    let paths = doc["paths"].as_object_mut().expect("paths");
+    for (path, item) in paths.iter_mut() {
+        for (method, op) in item.as_object_mut().expect("path item").iter_mut() {
+            let op = op.as_object_mut().expect("operation");
+            let params = op.entry("parameters").or_insert_with(|| json!([]));
+            params
+                .as_array_mut()
+                .expect("parameters")
+                .push(correlation_param.clone());
+            if path == "/v1/tasks" && method == "post" {
+                params.as_array_mut().expect("parameters").push(json!({
+                    "name": "Idempotency-Key", "in": "header", "required": false,
+                    "description": "Makes the create idempotent: a replay with the same body returns the same task.",
+                    "schema": {"type": "string", "pattern": tasks::IDEMPOTENCY_KEY_PATTERN}
+                }));
+            }
+            let has_body = op.contains_key("requestBody");
+            if has_body {
+                op["requestBody"]["required"] = json!(true);
+            }
+            let responses = op["responses"].as_object_mut().expect("responses");
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code)
+                    .or_insert_with(|| problem_response(description));
+            };
+            add(
+                "400",
+                "Malformed request: invalid JSON, header, path or query parameter.",
+            );
+            add("500", "Unexpected error (logged with the correlation id).");
+            if path.starts_with("/v1/") {
+                add("401", "Missing, malformed or unknown credentials.");
+                add(
+                    "503",
+                    "The database or the token store is unavailable; retry later.",
+                );
+            }
+            if has_body {
+                add("413", "The request body is larger than 1 MiB.");
+                add("415", "The request body is not JSON.");
+                add(
+                    "422",
+                    "Invalid fields; errors[] names each with a JSON Pointer.",
+                );
+            }
+            for (code, response) in responses.iter_mut() {
+                let headers = response
+                    .as_object_mut()
+                    .expect("response")
+                    .entry("headers")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                headers["X-Correlation-Id"] = correlation_header.clone();
+                if path == "/v1/tasks" && method == "post" && code == "202" {
+                    headers["Location"] = json!({"description": "The new task.", "required": true, "schema": {"type": "string"}});
+                }
+                if path == "/v1/tasks" && method == "post" && code == "200" {
+                    headers["Idempotent-Replayed"] =
+                        json!({"required": true, "schema": {"type": "string", "enum": ["true"]}});
+                }
+                if code == "401" {
+                    headers["WWW-Authenticate"] =
+                        json!({"required": true, "schema": {"type": "string"}});
+                }
+            }
+            if path.starts_with("/v1/") {
+                op.insert("security".into(), json!([{"bearer": []}]));
+            }
+        }
+    }
+    doc
+}
+
+/// A documentation page: the operations as a table (works offline) and, when the browser can
+/// reach its CDN, the full Redoc rendering of `/openapi.json`.
+pub fn docs_page(doc: &Value) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = String::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, item) in paths {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let summary = op["summary"]
+                    .as_str()
+                    .or(op["description"].as_str())
+                    .unwrap_or("");
+                rows.push_str(&format!(
+                    "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>\n",
+                    method.to_uppercase(),
+                    escape(path),
+                    escape(summary)
+                ));
+            }
+        }
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>TMS API</title>
+<style>body{{font-family:sans-serif;margin:2em}}td{{padding:.2em 1em}}</style></head>
+<body><h1>TMS API</h1>
+<p>The machine-readable document: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
+<table><thead><tr><th>Method</th><th>Path</th><th>Summary</th></tr></thead><tbody>
+{rows}</tbody></table>
+<redoc spec-url="/openapi.json"></redoc>
+<script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+</body></html>
+"#
+    )
+}

@@ -1,0 +1,4 @@
+//! The route handlers.
+
+pub mod system;
+pub mod tasks;

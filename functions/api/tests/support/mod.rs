@@ -1,0 +1,132 @@
+//! An API served over real HTTP on a loopback port, backed by a fresh database and a queue of
+//! its own in the emulator.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reqwest::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use tms::adapters::postgres::PostgresStore;
+use tms::adapters::sqs::SqsWorkQueue;
+use tms::adapters::ssm::SsmSecrets;
+use tms::domain::webhook::WebhookPolicy;
+use tms::ports::{TaskRepository, WorkQueue};
+use tms::telemetry::metrics::MemorySink;
+use tms_api::auth::{token_hash, TokenVerifier};
+use tms_api::{router, AppState};
+use tms_testkit::aws::{put_secure_parameter, sdk_config, TestQueue};
+use tms_testkit::http::serve;
+use tms_testkit::TestDb;
+
+pub const DEMO_TOKEN: &str = "token-for-demo";
+pub const ACME_TOKEN: &str = "token-for-acme";
+
+pub struct TestApi {
+    pub url: String,
+    pub db: TestDb,
+    pub queue: TestQueue,
+    pub store: PostgresStore,
+    pub metrics: Arc<MemorySink>,
+    pub http: Client,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub queue_url: Option<String>,
+    pub repo: Option<Arc<dyn TaskRepository>>,
+    pub policy: WebhookPolicy,
+}
+
+impl TestApi {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let db = TestDb::new().await;
+        let aws = sdk_config().await;
+        let queue = TestQueue::new(&aws, Some(5)).await;
+        let param = format!("/test/{}/api-tokens", uuid::Uuid::new_v4().simple());
+        let map =
+            serde_json::json!({ token_hash(DEMO_TOKEN): "demo", token_hash(ACME_TOKEN): "acme" });
+        put_secure_parameter(&aws, &param, &map.to_string()).await;
+        let store = db.store();
+        let repo: Arc<dyn TaskRepository> = options.repo.unwrap_or_else(|| Arc::new(store.clone()));
+        let queue_url = options.queue_url.unwrap_or_else(|| queue.url.clone());
+        let work_queue: Arc<dyn WorkQueue> =
+            Arc::new(SqsWorkQueue::new(queue.client.clone(), queue_url));
+        let metrics = Arc::new(MemorySink::default());
+        let state = AppState::new(
+            repo,
+            work_queue,
+            TokenVerifier::new(
+                Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws))),
+                Some(param),
+            ),
+            "test-cursor-key",
+            options.policy,
+            metrics.clone(),
+        );
+        let addr = serve(router(state)).await;
+        Self {
+            url: format!("http://{addr}"),
+            db,
+            queue,
+            store,
+            metrics,
+            http: Client::new(),
+        }
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+    }
+
+    /// POST /v1/tasks as the demo tenant.
+    pub async fn create(&self, body: &Value) -> Response {
+        self.post("/v1/tasks", DEMO_TOKEN, body)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+pub async fn json(resp: Response) -> Value {
+    resp.json().await.expect("a JSON body")
+}
+
+pub fn is_problem(resp: &Response) -> bool {
+    resp.headers()
+        .get("content-type")
+        .is_some_and(|ct| ct.to_str().unwrap().starts_with("application/problem+json"))
+}
+
+/// Asserts the status, that the body is a problem of that status, and returns it.
+pub async fn problem(resp: Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert!(
+        is_problem(&resp),
+        "content type {:?}",
+        resp.headers().get("content-type")
+    );
+    assert!(resp.headers().contains_key("x-correlation-id"));
+    let body = json(resp).await;
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    body
+}
+
+pub fn noop() -> Value {
+    serde_json::json!({"kind": "noop", "payload": {}})
+}

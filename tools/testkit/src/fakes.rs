@@ -1,0 +1,251 @@
+//! In-memory fakes of the ports, for handler tests. The integration tests use the real
+//! adapters; these only let a handler run without services.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tms::ports::{
+    CommandOutcome, Created, Dispatch, ListQuery, QueueError, Secret, Secrets, SecretsError,
+    StoreError, TaskRepository, WorkQueue,
+};
+use tms::{CorrelationId, LifecycleEvent, NewTask, Status, Task, TaskEvent, TaskId, Tenant};
+
+/// Tasks in a vector, idempotent on (tenant, key) like the real store.
+#[derive(Default)]
+pub struct MemoryRepository {
+    tasks: Mutex<Vec<(Task, [u8; 32])>>,
+    events: Mutex<Vec<TaskEvent>>,
+}
+
+impl MemoryRepository {
+    pub fn tasks(&self) -> Vec<Task> {
+        self.tasks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    fn event(&self, task: &Task, from: Option<Status>, correlation_id: &CorrelationId) {
+        let mut events = self.events.lock().unwrap();
+        let id = events.len() as i64 + 1;
+        events.push(TaskEvent {
+            id,
+            task_id: task.id,
+            from,
+            to: task.status,
+            at: Utc::now(),
+            attempt: task.attempts,
+            error: None,
+            correlation_id: correlation_id.clone(),
+        });
+    }
+}
+
+fn from_new(new: &NewTask) -> Task {
+    let now = Utc::now();
+    Task {
+        id: new.id,
+        tenant: new.tenant.clone(),
+        kind: new.kind,
+        payload: new.payload.clone(),
+        status: Status::Pending,
+        attempts: 0,
+        max_attempts: new.max_attempts,
+        run_after: new.run_after.unwrap_or(now),
+        lease_until: None,
+        idempotency_key: new.idempotency_key.clone(),
+        correlation_id: new.correlation_id.clone(),
+        source: new.source.clone(),
+        result: None,
+        last_error: None,
+        enqueued_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
+#[async_trait]
+impl TaskRepository for MemoryRepository {
+    async fn create(&self, new: &NewTask) -> Result<Created, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap();
+        if let Some(key) = &new.idempotency_key {
+            if let Some((t, hash)) = tasks
+                .iter()
+                .find(|(t, _)| t.tenant == new.tenant && t.idempotency_key.as_ref() == Some(key))
+            {
+                return Ok(Created {
+                    task: t.clone(),
+                    replayed: true,
+                    hash_matches: *hash == new.request_hash,
+                });
+            }
+        }
+        let task = from_new(new);
+        tasks.push((task.clone(), new.request_hash));
+        drop(tasks);
+        self.event(&task, None, &new.correlation_id);
+        Ok(Created {
+            task,
+            replayed: false,
+            hash_matches: true,
+        })
+    }
+
+    async fn create_batch(&self, tasks: &[NewTask]) -> Result<Vec<Created>, StoreError> {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(self.create(t).await?);
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, tenant: &Tenant, id: TaskId) -> Result<Option<Task>, StoreError> {
+        Ok(self
+            .tasks()
+            .into_iter()
+            .find(|t| t.id == id && &t.tenant == tenant))
+    }
+
+    async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<Vec<Task>, StoreError> {
+        let mut tasks: Vec<Task> = self
+            .tasks()
+            .into_iter()
+            .filter(|t| &t.tenant == tenant)
+            .filter(|t| q.status.is_none_or(|s| s == t.status))
+            .filter(|t| q.kind.is_none_or(|k| k == t.kind))
+            .filter(|t| q.before.is_none_or(|b| t.id < b))
+            .collect();
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.id));
+        tasks.truncate(q.limit as usize);
+        Ok(tasks)
+    }
+
+    async fn events(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+    ) -> Result<Option<Vec<TaskEvent>>, StoreError> {
+        if self.get(tenant, id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.task_id == id)
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    async fn cancel(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        c: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError> {
+        self.command(tenant, id, LifecycleEvent::Cancel, c)
+    }
+
+    async fn redrive(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        c: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError> {
+        self.command(tenant, id, LifecycleEvent::Redrive, c)
+    }
+
+    async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        for (t, _) in self.tasks.lock().unwrap().iter_mut() {
+            if ids.contains(&t.id) {
+                t.enqueued_at = Some(Utc::now());
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl MemoryRepository {
+    fn command(
+        &self,
+        tenant: &Tenant,
+        id: TaskId,
+        event: LifecycleEvent,
+        c: &CorrelationId,
+    ) -> Result<CommandOutcome, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap();
+        let Some((task, _)) = tasks
+            .iter_mut()
+            .find(|(t, _)| t.id == id && &t.tenant == tenant)
+        else {
+            return Ok(CommandOutcome::NotFound);
+        };
+        match task.lifecycle().apply(event) {
+            Ok(next) => {
+                let from = task.status;
+                task.status = next.status;
+                task.attempts = next.attempts;
+                let task = task.clone();
+                drop(tasks);
+                self.event(&task, Some(from), c);
+                Ok(CommandOutcome::Done(task))
+            }
+            Err(reason) => Ok(CommandOutcome::Refused {
+                task: task.clone(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// Records what was sent; can be told to fail.
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub sent: Mutex<Vec<Dispatch>>,
+    pub dead_letters: Mutex<Vec<(String, String)>>,
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn send(&self, dispatches: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("the fake queue is down".into()));
+        }
+        self.sent.lock().unwrap().extend_from_slice(dispatches);
+        Ok(dispatches.iter().map(|d| d.message.task_id).collect())
+    }
+
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
+        self.dead_letters
+            .lock()
+            .unwrap()
+            .push((body.to_owned(), reason.to_owned()));
+        Ok(())
+    }
+}
+
+/// Fixed secrets by name.
+#[derive(Default)]
+pub struct StaticSecrets(pub HashMap<String, String>);
+
+#[async_trait]
+impl Secrets for StaticSecrets {
+    async fn get(&self, name: &str) -> Result<Secret, SecretsError> {
+        self.0
+            .get(name)
+            .map(|v| Secret::new(v.clone()))
+            .ok_or_else(|| SecretsError::NotFound(name.to_owned()))
+    }
+}
