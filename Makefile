@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+include mk/infra.mk
+
 .PHONY: help test services stop-services lint fmt clippy
 
 help: ## list the targets
@@ -25,6 +27,7 @@ fmt: ## format the Rust code
 clippy: ## lint the Rust code
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lint: ## every static check
+lint: ## every static check: rustfmt, clippy, and the infrastructure lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory lint-infra

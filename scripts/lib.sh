@@ -6,7 +6,7 @@ LOCAL="$ROOT/.local"
 TMS_API_PORT="${TMS_API_PORT:-3000}"
 TMS_AWS_PORT="${TMS_AWS_PORT:-4566}"
 TMS_PG_PORT="${TMS_PG_PORT:-55432}"
-VENV="$LOCAL/venv"
+VENV="${TMS_VENV:-$LOCAL/venv}"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

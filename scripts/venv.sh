@@ -7,7 +7,7 @@ set -euo pipefail
 command -v python3 >/dev/null 2>&1 || die "python3 not found: install Python 3.9 or newer (Debian/Ubuntu: apt-get install python3 python3-venv)."
 
 if [ ! -x "$VENV/bin/python" ]; then
-  say "creating the Python environment in .local/venv (first run only)"
+  say "creating the Python environment in ${VENV#"$ROOT"/} (first run only)"
   mkdir -p "$LOCAL"
   python3 -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; die "python3 cannot create a virtual environment: install the venv module (Debian/Ubuntu: apt-get install python3-venv)."; }
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true

@@ -1,0 +1,3 @@
+output "api_url" {
+  value = aws_apigatewayv2_api.this.api_endpoint
+}

@@ -1,0 +1,278 @@
+# The five functions: one role, one log group each; sizes, environments, mappings and schedules
+# equal to template.yaml (checked by tools/infra/parity.py, which reads these locals).
+#
+# Memory and timeouts. Lambda's CPU share grows with memory; these functions wait on the
+# database and AWS APIs far more than they compute.
+# - api 256 MB / 29 s: one request at a time; 29 s is API Gateway's integration ceiling.
+# - worker 512 MB / 60 s: up to 10 tasks executed concurrently (webhooks time out at 10 s).
+# - importer 1024 MB / 900 s: streams one object per invocation (memory stays bounded, the extra
+#   CPU speeds gzip and COPY encoding); 900 s is Lambda's maximum for large files.
+# - scheduler 256 MB / 120 s: bounded batches; each job stops well before the timeout.
+# - bootstrap 256 MB / 300 s: DDL and migrations; long migrations need more than a minute.
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+# HMAC key of the API's pagination cursors: stable for the stack's life.
+resource "random_password" "cursor_key" {
+  length  = 48
+  special = false
+}
+
+locals {
+  ssm_arn_prefix   = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
+  app_database_url = "postgres://tms_app@${var.database.host}:${var.database.port}/${var.database.name}"
+  app_password     = "/aws/reference/secretsmanager/${var.database.app_secret_arn}"
+  ca_file          = "/opt/tms/rds-ca-bundle.pem"
+
+  functions = {
+    api = {
+      description = "TMS HTTP API (API Gateway HTTP API, payload format 2.0)"
+      memory      = 256
+      timeout     = 29
+      environment = {
+        TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_BUCKET                  = var.bucket_name
+        TMS_TOKENS_PARAM            = var.tokens_parameter_name
+        TMS_CURSOR_KEY              = random_password.cursor_key.result
+        TMS_WEBHOOK_ALLOW           = ""
+        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_SSLMODE        = "verify-full"
+        TMS_DATABASE_CA_FILE        = local.ca_file
+        TMS_DATABASE_PASSWORD_PARAM = local.app_password
+      }
+    }
+    worker = {
+      description = "TMS worker (work queue consumer)"
+      memory      = 512
+      timeout     = 60
+      environment = {
+        TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_WORK_DLQ_URL            = var.work_dlq_url
+        TMS_BUCKET                  = var.bucket_name
+        TMS_WEBHOOK_ALLOW           = ""
+        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_SSLMODE        = "verify-full"
+        TMS_DATABASE_CA_FILE        = local.ca_file
+        TMS_DATABASE_PASSWORD_PARAM = local.app_password
+      }
+    }
+    importer = {
+      description = "TMS importer (S3 notifications through the import queue)"
+      memory      = 1024
+      timeout     = 900
+      environment = {
+        TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_BUCKET                  = var.bucket_name
+        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_SSLMODE        = "verify-full"
+        TMS_DATABASE_CA_FILE        = local.ca_file
+        TMS_DATABASE_PASSWORD_PARAM = local.app_password
+      }
+    }
+    scheduler = {
+      description = "TMS scheduled jobs (relay, reap, retention, stats)"
+      memory      = 256
+      timeout     = 120
+      environment = {
+        TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_RETENTION_DAYS          = tostring(var.task_retention_days)
+        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_SSLMODE        = "verify-full"
+        TMS_DATABASE_CA_FILE        = local.ca_file
+        TMS_DATABASE_PASSWORD_PARAM = local.app_password
+      }
+    }
+    bootstrap = {
+      description = "TMS database bootstrapper (roles, privileges, schema, migrations)"
+      memory      = 256
+      timeout     = 300
+      environment = {
+        TMS_DATABASE_URL            = "postgres://${var.database.admin_user}@${var.database.host}:${var.database.port}/${var.database.name}"
+        TMS_DATABASE_SSLMODE        = "verify-full"
+        TMS_DATABASE_CA_FILE        = local.ca_file
+        TMS_ADMIN_SECRET_PARAM      = "/aws/reference/secretsmanager/${var.database.admin_secret_arn}"
+        TMS_MIGRATOR_PASSWORD_PARAM = "/aws/reference/secretsmanager/${var.database.migrator_secret_arn}"
+        TMS_APP_PASSWORD_PARAM      = local.app_password
+        TMS_DEV_PASSWORD_PARAM      = "/aws/reference/secretsmanager/${var.database.dev_secret_arn}"
+      }
+    }
+  }
+
+  schedules = {
+    relay     = { expression = "rate(1 minute)", input = { job = "relay" } }
+    reap      = { expression = "rate(1 minute)", input = { job = "reap" } }
+    retention = { expression = "rate(1 day)", input = { job = "retention" } }
+    stats     = { expression = "rate(5 minutes)", input = { job = "stats" } }
+  }
+
+  # The bootstrapper first: the other functions are created (and updated) after it has run.
+  app_functions = { for key, fn in local.functions : key => fn if key != "bootstrap" }
+}
+
+resource "aws_lambda_layer_version" "rds_ca" {
+  layer_name               = "${var.name}-rds-ca"
+  description              = "RDS CA bundle at /opt/tms/rds-ca-bundle.pem (prepared by scripts/rds-ca-bundle.sh)"
+  filename                 = var.ca_layer_zip
+  source_code_hash         = filebase64sha256(var.ca_layer_zip)
+  compatible_runtimes      = ["provided.al2023"]
+  compatible_architectures = ["arm64"]
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  # checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts at rest by default; logs never carry secrets or payloads at INFO (SPEC 5), so a customer-managed key adds cost without a new boundary.
+  # checkov:skip=CKV_AWS_338:Operational logs are kept log_retention_days (30 by default); the tasks' durable history is task_events in PostgreSQL, not the logs.
+  for_each = local.functions
+
+  name              = "/aws/lambda/${var.name}-${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "bootstrap" {
+  # checkov:skip=CKV_AWS_116:Invoked synchronously by Terraform (and CloudFormation); no asynchronous event to dead-letter.
+  # checkov:skip=CKV_AWS_115:Runs once per apply; reserved concurrency would fail applies in accounts with a low concurrency quota.
+  # checkov:skip=CKV_AWS_173:Environment variables hold names, URLs and ARNs only - secrets are read from SSM/Secrets Manager at run time.
+  # checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed artifacts that cargo lambda does not produce; artifacts come from this repository's build.
+  function_name    = "${var.name}-bootstrap"
+  description      = local.functions.bootstrap.description
+  role             = aws_iam_role.function["bootstrap"].arn
+  filename         = "${var.artifacts_dir}/tms-bootstrap/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.artifacts_dir}/tms-bootstrap/bootstrap.zip")
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  memory_size      = local.functions.bootstrap.memory
+  timeout          = local.functions.bootstrap.timeout
+  layers           = [aws_lambda_layer_version.rds_ca.arn]
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  vpc_config {
+    subnet_ids         = var.subnet_ids
+    security_group_ids = var.security_group_ids
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.function["bootstrap"].name
+  }
+
+  environment {
+    variables = local.functions.bootstrap.environment
+  }
+
+  depends_on = [aws_iam_role_policy.function, aws_iam_role_policy_attachment.network_and_tracing]
+}
+
+# Roles, grants, schema and migrations on every apply (timestamp() changes each run, like the
+# SAM stack's DeployId), before the other functions are updated. With the CRUD scope the
+# function also sees create/update/delete in the input's "tf" key; delete keeps the data.
+resource "aws_lambda_invocation" "bootstrap" {
+  function_name   = aws_lambda_function.bootstrap.function_name
+  input           = jsonencode({ action = "bootstrap" })
+  lifecycle_scope = "CRUD"
+
+  triggers = {
+    deploy = timestamp()
+    egress = var.egress_ready
+  }
+}
+
+resource "aws_lambda_function" "this" {
+  # checkov:skip=CKV_AWS_116:Not invoked asynchronously except by EventBridge schedules that fire again a minute later; SQS-driven failures go to the queues' own DLQs.
+  # checkov:skip=CKV_AWS_115:Concurrency is bounded by the event source mappings' maximum concurrency and the API stage throttling; reserved concurrency would fail applies in accounts with a low concurrency quota.
+  # checkov:skip=CKV_AWS_173:Environment variables hold names, URLs and ARNs only - secrets are read from SSM/Secrets Manager at run time.
+  # checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed artifacts that cargo lambda does not produce; artifacts come from this repository's build.
+  for_each = local.app_functions
+
+  function_name    = "${var.name}-${each.key}"
+  description      = each.value.description
+  role             = aws_iam_role.function[each.key].arn
+  filename         = "${var.artifacts_dir}/tms-${each.key}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.artifacts_dir}/tms-${each.key}/bootstrap.zip")
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  memory_size      = each.value.memory
+  timeout          = each.value.timeout
+  layers           = [aws_lambda_layer_version.rds_ca.arn]
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  vpc_config {
+    subnet_ids         = var.subnet_ids
+    security_group_ids = var.security_group_ids
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.function[each.key].name
+  }
+
+  environment {
+    variables = each.value.environment
+  }
+
+  depends_on = [aws_lambda_invocation.bootstrap, aws_iam_role_policy.function, aws_iam_role_policy_attachment.network_and_tracing]
+}
+
+# MaximumConcurrency bounds the worker's database connections (10 x the pool size).
+resource "aws_lambda_event_source_mapping" "worker" {
+  event_source_arn                   = var.work_queue_arn
+  function_name                      = aws_lambda_function.this["worker"].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 1
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = 10
+  }
+}
+
+# One file per invocation; at most two imports load the database at once.
+resource "aws_lambda_event_source_mapping" "importer" {
+  event_source_arn                   = var.import_queue_arn
+  function_name                      = aws_lambda_function.this["importer"].arn
+  batch_size                         = 1
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = 2
+  }
+}
+
+resource "aws_cloudwatch_event_rule" "job" {
+  for_each = local.schedules
+
+  name                = "${var.name}-${each.key}"
+  description         = "TMS scheduled job ${each.key}"
+  schedule_expression = each.value.expression
+}
+
+resource "aws_cloudwatch_event_target" "job" {
+  for_each = local.schedules
+
+  rule  = aws_cloudwatch_event_rule.job[each.key].name
+  arn   = aws_lambda_function.this["scheduler"].arn
+  input = jsonencode(each.value.input)
+}
+
+resource "aws_lambda_permission" "job" {
+  for_each = local.schedules
+
+  statement_id  = "schedule-${each.key}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this["scheduler"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.job[each.key].arn
+}

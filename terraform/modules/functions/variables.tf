@@ -1,0 +1,79 @@
+variable "name" {
+  type = string
+}
+
+variable "artifacts_dir" {
+  description = "Directory holding <binary>/bootstrap.zip (cargo lambda build --release --arm64 --output-format zip)."
+  type        = string
+}
+
+variable "ca_layer_zip" {
+  type = string
+}
+
+variable "log_retention_days" {
+  type = number
+}
+
+variable "task_retention_days" {
+  type = number
+}
+
+variable "tokens_parameter_name" {
+  type = string
+}
+
+variable "subnet_ids" {
+  type = list(string)
+}
+
+variable "security_group_ids" {
+  type = list(string)
+}
+
+variable "egress_ready" {
+  description = "Changes when the private subnets' route to AWS APIs is (re)created; the bootstrap invocation waits for it."
+  type        = string
+}
+
+variable "work_queue_arn" {
+  type = string
+}
+
+variable "work_queue_url" {
+  type = string
+}
+
+variable "work_dlq_arn" {
+  type = string
+}
+
+variable "work_dlq_url" {
+  type = string
+}
+
+variable "import_queue_arn" {
+  type = string
+}
+
+variable "bucket_name" {
+  type = string
+}
+
+variable "bucket_arn" {
+  type = string
+}
+
+variable "database" {
+  description = "The database module's connection output."
+  type = object({
+    host                = string
+    port                = number
+    name                = string
+    admin_user          = string
+    admin_secret_arn    = string
+    migrator_secret_arn = string
+    app_secret_arn      = string
+    dev_secret_arn      = string
+  })
+}

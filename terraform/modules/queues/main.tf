@@ -1,0 +1,37 @@
+# Visibility timeout >= 6 x consumer timeout + batching window (AWS's guidance for event source
+# mappings): work 6 x 60 + 1 = 361 -> 370 s; import 6 x 900 + 0 = 5400 s. Sources keep 4 days,
+# DLQs 14 days, so a message always outlives its source's retention. Same values as template.yaml.
+
+resource "aws_sqs_queue" "work" {
+  name                       = "${var.name}-work"
+  visibility_timeout_seconds = 370
+  message_retention_seconds  = 345600
+  sqs_managed_sse_enabled    = true
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.work_dlq.arn
+    maxReceiveCount     = 5
+  })
+}
+
+resource "aws_sqs_queue" "work_dlq" {
+  name                      = "${var.name}-work-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "import" {
+  name                       = "${var.name}-import"
+  visibility_timeout_seconds = 5400
+  message_retention_seconds  = 345600
+  sqs_managed_sse_enabled    = true
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.import_dlq.arn
+    maxReceiveCount     = 5
+  })
+}
+
+resource "aws_sqs_queue" "import_dlq" {
+  name                      = "${var.name}-import-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}

@@ -1,0 +1,37 @@
+output "api_url" {
+  description = "Base URL of the HTTP API"
+  value       = module.api.api_url
+}
+
+output "work_queue_url" {
+  value = module.queues.work_queue_url
+}
+
+output "work_dlq_url" {
+  value = module.queues.work_dlq_url
+}
+
+output "import_queue_url" {
+  value = module.queues.import_queue_url
+}
+
+output "import_dlq_url" {
+  value = module.queues.import_dlq_url
+}
+
+output "bucket_name" {
+  value = module.storage.bucket_name
+}
+
+output "alarm_topic_arn" {
+  value = module.monitoring.topic_arn
+}
+
+output "database_endpoint" {
+  value = module.database.connection.host
+}
+
+output "rds_ca_layer_arn" {
+  description = "Passed to `make deploy-fn LAYER=...` so that a code-only update keeps the layer"
+  value       = module.functions.rds_ca_layer_arn
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Self-test of check.py: copies template.yaml and terraform/ into a temporary directory,
+breaks one property at a time, and asserts that the checks then fail naming that property
+(and pass on the unbroken copy).
+
+    selftest.py [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import check  # noqa: E402
+
+SAM = "template.yaml"
+QUEUES = "terraform/modules/queues/main.tf"
+FUNCTIONS = "terraform/modules/functions/main.tf"
+IAM = "terraform/modules/functions/iam.tf"
+STORAGE = "terraform/modules/storage/main.tf"
+MONITORING = "terraform/modules/monitoring/main.tf"
+API = "terraform/modules/api/main.tf"
+
+# (what is broken, file, exact text (must occur once), replacement, property expected to fail)
+MUTATIONS = [
+    ("SAM work queue visibility 300 s < 6 x 60 + 1", SAM,
+     "VisibilityTimeout: 370", "VisibilityTimeout: 300", "visibility"),
+    ("SAM work queue maxReceiveCount 4", SAM,
+     "deadLetterTargetArn: !GetAtt WorkDeadLetterQueue.Arn\n        maxReceiveCount: 5",
+     "deadLetterTargetArn: !GetAtt WorkDeadLetterQueue.Arn\n        maxReceiveCount: 4", "max-receive-count"),
+    ("SAM work DLQ retention = source retention", SAM,
+     "  WorkDeadLetterQueue:\n    Type: AWS::SQS::Queue\n    Metadata:\n      checkov:\n        skip: *sse-sqs-skip\n"
+     "    Properties:\n      MessageRetentionPeriod: 1209600",
+     "  WorkDeadLetterQueue:\n    Type: AWS::SQS::Queue\n    Metadata:\n      checkov:\n        skip: *sse-sqs-skip\n"
+     "    Properties:\n      MessageRetentionPeriod: 345600", "dlq-retention"),
+    ("SAM worker mapping without ReportBatchItemFailures", SAM,
+     "MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes:\n              - ReportBatchItemFailures\n",
+     "MaximumBatchingWindowInSeconds: 1\n", "report-batch-item-failures"),
+    ("SAM bucket policy without the aws:SecureTransport deny", SAM,
+     'aws:SecureTransport: "false"', 'aws:ViaAWSService: "false"', "tls-only-bucket-policy"),
+    ("SAM worker sqs:SendMessage on Resource \"*\"", SAM,
+     "Resource: [!GetAtt WorkQueue.Arn, !GetAtt WorkDeadLetterQueue.Arn]", 'Resource: "*"', "no-star-resource"),
+    ("Terraform import queue visibility 3600 s < 6 x 900", QUEUES,
+     "visibility_timeout_seconds = 5400", "visibility_timeout_seconds = 3600", "visibility"),
+    ("Terraform import queue maxReceiveCount 4", QUEUES,
+     "deadLetterTargetArn = aws_sqs_queue.import_dlq.arn\n    maxReceiveCount     = 5",
+     "deadLetterTargetArn = aws_sqs_queue.import_dlq.arn\n    maxReceiveCount     = 4", "max-receive-count"),
+    ("Terraform work DLQ retention = source retention", QUEUES,
+     'name                      = "${var.name}-work-dlq"\n  message_retention_seconds = 1209600',
+     'name                      = "${var.name}-work-dlq"\n  message_retention_seconds = 345600', "dlq-retention"),
+    ("Terraform importer mapping without ReportBatchItemFailures", FUNCTIONS,
+     'maximum_batching_window_in_seconds = 0\n  function_response_types            = ["ReportBatchItemFailures"]\n',
+     "maximum_batching_window_in_seconds = 0\n", "report-batch-item-failures"),
+    ("Terraform bucket policy without the aws:SecureTransport deny", STORAGE,
+     'variable = "aws:SecureTransport"', 'variable = "aws:ViaAWSService"', "tls-only-bucket-policy"),
+    ("Terraform importer s3:GetObject on resources [\"*\"]", IAM,
+     'actions   = ["s3:GetObject", "s3:GetObjectVersion"]\n    resources = ["${var.bucket_arn}/imports/*"]',
+     'actions   = ["s3:GetObject", "s3:GetObjectVersion"]\n    resources = ["*"]', "no-star-resource"),
+    ("SAM import DLQ without SSE", SAM,
+     "  ImportDeadLetterQueue:\n    Type: AWS::SQS::Queue\n    Metadata:\n      checkov:\n        skip: *sse-sqs-skip\n"
+     "    Properties:\n      MessageRetentionPeriod: 1209600\n      SqsManagedSseEnabled: true",
+     "  ImportDeadLetterQueue:\n    Type: AWS::SQS::Queue\n    Metadata:\n      checkov:\n        skip: *sse-sqs-skip\n"
+     "    Properties:\n      MessageRetentionPeriod: 1209600\n      SqsManagedSseEnabled: false", "queue-sse"),
+    ("parity: Terraform worker memory 640 MB", FUNCTIONS,
+     "      memory      = 512", "      memory      = 640", "parity"),
+    ("parity: Terraform scheduler timeout 90 s", FUNCTIONS,
+     "      timeout     = 120", "      timeout     = 90", "parity"),
+    ("parity: Terraform worker env var renamed", FUNCTIONS,
+     "TMS_WORK_DLQ_URL            = var.work_dlq_url", "TMS_WORK_DEAD_LETTER_URL    = var.work_dlq_url", "parity"),
+    ("parity: Terraform worker mapping batch size 5", FUNCTIONS,
+     "batch_size                         = 10", "batch_size                         = 5", "parity"),
+    ("parity: SAM stats schedule every 10 minutes", SAM,
+     "Schedule: rate(5 minutes)", "Schedule: rate(10 minutes)", "parity"),
+    ("parity: Terraform work queue age alarm threshold 600", MONITORING,
+     'target = "work", statistic = "Maximum", threshold = 300', 'target = "work", statistic = "Maximum", threshold = 600', "parity"),
+    ("parity: Terraform without the GET /docs route", API,
+     '    "GET /docs"                   = false\n', "", "parity"),
+    ("Terraform work queue without SSE", QUEUES,
+     'name                       = "${var.name}-work"\n  visibility_timeout_seconds = 370\n  message_retention_seconds  = 345600\n'
+     "  sqs_managed_sse_enabled    = true",
+     'name                       = "${var.name}-work"\n  visibility_timeout_seconds = 370\n  message_retention_seconds  = 345600\n'
+     "  sqs_managed_sse_enabled    = false", "queue-sse"),
+]
+
+
+# cfn-lint from 1.54 on no longer runs the SAM translator: an unknown SQS event property passes.
+SAM_ERROR = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Function:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+      Handler: bootstrap
+      Runtime: provided.al2023
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Queue.Arn
+            MaximumConcurency: 10
+"""
+
+
+def _cfn_lint_sees_sam_errors(scratch: str) -> bool:
+    path = os.path.join(scratch, "sam-error.yaml")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(SAM_ERROR)
+    cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+    result = subprocess.run([cfn_lint, path], capture_output=True, text=True, check=False)
+    return result.returncode & 2 == 2 and "MaximumConcurency" in result.stdout
+
+
+def _copy(root: str, into: str) -> None:
+    shutil.copy(os.path.join(root, SAM), os.path.join(into, SAM))
+    shutil.copytree(
+        os.path.join(root, "terraform"),
+        os.path.join(into, "terraform"),
+        ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    parser.add_argument("--root", default=default_root)
+    args = parser.parse_args()
+
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="tms-infra-selftest-") as scratch:
+        pristine = os.path.join(scratch, "pristine")
+        os.mkdir(pristine)
+        _copy(args.root, pristine)
+        if _cfn_lint_sees_sam_errors(scratch):
+            print("ok    cfn-lint rejects a SAM event with an unknown property (SAM translator active)")
+        else:
+            errors.append("cfn-lint accepted a SAM event with an unknown property: keep cfn-lint at a version that runs the SAM translator (1.53.0)")
+        failures = check.run(pristine)
+        if failures:
+            errors.append(f"the unbroken copy fails: {failures[0][1]}")
+        else:
+            print("ok    unbroken copy passes")
+
+        for index, (what, relpath, old, new, expected) in enumerate(MUTATIONS):
+            case = os.path.join(scratch, f"case{index}")
+            os.mkdir(case)
+            _copy(args.root, case)
+            path = os.path.join(case, relpath)
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+            if text.count(old) != 1:
+                errors.append(f"{what}: the text to break occurs {text.count(old)} times in {relpath} (update MUTATIONS)")
+                continue
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text.replace(old, new))
+            failures = check.run(case)
+            named = [message for prop, message in failures if prop == expected]
+            if named:
+                print(f"ok    {what}: FAIL [{expected}] {named[0]}")
+            else:
+                got = ", ".join(sorted({prop for prop, _ in failures})) or "nothing"
+                errors.append(f"{what}: expected a [{expected}] failure, got {got}")
+
+    for error in errors:
+        print(f"ERROR {error}")
+    if errors:
+        return 1
+    print(f"infra self-test OK: {len(MUTATIONS)} broken copies rejected with the property they break")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
