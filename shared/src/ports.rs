@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::{
-    CorrelationId, NewTask, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, Tenant,
-    TransitionError, WorkMessage,
+    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, NewTask, Status, Task, TaskError,
+    TaskEvent, TaskId, TaskKind, Tenant, TransitionError, WorkMessage,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -180,6 +180,99 @@ pub trait WorkStore: Send + Sync {
     async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError>;
 }
 
+/// An object version to import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewImport {
+    pub id: ImportId,
+    pub tenant: Tenant,
+    pub bucket: String,
+    pub key: String,
+    /// The object's version id, or its ETag in an unversioned bucket.
+    pub version: String,
+    pub format: ImportFormat,
+    pub compressed: bool,
+    pub correlation_id: CorrelationId,
+}
+
+/// What [`ImportStore::begin`] found.
+pub enum ImportClaim {
+    /// This run owns the import until it finishes the session.
+    Started {
+        import: Import,
+        session: Box<dyn ImportSession>,
+    },
+    /// An earlier delivery of the same notification completed it.
+    AlreadyCompleted(Import),
+    /// Another run is importing the same object version right now.
+    Busy(Import),
+}
+
+/// How an import ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub counts: ImportCounts,
+    pub report_key: Option<String>,
+    pub errors_key: Option<String>,
+    /// Why the file could not be imported; `None` for a completed import.
+    pub error: Option<String>,
+}
+
+/// A task an import created: what its work message needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedTask {
+    pub id: TaskId,
+    pub run_after: chrono::DateTime<chrono::Utc>,
+}
+
+/// One run of an import: its rows are loaded in one transaction, so an unreadable file
+/// creates nothing, and the run holds the import's lock until it ends.
+#[async_trait]
+pub trait ImportSession: Send {
+    /// Loads one chunk of rows (PostgreSQL binary COPY data, header to trailer, as
+    /// [`crate::adapters`]' staging encoder writes it) and inserts the tasks that do not exist
+    /// yet. Returns the tasks created.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; the whole import is then rolled back.
+    async fn load_chunk(
+        &mut self,
+        chunk: futures::stream::BoxStream<'_, bytes::Bytes>,
+    ) -> Result<Vec<CreatedTask>, StoreError>;
+
+    /// Commits the rows (when `outcome.error` is `None`; otherwise rolls them back) and
+    /// records the outcome.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn finish(self: Box<Self>, outcome: &ImportOutcome) -> Result<Import, StoreError>;
+}
+
+/// Import bookkeeping.
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    /// Records the import (once per object version) and claims it for this run.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn begin(&self, new: &NewImport) -> Result<ImportClaim, StoreError>;
+
+    /// The tenant's imports, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list_imports(
+        &self,
+        tenant: &Tenant,
+        before: Option<ImportId>,
+        limit: u32,
+    ) -> Result<Vec<Import>, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn get_import(&self, tenant: &Tenant, id: ImportId)
+        -> Result<Option<Import>, StoreError>;
+}
+
 /// One work message to send, visible after `delay` (at most 15 minutes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatch {
@@ -219,6 +312,12 @@ pub enum ObjectError {
     Unavailable(#[source] BoxError),
 }
 
+/// An object being read, as a byte stream.
+pub struct ObjectReader {
+    pub body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    pub size: Option<u64>,
+}
+
 /// The data bucket.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -227,6 +326,29 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// [`ObjectError`] when the object could not be stored.
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError>;
+
+    /// Stores the file at `path`, streamed from disk.
+    ///
+    /// # Errors
+    /// [`ObjectError`] when the object could not be stored.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<(), ObjectError>;
+
+    /// Opens an object (a given version, when set) for streaming.
+    ///
+    /// # Errors
+    /// [`ObjectError::NotFound`] or [`ObjectError::Unavailable`].
+    async fn open(&self, key: &str, version: Option<&str>) -> Result<ObjectReader, ObjectError>;
+
+    /// A URL that lets its holder PUT `key` until it expires.
+    ///
+    /// # Errors
+    /// [`ObjectError::Unavailable`] when the URL cannot be signed.
+    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError>;
 }
 
 /// A secret value that never prints.

@@ -1,9 +1,13 @@
 //! [`S3ObjectStore`]: the data bucket.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::ports::{ObjectError, ObjectStore};
+use crate::ports::{ObjectError, ObjectReader, ObjectStore};
 
 /// An S3 client for `config`; path-style addressing when an endpoint is configured (a local
 /// emulator has no per-bucket host names).
@@ -56,5 +60,66 @@ impl ObjectStore for S3ObjectStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<(), ObjectError> {
+        let body = ByteStream::from_path(path).await.map_err(|e| {
+            ObjectError::Unavailable(format!("cannot read {}: {e}", path.display()).into())
+        })?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn open(&self, key: &str, version: Option<&str>) -> Result<ObjectReader, ObjectError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| match &e {
+                aws_sdk_s3::error::SdkError::ServiceError(s)
+                    if matches!(s.err(), GetObjectError::NoSuchKey(_))
+                        || s.raw().status().as_u16() == 404 =>
+                {
+                    ObjectError::NotFound(key.to_owned())
+                }
+                _ => unavailable(e),
+            })?;
+        Ok(ObjectReader {
+            size: out.content_length().and_then(|n| u64::try_from(n).ok()),
+            body: Box::new(out.body.into_async_read()),
+        })
+    }
+
+    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| ObjectError::Unavailable(e.to_string().into()))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(unavailable)?;
+        Ok(request.uri().to_owned())
     }
 }

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod ids;
+mod import;
 mod kind;
 mod message;
 mod status;
@@ -13,11 +14,15 @@ pub mod webhook;
 
 pub use backoff::Backoff;
 pub use ids::{CorrelationId, ImportId, TaskId, Tenant};
+pub use import::{
+    import_row_key, Import, ImportCounts, ImportFormat, ImportKey, ImportKeyError, ImportStatus,
+    IMPORTS_PREFIX, REPORTS_PREFIX,
+};
 pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
 pub use status::{Lifecycle, LifecycleEvent, Status, TransitionError, ALLOWED_TRANSITIONS};
 pub use submission::{
-    validate_idempotency_key, NewTask, Source, Submission, DEFAULT_MAX_ATTEMPTS,
+    parse_rfc3339, validate_idempotency_key, NewTask, Source, Submission, DEFAULT_MAX_ATTEMPTS,
     IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES,
 };
 pub use task::{ErrorClass, Task, TaskError, TaskEvent};

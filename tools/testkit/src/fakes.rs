@@ -249,3 +249,83 @@ impl Secrets for StaticSecrets {
             .ok_or_else(|| SecretsError::NotFound(name.to_owned()))
     }
 }
+
+/// An import store with no imports, for handler tests that do not touch imports.
+pub struct NoImports;
+
+#[async_trait]
+impl tms::ports::ImportStore for NoImports {
+    async fn begin(
+        &self,
+        _new: &tms::ports::NewImport,
+    ) -> Result<tms::ports::ImportClaim, StoreError> {
+        Err(StoreError::Unavailable(
+            "no import store in this test".into(),
+        ))
+    }
+
+    async fn list_imports(
+        &self,
+        _t: &Tenant,
+        _b: Option<tms::ImportId>,
+        _l: u32,
+    ) -> Result<Vec<tms::Import>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_import(
+        &self,
+        _t: &Tenant,
+        _id: tms::ImportId,
+    ) -> Result<Option<tms::Import>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// An object store that stores nothing, for handler tests that do not touch the bucket.
+pub struct NoObjects;
+
+#[async_trait]
+impl tms::ports::ObjectStore for NoObjects {
+    fn bucket(&self) -> &str {
+        "no-bucket"
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        _body: Vec<u8>,
+        _ct: &str,
+    ) -> Result<(), tms::ports::ObjectError> {
+        Err(tms::ports::ObjectError::Unavailable(
+            format!("no bucket for {key}").into(),
+        ))
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        _p: &std::path::Path,
+        _ct: &str,
+    ) -> Result<(), tms::ports::ObjectError> {
+        Err(tms::ports::ObjectError::Unavailable(
+            format!("no bucket for {key}").into(),
+        ))
+    }
+
+    async fn open(
+        &self,
+        key: &str,
+        _v: Option<&str>,
+    ) -> Result<tms::ports::ObjectReader, tms::ports::ObjectError> {
+        Err(tms::ports::ObjectError::NotFound(key.to_owned()))
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        _e: std::time::Duration,
+    ) -> Result<String, tms::ports::ObjectError> {
+        Ok(format!("https://no-bucket.invalid/{key}"))
+    }
+}

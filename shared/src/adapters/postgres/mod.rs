@@ -1,7 +1,9 @@
 //! PostgreSQL adapter: connection settings with TLS, the pool, migrations and the task store.
 
 pub mod bootstrap;
+pub mod copy;
 mod error;
+mod imports;
 pub mod migrate;
 mod pool;
 mod rows;

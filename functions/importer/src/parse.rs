@@ -1,0 +1,703 @@
+//! Reading an import object row by row. Runs on a blocking thread: the object arrives as a
+//! stream, each valid row is validated with the domain rules and encoded for binary COPY into
+//! bounded buffers sent to the loader, and each invalid row is logged with its line and reason.
+//! Memory stays flat whatever the file size.
+
+use std::io::{BufRead, BufReader, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tms::adapters::postgres::copy::{encode_row, StagedRow, COPY_HEADER, COPY_TRAILER};
+use tms::domain::webhook::WebhookPolicy;
+use tms::{
+    import_row_key, parse_rfc3339, CorrelationId, ImportFormat, ImportId, NewTask, Source,
+    Submission, Tenant,
+};
+use tokio::sync::mpsc::Sender;
+
+/// Encoded rows are sent to the loader in buffers of about this size.
+pub const BUFFER_BYTES: usize = 256 * 1024;
+/// How many errors the report lists (all of them go to the `.errors.jsonl` object).
+pub const REPORT_ERRORS: usize = 100;
+/// A JSON Lines line longer than this is rejected without being held in memory.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+const RESERVED_CSV_COLUMNS: [&str; 3] = ["kind", "idempotency_key", "run_after"];
+
+/// What the parser sends the loader.
+#[derive(Debug)]
+pub enum Msg {
+    /// Binary COPY data: the first buffer of a chunk starts with the header, the last ends
+    /// with the trailer.
+    Data(Bytes),
+    /// The chunk is complete: load it.
+    EndOfChunk,
+}
+
+/// What every row of one import shares.
+#[derive(Debug, Clone)]
+pub struct RowContext {
+    pub bucket: String,
+    pub key: String,
+    pub version: String,
+    pub tenant: Tenant,
+    pub import_id: ImportId,
+    pub correlation_id: CorrelationId,
+    pub policy: WebhookPolicy,
+    /// Valid rows per chunk (one COPY and one INSERT each).
+    pub chunk_rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Every rejected row: the first [`REPORT_ERRORS`] in memory, all of them in a temporary file.
+#[derive(Debug, Default)]
+pub struct ErrorLog {
+    pub first: Vec<RowError>,
+    pub count: u64,
+    file: Option<std::io::BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl ErrorLog {
+    fn push(&mut self, error: RowError) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self
+                .file
+                .insert(std::io::BufWriter::new(tempfile::NamedTempFile::new()?)),
+        };
+        serde_json::to_writer(&mut *file, &error)?;
+        file.write_all(b"\n")?;
+        self.count += 1;
+        if self.first.len() < REPORT_ERRORS {
+            self.first.push(error);
+        }
+        Ok(())
+    }
+
+    /// The file holding every error as JSON Lines, when there was any.
+    ///
+    /// # Errors
+    /// When the buffered lines cannot be written out.
+    pub fn into_file(self) -> std::io::Result<Option<tempfile::NamedTempFile>> {
+        self.file
+            .map(|f| f.into_inner().map_err(std::io::IntoInnerError::into_error))
+            .transpose()
+    }
+}
+
+/// The outcome of reading a whole object.
+#[derive(Debug, Default)]
+pub struct ParseSummary {
+    pub total: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: ErrorLog,
+    /// Why the file cannot be imported at all (bad gzip, not UTF-8, no header): the import
+    /// fails and nothing of it is kept.
+    pub unreadable: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("the loader stopped")]
+    Cancelled,
+    #[error("cannot read the object: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write the error log: {0}")]
+    ErrorLog(std::io::Error),
+}
+
+/// An I/O error from reading the object: a corrupt file, or a broken transfer (worth a retry).
+fn classify(e: std::io::Error, compressed: bool) -> Result<String, ParseError> {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        InvalidData | InvalidInput => Ok(if compressed {
+            format!("the file is not valid gzip: {e}")
+        } else {
+            format!("the file cannot be read: {e}")
+        }),
+        UnexpectedEof if compressed => Ok(format!("the gzip stream is truncated: {e}")),
+        _ => Err(ParseError::Read(e)),
+    }
+}
+
+struct Encoder {
+    tx: Sender<Msg>,
+    buf: BytesMut,
+    in_chunk: usize,
+    chunk_rows: usize,
+}
+
+impl Encoder {
+    fn row(&mut self, row: &StagedRow<'_>) -> Result<(), ParseError> {
+        if self.in_chunk == 0 {
+            self.buf.extend_from_slice(COPY_HEADER);
+        }
+        encode_row(&mut self.buf, row);
+        self.in_chunk += 1;
+        if self.in_chunk >= self.chunk_rows {
+            self.end_chunk()
+        } else if self.buf.len() >= BUFFER_BYTES {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), ParseError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = self.buf.split().freeze();
+        self.tx
+            .blocking_send(Msg::Data(data))
+            .map_err(|_| ParseError::Cancelled)
+    }
+
+    fn end_chunk(&mut self) -> Result<(), ParseError> {
+        if self.in_chunk == 0 {
+            return Ok(());
+        }
+        self.buf.extend_from_slice(COPY_TRAILER);
+        self.flush()?;
+        self.in_chunk = 0;
+        self.tx
+            .blocking_send(Msg::EndOfChunk)
+            .map_err(|_| ParseError::Cancelled)
+    }
+}
+
+/// Validates rows and feeds the valid ones to the encoder.
+struct Rows<'a> {
+    ctx: &'a RowContext,
+    encoder: Encoder,
+    summary: ParseSummary,
+}
+
+impl Rows<'_> {
+    fn reject(&mut self, line: u64, reason: String) -> Result<(), ParseError> {
+        self.summary.total += 1;
+        self.summary.rejected += 1;
+        self.summary
+            .errors
+            .push(RowError { line, reason })
+            .map_err(ParseError::ErrorLog)
+    }
+
+    fn submit(&mut self, line: u64, submission: Submission) -> Result<(), ParseError> {
+        let source = Source::Import {
+            import_id: self.ctx.import_id,
+            line,
+        };
+        let validated = submission.validate(
+            self.ctx.tenant.clone(),
+            self.ctx.correlation_id.clone(),
+            source,
+            &self.ctx.policy,
+        );
+        let task: NewTask = match validated {
+            Ok(task) => task,
+            Err(errors) => return self.reject(line, errors.to_string()),
+        };
+        let payload = serde_json::to_string(&task.payload).expect("a JSON value serialises");
+        let key = task
+            .idempotency_key
+            .as_deref()
+            .expect("import rows always have a key");
+        self.encoder.row(&StagedRow {
+            id: *task.id.as_uuid(),
+            kind: task.kind.as_str(),
+            payload: &payload,
+            max_attempts: task.max_attempts as i32,
+            run_after: task.run_after,
+            idempotency_key: key,
+            request_hash: &task.request_hash,
+            line: line as i64,
+        })?;
+        self.summary.total += 1;
+        self.summary.accepted += 1;
+        Ok(())
+    }
+
+    fn default_key(&self, line: u64) -> String {
+        import_row_key(&self.ctx.bucket, &self.ctx.key, &self.ctx.version, line)
+    }
+
+    fn finish(mut self, unreadable: Option<String>) -> Result<ParseSummary, ParseError> {
+        if unreadable.is_none() {
+            self.encoder.end_chunk()?;
+        }
+        self.summary.unreadable = unreadable;
+        Ok(self.summary)
+    }
+}
+
+/// Reads the whole object, sending valid rows to `tx` in chunks.
+///
+/// # Errors
+/// [`ParseError`] when reading fails for a reason other than the file's content, or the loader
+/// stopped listening.
+pub fn parse<'a>(
+    reader: impl Read + 'a,
+    format: ImportFormat,
+    compressed: bool,
+    ctx: &RowContext,
+    tx: Sender<Msg>,
+) -> Result<ParseSummary, ParseError> {
+    let reader: Box<dyn Read + 'a> = if compressed {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    let rows = Rows {
+        ctx,
+        encoder: Encoder {
+            tx,
+            buf: BytesMut::with_capacity(BUFFER_BYTES + 64 * 1024),
+            in_chunk: 0,
+            chunk_rows: ctx.chunk_rows.max(1),
+        },
+        summary: ParseSummary::default(),
+    };
+    match format {
+        ImportFormat::Csv => parse_csv(reader, compressed, rows),
+        ImportFormat::Jsonl => parse_jsonl(reader, compressed, rows),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+const BOM: &str = "\u{feff}";
+
+fn parse_csv(
+    reader: Box<dyn Read + '_>,
+    compressed: bool,
+    mut rows: Rows<'_>,
+) -> Result<ParseSummary, ParseError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut record = csv::ByteRecord::new();
+    let read = |csv: &mut csv::Reader<Box<dyn Read + '_>>, record: &mut csv::ByteRecord| match csv
+        .read_byte_record(record)
+    {
+        Ok(more) => Ok(Ok(more)),
+        Err(e) => match e.into_kind() {
+            csv::ErrorKind::Io(io) => classify(io, compressed).map(Err),
+            other => Ok(Err(format!("the CSV cannot be parsed: {other:?}"))),
+        },
+    };
+    match read(&mut csv, &mut record)? {
+        Ok(true) => {}
+        Ok(false) => {
+            return rows.finish(Some(
+                "the file is empty: a CSV import needs a header row".into(),
+            ))
+        }
+        Err(reason) => return rows.finish(Some(reason)),
+    }
+    let mut header = Vec::with_capacity(record.len());
+    for (i, field) in record.iter().enumerate() {
+        let Some(name) = utf8(field) else {
+            return rows.finish(Some("the header row is not UTF-8".into()));
+        };
+        let name = if i == 0 {
+            name.strip_prefix(BOM).unwrap_or(name)
+        } else {
+            name
+        };
+        header.push(name.trim().to_owned());
+    }
+    if let Some(problem) = header_problem(&header) {
+        return rows.finish(Some(problem));
+    }
+    let kind_at = header.iter().position(|h| h == "kind").expect("checked");
+    let key_at = header.iter().position(|h| h == "idempotency_key");
+    let run_after_at = header.iter().position(|h| h == "run_after");
+    loop {
+        match read(&mut csv, &mut record)? {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(reason) => return rows.finish(Some(reason)),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != header.len() {
+            rows.reject(
+                line,
+                format!("expected {} fields, found {}", header.len(), record.len()),
+            )?;
+            continue;
+        }
+        let mut fields = Vec::with_capacity(record.len());
+        for field in record.iter() {
+            match utf8(field) {
+                Some(f) => fields.push(f),
+                None => return rows.finish(Some(format!("the file is not UTF-8 (line {line})"))),
+            }
+        }
+        let mut payload = Map::new();
+        for (i, value) in fields.iter().enumerate() {
+            if !value.is_empty() && !RESERVED_CSV_COLUMNS.contains(&header[i].as_str()) {
+                payload.insert(header[i].clone(), Value::String((*value).to_owned()));
+            }
+        }
+        let run_after = match run_after_at.map(|i| fields[i]).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(raw) => {
+                match parse_rfc3339(raw) {
+                    Some(t) => Some(t),
+                    None => {
+                        rows.reject(line, "/run_after: must be an RFC 3339 date-time such as 2026-01-31T09:30:00Z".into())?;
+                        continue;
+                    }
+                }
+            }
+        };
+        let key = key_at
+            .map(|i| fields[i])
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| rows.default_key(line), str::to_owned);
+        let submission = Submission {
+            kind: fields[kind_at].to_owned(),
+            payload: Value::Object(payload),
+            idempotency_key: Some(key),
+            run_after,
+            max_attempts: None,
+        };
+        rows.submit(line, submission)?;
+    }
+    rows.finish(None)
+}
+
+fn header_problem(header: &[String]) -> Option<String> {
+    if header.iter().any(String::is_empty) {
+        return Some("the header row has an empty column name".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = header.iter().find(|h| !seen.insert(h.as_str())) {
+        return Some(format!("the header row names column {dup:?} twice"));
+    }
+    if !header.iter().any(|h| h == "kind") {
+        return Some("the header row has no kind column".into());
+    }
+    None
+}
+
+/// One line of a JSON Lines import.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonlRow {
+    kind: String,
+    payload: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    run_after: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+/// Reads one line into `buf` without holding more than `cap` bytes of it. Returns `None` at
+/// the end of the input, else whether the line was longer than `cap` (and was skipped).
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(any.then_some(too_long));
+        }
+        any = true;
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        if !too_long {
+            if buf.len() + chunk.len() > cap + 2 {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len();
+        reader.consume(used);
+        if done {
+            return Ok(Some(too_long));
+        }
+    }
+}
+
+fn parse_jsonl(
+    reader: Box<dyn Read + '_>,
+    compressed: bool,
+    mut rows: Rows<'_>,
+) -> Result<ParseSummary, ParseError> {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    loop {
+        let too_long = match read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES) {
+            Ok(None) => break,
+            Ok(Some(too_long)) => too_long,
+            Err(e) => return rows.finish(Some(classify(e, compressed)?)),
+        };
+        line += 1;
+        if too_long {
+            rows.reject(
+                line,
+                format!("the line is longer than {MAX_LINE_BYTES} bytes"),
+            )?;
+            continue;
+        }
+        let Some(text) = utf8(&buf) else {
+            return rows.finish(Some(format!("the file is not UTF-8 (line {line})")));
+        };
+        let text = if line == 1 {
+            text.strip_prefix(BOM).unwrap_or(text)
+        } else {
+            text
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let parsed: JsonlRow = match serde_json::from_str(text) {
+            Ok(row) => row,
+            Err(e) => {
+                rows.reject(line, format!("not a task submission: {e}"))?;
+                continue;
+            }
+        };
+        let run_after = match parsed.run_after.as_deref().map(parse_rfc3339) {
+            None => None,
+            Some(Some(t)) => Some(t),
+            Some(None) => {
+                rows.reject(
+                    line,
+                    "/run_after: must be an RFC 3339 date-time such as 2026-01-31T09:30:00Z".into(),
+                )?;
+                continue;
+            }
+        };
+        let key = parsed
+            .idempotency_key
+            .unwrap_or_else(|| rows.default_key(line));
+        rows.submit(
+            line,
+            Submission {
+                kind: parsed.kind,
+                payload: parsed.payload,
+                idempotency_key: Some(key),
+                run_after,
+                max_attempts: parsed.max_attempts,
+            },
+        )?;
+    }
+    rows.finish(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tms::adapters::postgres::copy::COPY_HEADER;
+
+    fn ctx(chunk_rows: usize) -> RowContext {
+        RowContext {
+            bucket: "b".into(),
+            key: "imports/demo/x.csv".into(),
+            version: "v1".into(),
+            tenant: Tenant::parse("demo").unwrap(),
+            import_id: ImportId::new(),
+            correlation_id: CorrelationId::generate(),
+            policy: WebhookPolicy::default(),
+            chunk_rows,
+        }
+    }
+
+    /// Runs the parser, returning its summary and the chunks it produced (as row counts).
+    fn run(
+        input: &[u8],
+        format: ImportFormat,
+        compressed: bool,
+        chunk_rows: usize,
+    ) -> (ParseSummary, Vec<usize>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let summary = parse(input, format, compressed, &ctx(chunk_rows), tx).expect("parse");
+        let mut chunks = Vec::new();
+        let mut current = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Data(b) => current.extend_from_slice(&b),
+                Msg::EndOfChunk => {
+                    assert!(current.starts_with(COPY_HEADER));
+                    assert!(current.ends_with(COPY_TRAILER));
+                    chunks.push(count_tuples(&current));
+                    current.clear();
+                }
+            }
+        }
+        assert!(current.is_empty(), "no chunk is left unterminated");
+        (summary, chunks)
+    }
+
+    fn count_tuples(data: &[u8]) -> usize {
+        let mut i = COPY_HEADER.len();
+        let mut n = 0;
+        loop {
+            let fields = i16::from_be_bytes([data[i], data[i + 1]]);
+            i += 2;
+            if fields == -1 {
+                return n;
+            }
+            for _ in 0..fields {
+                let len = i32::from_be_bytes(data[i..i + 4].try_into().unwrap());
+                i += 4 + len.max(0) as usize;
+            }
+            n += 1;
+        }
+    }
+
+    #[test]
+    fn csv_rows_become_chunks_and_bad_rows_are_reported_by_line() {
+        let csv = "kind,sender,recipient,subject,body\n\
+                   email,a@example.com,b@example.com,Hi,\"multi\nline, with \"\"quotes\"\"\"\n\
+                   email,not-an-address,b@example.com,Hi,x\n\
+                   noop,,,,\n\
+                   fax,,,,\n\
+                   noop,too,many,fields,here,extra\n";
+        let (summary, chunks) = run(csv.as_bytes(), ImportFormat::Csv, false, 2);
+        assert_eq!(
+            (summary.total, summary.accepted, summary.rejected),
+            (5, 2, 3)
+        );
+        assert_eq!(chunks, vec![2]);
+        let errors: Vec<(u64, &str)> = summary
+            .errors
+            .first
+            .iter()
+            .map(|e| (e.line, e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            errors[0].0, 4,
+            "the line where the record starts (line 2 spans two lines)"
+        );
+        assert!(errors[0].1.contains("/payload/sender"), "{errors:?}");
+        assert_eq!(errors[1].0, 6);
+        assert!(errors[1].1.contains("/kind"));
+        assert_eq!(errors[2], (7, "expected 5 fields, found 6"));
+        assert!(summary.unreadable.is_none());
+    }
+
+    #[test]
+    fn chunks_hold_at_most_chunk_rows() {
+        let mut csv = String::from("kind,n\n");
+        for i in 0..25 {
+            csv.push_str(&format!("noop,{i}\n"));
+        }
+        let (summary, chunks) = run(csv.as_bytes(), ImportFormat::Csv, false, 10);
+        assert_eq!(summary.accepted, 25);
+        assert_eq!(chunks, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn unreadable_files_fail_with_a_reason() {
+        let cases: [(&[u8], ImportFormat, bool, &str); 6] = [
+            (b"", ImportFormat::Csv, false, "empty"),
+            (
+                b"sender,recipient\nx,y\n",
+                ImportFormat::Csv,
+                false,
+                "no kind column",
+            ),
+            (b"kind,kind\nnoop,noop\n", ImportFormat::Csv, false, "twice"),
+            (
+                b"kind,n\nnoop,\xff\xfe\n",
+                ImportFormat::Csv,
+                false,
+                "not UTF-8",
+            ),
+            (
+                b"{\"kind\":\"noop\",\"payload\":{}}\n\xc3\x28\n",
+                ImportFormat::Jsonl,
+                false,
+                "not UTF-8 (line 2)",
+            ),
+            (
+                b"this is not gzip at all",
+                ImportFormat::Jsonl,
+                true,
+                "gzip",
+            ),
+        ];
+        for (input, format, gz, want) in cases {
+            let (summary, _) = run(input, format, gz, 10);
+            let reason = summary.unreadable.unwrap_or_default();
+            assert!(reason.contains(want), "{want}: {reason}");
+        }
+    }
+
+    #[test]
+    fn jsonl_lines_with_defaults_blank_lines_and_errors() {
+        let jsonl = "\u{feff}{\"kind\":\"noop\",\"payload\":{}}\n\
+                     \n\
+                     {\"kind\":\"archive\",\"payload\":{\"name\":\"x\"},\"idempotency_key\":\"mine\",\"run_after\":\"2030-01-01T00:00:00Z\",\"max_attempts\":3}\r\n\
+                     {\"kind\":\"noop\"}\n\
+                     not json\n\
+                     {\"kind\":\"noop\",\"payload\":{},\"run_after\":\"soon\"}\n\
+                     {\"kind\":\"noop\",\"payload\":{},\"tenant\":\"other\"}";
+        let (summary, chunks) = run(jsonl.as_bytes(), ImportFormat::Jsonl, false, 100);
+        assert_eq!(
+            (summary.total, summary.accepted, summary.rejected),
+            (6, 2, 4)
+        );
+        assert_eq!(chunks, vec![2]);
+        let lines: Vec<u64> = summary.errors.first.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn gzip_is_read_transparently() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"kind\nnoop\nnoop\n").unwrap();
+        let (summary, chunks) = run(&gz.finish().unwrap(), ImportFormat::Csv, true, 10);
+        assert_eq!((summary.accepted, chunks), (2, vec![2]));
+    }
+
+    #[test]
+    fn an_overlong_jsonl_line_is_rejected_without_holding_it() {
+        let long = format!("{{\"kind\":\"noop\",\"payload\":{{\"x\":\"{}\"}}}}\n{{\"kind\":\"noop\",\"payload\":{{}}}}\n", "a".repeat(MAX_LINE_BYTES + 10));
+        let (summary, _) = run(long.as_bytes(), ImportFormat::Jsonl, false, 10);
+        assert_eq!((summary.accepted, summary.rejected), (1, 1));
+        assert!(summary.errors.first[0].reason.contains("longer than"));
+    }
+
+    #[test]
+    fn the_error_log_keeps_the_first_hundred_and_writes_all() {
+        let mut csv = String::from("kind\n");
+        for _ in 0..150 {
+            csv.push_str("fax\n");
+        }
+        let (summary, _) = run(csv.as_bytes(), ImportFormat::Csv, false, 10);
+        assert_eq!(summary.errors.first.len(), REPORT_ERRORS);
+        assert_eq!(summary.errors.count, 150);
+        let file = summary.errors.into_file().unwrap().unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert_eq!(text.lines().count(), 150);
+        let first: RowError = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first.line, 2);
+    }
+}
