@@ -8,6 +8,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `TMS_WORK_QUEUE_URL`.
     pub work_queue_url: String,
+    /// `TMS_BUCKET`: the data bucket, where import files are uploaded.
+    pub bucket: String,
     /// `TMS_TOKENS_PARAM`: the SSM SecureString holding the API token map; unset disables API
     /// tokens (JWT authorizer only).
     pub tokens_param: Option<String>,
@@ -26,6 +28,7 @@ impl Config {
         Ok(Self {
             database: DatabaseConfig::from_env(env)?,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            bucket: env.required("TMS_BUCKET")?,
             tokens_param: env.optional("TMS_TOKENS_PARAM")?,
             cursor_key: env.required("TMS_CURSOR_KEY")?,
             webhook_policy: env.or("TMS_WEBHOOK_ALLOW", WebhookPolicy::default())?,
@@ -38,7 +41,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    const ALL: [(&str, &str); 4] = [
+    const ALL: [(&str, &str); 5] = [
+        ("TMS_BUCKET", "tms-data"),
         ("TMS_DATABASE_URL", "postgres://tms_app@db:5432/tms"),
         (
             "TMS_WORK_QUEUE_URL",
@@ -53,7 +57,12 @@ mod tests {
         let cfg = Config::from_env(&Env::from_pairs(ALL)).unwrap();
         assert_eq!(cfg.port, 3000);
         assert_eq!(cfg.webhook_policy, WebhookPolicy::default());
-        for name in ["TMS_DATABASE_URL", "TMS_WORK_QUEUE_URL", "TMS_CURSOR_KEY"] {
+        for name in [
+            "TMS_DATABASE_URL",
+            "TMS_WORK_QUEUE_URL",
+            "TMS_BUCKET",
+            "TMS_CURSOR_KEY",
+        ] {
             let env = Env::from_pairs(ALL.into_iter().filter(|(k, _)| *k != name));
             assert_eq!(
                 Config::from_env(&env).unwrap_err(),

@@ -23,21 +23,11 @@ impl CursorKey {
         Self(secret.as_bytes().to_vec())
     }
 
-    fn mac(
-        &self,
-        id: &[u8; 16],
-        tenant: &Tenant,
-        status: Option<Status>,
-        kind: Option<TaskKind>,
-    ) -> [u8; MAC_LEN] {
+    fn mac(&self, scope: &str, id: &[u8; 16], tenant: &Tenant, filters: &[&str]) -> [u8; MAC_LEN] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(&[VERSION]);
         mac.update(id);
-        for part in [
-            tenant.as_str(),
-            status.map_or("", |s| s.as_str()),
-            kind.map_or("", |k| k.as_str()),
-        ] {
+        for part in [scope, tenant.as_str()].iter().chain(filters) {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part.as_bytes());
         }
@@ -47,7 +37,7 @@ impl CursorKey {
         out
     }
 
-    /// The cursor that continues after `last` for this tenant and these filters.
+    /// The cursor that continues a task list after `last` for this tenant and these filters.
     pub fn encode(
         &self,
         last: TaskId,
@@ -55,16 +45,11 @@ impl CursorKey {
         status: Option<Status>,
         kind: Option<TaskKind>,
     ) -> String {
-        let id = *last.as_uuid().as_bytes();
-        let mut raw = Vec::with_capacity(1 + 16 + MAC_LEN);
-        raw.push(VERSION);
-        raw.extend_from_slice(&id);
-        raw.extend_from_slice(&self.mac(&id, tenant, status, kind));
-        URL_SAFE_NO_PAD.encode(raw)
+        self.encode_scoped("tasks", last.as_uuid(), tenant, &task_filters(status, kind))
     }
 
-    /// The id a cursor continues after, if it is genuine and was issued for this tenant and
-    /// these filters.
+    /// The task id a cursor continues after, if it is genuine and was issued for a task list of
+    /// this tenant with these filters.
     pub fn decode(
         &self,
         cursor: &str,
@@ -72,6 +57,35 @@ impl CursorKey {
         status: Option<Status>,
         kind: Option<TaskKind>,
     ) -> Option<TaskId> {
+        self.decode_scoped("tasks", cursor, tenant, &task_filters(status, kind))
+            .map(TaskId::from_uuid)
+    }
+
+    /// A cursor for a list (`scope`) of ids.
+    pub fn encode_scoped(
+        &self,
+        scope: &str,
+        last: &Uuid,
+        tenant: &Tenant,
+        filters: &[&str],
+    ) -> String {
+        let id = *last.as_bytes();
+        let mut raw = Vec::with_capacity(1 + 16 + MAC_LEN);
+        raw.push(VERSION);
+        raw.extend_from_slice(&id);
+        raw.extend_from_slice(&self.mac(scope, &id, tenant, filters));
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The id a cursor of `scope` continues after, if it is genuine and was issued for this
+    /// tenant and these filters.
+    pub fn decode_scoped(
+        &self,
+        scope: &str,
+        cursor: &str,
+        tenant: &Tenant,
+        filters: &[&str],
+    ) -> Option<Uuid> {
         if cursor.len() != CURSOR_LEN {
             return None;
         }
@@ -82,10 +96,17 @@ impl CursorKey {
         }
         let (id, mac) = rest.split_at(16);
         let id: [u8; 16] = id.try_into().ok()?;
-        let expected = self.mac(&id, tenant, status, kind);
+        let expected = self.mac(scope, &id, tenant, filters);
         let genuine: bool = subtle::ConstantTimeEq::ct_eq(&expected[..], mac).into();
-        genuine.then(|| TaskId::from_uuid(Uuid::from_bytes(id)))
+        genuine.then(|| Uuid::from_bytes(id))
     }
+}
+
+fn task_filters(status: Option<Status>, kind: Option<TaskKind>) -> [&'static str; 2] {
+    [
+        status.map_or("", |s| s.as_str()),
+        kind.map_or("", |k| k.as_str()),
+    ]
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use tms::domain::webhook::WebhookPolicy;
-use tms::ports::{Dispatch, TaskRepository, WorkQueue};
+use tms::ports::{Dispatch, ImportStore, ObjectStore, TaskRepository, WorkQueue};
 use tms::telemetry::metrics::MetricSink;
 use tms::{Status, Task, WorkMessage};
 
@@ -29,10 +29,21 @@ use problem::Problem;
 /// Work messages for tasks due later than this are left to the relay (SQS delays at most 15 min).
 const MAX_DELAY: Duration = Duration::from_secs(900);
 
+/// The adapters the API talks to.
+pub struct Ports {
+    pub repo: Arc<dyn TaskRepository>,
+    pub imports: Arc<dyn ImportStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub metrics: Arc<dyn MetricSink>,
+}
+
 /// Everything the handlers use, built once per execution environment.
 #[derive(Clone)]
 pub struct AppState {
     pub repo: Arc<dyn TaskRepository>,
+    pub imports: Arc<dyn ImportStore>,
+    pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub tokens: Arc<auth::TokenVerifier>,
     pub cursor_key: cursor::CursorKey,
@@ -44,16 +55,23 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        repo: Arc<dyn TaskRepository>,
-        queue: Arc<dyn WorkQueue>,
+        ports: Ports,
         tokens: auth::TokenVerifier,
         cursor_key: &str,
         policy: WebhookPolicy,
-        metrics: Arc<dyn MetricSink>,
     ) -> Self {
         let doc = openapi::document();
+        let Ports {
+            repo,
+            imports,
+            objects,
+            queue,
+            metrics,
+        } = ports;
         Self {
             repo,
+            imports,
+            objects,
             queue,
             tokens: Arc::new(tokens),
             cursor_key: cursor::CursorKey::new(cursor_key),
@@ -109,7 +127,7 @@ async fn not_found() -> Problem {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{system, tasks};
+    use routes::{imports, system, tasks};
     let v1 = Router::new()
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
         .route("/v1/tasks/batch", post(tasks::create_batch))
@@ -117,6 +135,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/events", get(tasks::task_events))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel_task))
         .route("/v1/tasks/{id}/redrive", post(tasks::redrive_task))
+        .route(
+            "/v1/imports",
+            post(imports::create_import).get(imports::list_imports),
+        )
+        .route("/v1/imports/{id}", get(imports::get_import))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

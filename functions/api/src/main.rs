@@ -2,11 +2,12 @@ use std::sync::Arc;
 
 use lambda_http::Error;
 use tms::adapters::postgres::{PgSettings, PostgresStore};
+use tms::adapters::s3::{self, S3ObjectStore};
 use tms::adapters::{aws, sqs::SqsWorkQueue, ssm::SsmSecrets};
 use tms::config::Env;
 use tms::ports::Secrets;
 use tms::telemetry::metrics::StdoutSink;
-use tms_api::{auth::TokenVerifier, router, AppState, Config};
+use tms_api::{auth::TokenVerifier, router, AppState, Config, Ports};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,19 +19,26 @@ async fn main() -> Result<(), Error> {
         Some(param) => Some(secrets.get(param).await?),
         None => None,
     };
-    let pool = PgSettings::new(&config.database, password.as_ref())?.pool()?;
-    let state = AppState::new(
-        Arc::new(PostgresStore::new(pool)),
-        Arc::new(SqsWorkQueue::new(
+    let store = Arc::new(PostgresStore::new(
+        PgSettings::new(&config.database, password.as_ref())?.pool()?,
+    ));
+    let ports = Ports {
+        repo: store.clone(),
+        imports: store,
+        objects: Arc::new(S3ObjectStore::new(s3::client(&aws), &config.bucket)),
+        queue: Arc::new(SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(&aws),
             &config.work_queue_url,
         )),
-        TokenVerifier::new(secrets, config.tokens_param.clone()),
+        metrics: Arc::new(StdoutSink),
+    };
+    let tokens = TokenVerifier::new(secrets, config.tokens_param.clone());
+    let app = router(AppState::new(
+        ports,
+        tokens,
         &config.cursor_key,
         config.webhook_policy,
-        Arc::new(StdoutSink),
-    );
-    let app = router(state);
+    ));
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_http::run(app).await;
     }

@@ -9,7 +9,7 @@ use tms::domain::webhook::{
     HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, RESERVED_HEADERS, URL_MAX_LEN, URL_PATTERN,
 };
 use tms::{
-    ErrorClass, Source, Status, Submission, Task, TaskError, TaskEvent, TaskKind,
+    parse_rfc3339, ErrorClass, Source, Status, Submission, Task, TaskError, TaskEvent, TaskKind,
     MAX_ATTEMPTS_LIMIT, WEBHOOK_METHODS,
 };
 use utoipa::openapi::{RefOr, Schema};
@@ -44,47 +44,6 @@ fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::
     parse_rfc3339(&raw).map(Some).ok_or_else(|| {
         serde::de::Error::custom("must be an RFC 3339 date-time such as 2026-01-31T09:30:00Z")
     })
-}
-
-pub fn parse_rfc3339(raw: &str) -> Option<DateTime<Utc>> {
-    let b = raw.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    let shape = b.len() >= 20
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && matches!(b[10], b'T' | b't')
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19);
-    if !shape {
-        return None;
-    }
-    let mut rest = &raw[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return None;
-        }
-        rest = &frac[n..];
-    }
-    let offset_ok = matches!(rest, "Z" | "z")
-        || (rest.len() == 6
-            && matches!(rest.as_bytes()[0], b'+' | b'-')
-            && rest.as_bytes()[3] == b':'
-            && rest[1..3].bytes().all(|c| c.is_ascii_digit())
-            && rest[4..6].bytes().all(|c| c.is_ascii_digit()));
-    if !offset_ok {
-        return None;
-    }
-    DateTime::parse_from_rfc3339(raw)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `POST /v1/tasks`.

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::correlation;
-use crate::routes::{system, tasks};
+use crate::routes::{imports, system, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use crate::routes::{system, tasks};
     paths(
         tasks::create_task, tasks::create_batch, tasks::list_tasks, tasks::get_task,
         tasks::task_events, tasks::cancel_task, tasks::redrive_task,
+        imports::create_import, imports::list_imports, imports::get_import,
         system::health, system::openapi, system::docs,
     ),
     components(schemas(
@@ -26,6 +27,7 @@ use crate::routes::{system, tasks};
     )),
     tags(
         (name = "tasks", description = "Tasks of the caller's tenant"),
+        (name = "imports", description = "Bulk task files uploaded under the caller's imports/ prefix"),
         (name = "system", description = "Health and documentation"),
     )
 )]

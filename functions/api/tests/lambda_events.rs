@@ -10,7 +10,7 @@ use tms::domain::webhook::WebhookPolicy;
 use tms::ports::TaskRepository;
 use tms::telemetry::metrics::MemorySink;
 use tms_api::auth::{token_hash, TokenVerifier};
-use tms_api::{router, AppState};
+use tms_api::{router, AppState, Ports};
 use tms_testkit::fakes::{MemoryQueue, MemoryRepository, StaticSecrets};
 use tower::ServiceExt;
 
@@ -28,13 +28,18 @@ fn fakes() -> Fakes {
         "/tms/api-tokens".to_owned(),
         tokens,
     )])));
+    let ports = Ports {
+        repo: repo.clone(),
+        imports: Arc::new(tms_testkit::fakes::NoImports),
+        objects: Arc::new(tms_testkit::fakes::NoObjects),
+        queue: queue.clone(),
+        metrics: Arc::new(MemorySink::default()),
+    };
     let state = AppState::new(
-        repo.clone(),
-        queue.clone(),
+        ports,
         TokenVerifier::new(secrets, Some("/tms/api-tokens".into())),
         "k",
         WebhookPolicy::default(),
-        Arc::new(MemorySink::default()),
     );
     Fakes {
         repo,

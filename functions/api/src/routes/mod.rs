@@ -1,4 +1,5 @@
 //! The route handlers.
 
+pub mod imports;
 pub mod system;
 pub mod tasks;

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::Value;
 use tms::adapters::postgres::PostgresStore;
+use tms::adapters::s3::S3ObjectStore;
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::domain::webhook::WebhookPolicy;
 use tms::ports::{TaskRepository, WorkQueue};
 use tms::telemetry::metrics::MemorySink;
 use tms_api::auth::{token_hash, TokenVerifier};
-use tms_api::{router, AppState};
-use tms_testkit::aws::{put_secure_parameter, sdk_config, TestQueue};
+use tms_api::{router, AppState, Ports};
+use tms_testkit::aws::{put_secure_parameter, sdk_config, test_bucket, TestQueue};
 use tms_testkit::http::serve;
 use tms_testkit::TestDb;
 
@@ -28,6 +29,8 @@ pub struct TestApi {
     pub queue: TestQueue,
     pub store: PostgresStore,
     pub metrics: Arc<MemorySink>,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
     pub http: Client,
 }
 
@@ -57,16 +60,20 @@ impl TestApi {
         let work_queue: Arc<dyn WorkQueue> =
             Arc::new(SqsWorkQueue::new(queue.client.clone(), queue_url));
         let metrics = Arc::new(MemorySink::default());
-        let state = AppState::new(
+        let (s3, bucket) = test_bucket(&aws).await;
+        let ports = Ports {
             repo,
-            work_queue,
-            TokenVerifier::new(
-                Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws))),
-                Some(param),
-            ),
+            imports: Arc::new(store.clone()),
+            objects: Arc::new(S3ObjectStore::new(s3.clone(), &bucket)),
+            queue: work_queue,
+            metrics: metrics.clone(),
+        };
+        let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
+        let state = AppState::new(
+            ports,
+            TokenVerifier::new(secrets, Some(param)),
             "test-cursor-key",
             options.policy,
-            metrics.clone(),
         );
         let addr = serve(router(state)).await;
         Self {
@@ -75,6 +82,8 @@ impl TestApi {
             queue,
             store,
             metrics,
+            s3,
+            bucket,
             http: Client::new(),
         }
     }
