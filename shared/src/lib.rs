@@ -4,6 +4,7 @@
 pub mod config;
 pub mod domain;
 pub mod ports;
+pub mod retry;
 pub mod telemetry;
 
 pub mod adapters;

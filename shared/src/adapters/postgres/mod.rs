@@ -5,7 +5,9 @@ mod error;
 pub mod migrate;
 mod pool;
 mod rows;
+mod scheduler;
 mod store;
+mod submissions;
 
 pub use error::store_error;
 pub use pool::{PgSettings, PgSetupError, Pool};
