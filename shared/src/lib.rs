@@ -2,6 +2,7 @@
 //! implement them, configuration from the environment and telemetry.
 
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod ports;
 pub mod retry;

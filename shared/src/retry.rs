@@ -49,28 +49,30 @@ pub fn retry_dispatch(task: &Task, outcome: &Outcome) -> Option<Dispatch> {
     })
 }
 
-/// What became of the retry messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RetriesSent {
+/// What became of messages whose outbox marker was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Sent {
     pub sent: usize,
-    /// Not sent: their marker was cleared so the relay sends them.
-    pub left_to_relay: usize,
+    /// Not accepted by the queue: their marker was cleared so the relay sends them.
+    pub unsent: usize,
 }
 
-/// Sends the retry messages and clears the outbox marker of those the queue did not accept.
-/// Failures are logged, never returned: the relay covers every message not sent.
-pub async fn send_retries(
+/// Sends messages whose outbox marker is already set and clears the marker of those the queue
+/// did not accept. Failures are logged, never returned: the relay covers every message not
+/// sent.
+pub async fn send_marked(
     queue: &dyn WorkQueue,
     store: &dyn WorkStore,
     dispatches: &[Dispatch],
-) -> RetriesSent {
+) -> Sent {
     if dispatches.is_empty() {
-        return RetriesSent::default();
+        return Sent::default();
     }
     let sent = match queue.send(dispatches).await {
         Ok(sent) => sent,
         Err(e) => {
-            tracing::warn!(error = %e, "retry messages not sent; the relay will send them");
+            tracing::warn!(error = %e, count = dispatches.len(),
+                "work messages not sent; the relay will send them");
             Vec::new()
         }
     };
@@ -85,9 +87,9 @@ pub async fn send_retries(
                 "outbox marker not cleared; the relay will send once the message counts as lost");
         }
     }
-    RetriesSent {
+    Sent {
         sent: dispatches.len() - unsent.len(),
-        left_to_relay: unsent.len(),
+        unsent: unsent.len(),
     }
 }
 

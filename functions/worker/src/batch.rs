@@ -10,43 +10,20 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
+use std::time::Instant;
+use tms::deadline::Deadline;
 use tms::ports::{ClaimedTask, Outcome, StoreError, Submitted};
-use tms::retry::{failure_outcome, retry_dispatch, send_retries};
+use tms::retry::{failure_outcome, retry_dispatch, send_marked};
 use tms::telemetry::metrics::{
     MetricSet, BATCH_ITEM_FAILURES, EXECUTOR_DURATION_MS, TASKS_DEAD, TASKS_FAILED,
     TASKS_SUCCEEDED, TASK_LATENCY_MS,
 };
 use tms::{LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, WorkMessage};
-use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use crate::config::RECORD_RESERVE;
 use crate::message::{self, Parsed};
 use crate::Deps;
-
-/// When the invocation ends.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(Instant);
-
-impl Deadline {
-    /// From the Lambda context's deadline; `default_budget` from now when it has none (a
-    /// context built by hand).
-    pub fn of(context: &lambda_runtime::Context, default_budget: Duration) -> Self {
-        let left = if context.deadline == 0 {
-            default_budget
-        } else {
-            context
-                .deadline()
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default()
-        };
-        Self(Instant::now() + left)
-    }
-
-    pub fn remaining(&self) -> Duration {
-        self.0.saturating_duration_since(Instant::now())
-    }
-}
 
 /// What a record stands for once parsed and its submission stored.
 enum Target {
@@ -167,7 +144,7 @@ async fn send_retry_messages(
         .filter(|o| recorded.contains(&o.id))
         .filter_map(|o| retry_dispatch(tasks.get(&o.id)?, o))
         .collect();
-    send_retries(deps.queue.as_ref(), deps.work.as_ref(), &retries).await;
+    send_marked(deps.queue.as_ref(), deps.work.as_ref(), &retries).await;
 }
 
 /// Acknowledges what is settled: tasks that ran or were not claimable, and malformed messages

@@ -16,10 +16,10 @@ use tms::adapters::postgres::{PgSettings, PgSetupError, PostgresStore};
 use tms::adapters::s3::{self, S3ObjectStore};
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
+use tms::deadline::Deadline;
 use tms::ports::{Secrets, SecretsError, SubmissionStore, WorkQueue, WorkStore};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
-pub use batch::Deadline;
 pub use config::{Config, Settings, WebhookSettings, RECORD_RESERVE};
 pub use executor::{Executor, Registry, WebhookExecutor};
 
@@ -85,7 +85,8 @@ pub async fn function_handler(
     deps: &Deps,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    let deadline = Deadline::of(&event.context, deps.settings.default_budget);
+    let deadline =
+        Deadline::from_epoch_millis(event.context.deadline, deps.settings.default_budget);
     let failures = batch::process(deps, &event.payload.records, deadline).await;
     let mut response = SqsBatchResponse::default();
     for id in failures {
