@@ -10,11 +10,11 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tms::adapters::postgres::{PgSettings, PgSetupError, PostgresStore};
+use tms::adapters::postgres::{open_store, SetupError};
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::deadline::Deadline;
-use tms::ports::{SchedulerStore, Secrets, SecretsError, StoreError, WorkQueue, WorkStore};
+use tms::ports::{SchedulerStore, StoreError, WorkQueue, WorkStore};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
 pub use config::{Config, Settings};
@@ -73,31 +73,15 @@ pub struct Deps {
     pub settings: Settings,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("cannot read the database password: {0}")]
-    Password(#[from] SecretsError),
-    #[error(transparent)]
-    Database(#[from] PgSetupError),
-}
-
 impl Deps {
     /// The real adapters: the database pool (created without connecting) and SQS; the
     /// database password from SSM when `TMS_DATABASE_PASSWORD_PARAM` is set.
     ///
     /// # Errors
-    /// [`BuildError`] when the password cannot be read or the pool cannot be set up.
-    pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, BuildError> {
-        let password = match &config.database.password_param {
-            Some(name) => Some(
-                SsmSecrets::new(aws_sdk_ssm::Client::new(aws))
-                    .get(name)
-                    .await?,
-            ),
-            None => None,
-        };
-        let pool = PgSettings::new(&config.database, password.as_ref())?.pool()?;
-        let store = Arc::new(PostgresStore::new(pool));
+    /// [`SetupError`] when the password cannot be read or the pool cannot be set up.
+    pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, SetupError> {
+        let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(aws));
+        let store = Arc::new(open_store(&config.database, &secrets).await?);
         Ok(Self {
             store: store.clone(),
             work: store,

@@ -68,6 +68,16 @@ async fn admin(f: &Fixture, sql: &str, ids: &[TaskId]) {
     f.db.admin().await.execute(sql, &[&ids]).await.unwrap();
 }
 
+/// As if the API's send of these tasks' messages failed a minute ago.
+async fn unsent_for_a_minute(f: &Fixture, tasks: &[TaskId]) {
+    admin(
+        f,
+        "UPDATE tms.tasks SET updated_at = now() - interval '1 minute' WHERE id = ANY($1)",
+        tasks,
+    )
+    .await;
+}
+
 async fn created(f: &Fixture, n: usize) -> Vec<NewTask> {
     let tasks: Vec<_> = (0..n).map(|_| noop("demo")).collect();
     f.store.create_batch(&tasks).await.unwrap();
@@ -118,12 +128,7 @@ async fn received(f: &Fixture, at_least: usize) -> Vec<WorkMessage> {
 async fn the_relay_sends_tasks_whose_send_failed_and_due_retries() {
     let f = fixture().await;
     let unsent = created(&f, 2).await;
-    admin(
-        &f,
-        "UPDATE tms.tasks SET updated_at = now() - interval '1 minute' WHERE id = ANY($1)",
-        &ids(&unsent),
-    )
-    .await;
+    unsent_for_a_minute(&f, &ids(&unsent)).await;
     let fresh = created(&f, 1).await;
     let retry_unsent = created(&f, 1).await;
     settle(&f, &ids(&retry_unsent), Status::Failed, false).await;
@@ -159,12 +164,7 @@ async fn the_relay_sends_tasks_whose_send_failed_and_due_retries() {
 async fn two_relays_at_once_send_each_message_exactly_once() {
     let f = fixture().await;
     let tasks = created(&f, 35).await;
-    admin(
-        &f,
-        "UPDATE tms.tasks SET updated_at = now() - interval '1 minute' WHERE id = ANY($1)",
-        &ids(&tasks),
-    )
-    .await;
+    unsent_for_a_minute(&f, &ids(&tasks)).await;
     let (a, b) = tokio::join!(run(&f.deps, "relay"), run(&f.deps, "relay"));
     let sent: u64 = [&a, &b]
         .iter()
@@ -182,12 +182,7 @@ async fn two_relays_at_once_send_each_message_exactly_once() {
 async fn a_job_whose_lock_is_held_elsewhere_is_skipped() {
     let f = fixture().await;
     let tasks = created(&f, 1).await;
-    admin(
-        &f,
-        "UPDATE tms.tasks SET updated_at = now() - interval '1 minute' WHERE id = ANY($1)",
-        &ids(&tasks),
-    )
-    .await;
+    unsent_for_a_minute(&f, &ids(&tasks)).await;
     let other_run = f.store.lock_job("relay").await.unwrap().unwrap();
     assert_eq!(
         run(&f.deps, "relay").await,

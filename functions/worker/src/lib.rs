@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use tms::adapters::postgres::{PgSettings, PgSetupError, PostgresStore};
+use tms::adapters::postgres::{open_store, SetupError};
 use tms::adapters::s3::{self, S3ObjectStore};
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::deadline::Deadline;
-use tms::ports::{Secrets, SecretsError, SubmissionStore, WorkQueue, WorkStore};
+use tms::ports::{SubmissionStore, WorkQueue, WorkStore};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
 pub use config::{Config, Settings, WebhookSettings, RECORD_RESERVE};
@@ -35,10 +35,8 @@ pub struct Deps {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot read the database password: {0}")]
-    Password(#[from] SecretsError),
     #[error(transparent)]
-    Database(#[from] PgSetupError),
+    Database(#[from] SetupError),
     #[error("cannot build the webhook client: {0}")]
     Webhook(#[from] reqwest::Error),
 }
@@ -50,16 +48,8 @@ impl Deps {
     /// # Errors
     /// [`BuildError`] when the password cannot be read or a client cannot be set up.
     pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, BuildError> {
-        let password = match &config.database.password_param {
-            Some(name) => Some(
-                SsmSecrets::new(aws_sdk_ssm::Client::new(aws))
-                    .get(name)
-                    .await?,
-            ),
-            None => None,
-        };
-        let pool = PgSettings::new(&config.database, password.as_ref())?.pool()?;
-        let store = Arc::new(PostgresStore::new(pool));
+        let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(aws));
+        let store = Arc::new(open_store(&config.database, &secrets).await?);
         let queue = SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
             .with_dead_letter_queue(&config.work_dlq_url);
         let objects = Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket));

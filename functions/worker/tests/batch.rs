@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::SqsMessage;
 use serde_json::{json, Value};
 use support::*;
 use tms::telemetry::metrics::{
@@ -51,6 +52,20 @@ fn fixture_with(scripted: Scripted) -> Fixture {
 
 fn fixture() -> Fixture {
     fixture_with(Scripted::default())
+}
+
+/// `n` noop tasks in the store and their work messages `m-0`, `m-1`, ...
+fn stored_noops(f: &Fixture, n: usize) -> (Vec<tms::NewTask>, Vec<SqsMessage>) {
+    let tasks: Vec<_> = (0..n).map(|_| noop("demo")).collect();
+    let records = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            f.store.insert(t);
+            work_record(&format!("m-{i}"), t)
+        })
+        .collect();
+    (tasks, records)
 }
 
 #[tokio::test]
@@ -99,15 +114,7 @@ async fn with_the_database_down_mid_batch_no_record_is_acknowledged() {
             Box::pin(async {})
         }),
     );
-    let tasks: Vec<_> = (0..3).map(|_| noop("demo")).collect();
-    let mut records: Vec<_> = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            f.store.insert(t);
-            work_record(&format!("m-{i}"), t)
-        })
-        .collect();
+    let (tasks, mut records) = stored_noops(&f, 3);
     records.push(work_record("m-unknown", &noop("demo")));
     records.push(record("m-bad", "{}", None));
     let response = handle(&f.deps, records).await;
@@ -245,15 +252,7 @@ async fn permanent_failures_and_exhausted_attempts_end_dead_with_the_error() {
 #[tokio::test]
 async fn with_little_time_left_no_task_starts_and_every_record_comes_back() {
     let f = fixture();
-    let tasks: Vec<_> = (0..3).map(|_| noop("demo")).collect();
-    let records = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            f.store.insert(t);
-            work_record(&format!("m-{i}"), t)
-        })
-        .collect();
+    let (tasks, records) = stored_noops(&f, 3);
     let response = function_handler(&f.deps, event_with(records, Duration::from_secs(1)))
         .await
         .unwrap();
@@ -281,15 +280,7 @@ async fn tasks_not_started_before_the_margin_are_reported_and_the_rest_recorded(
         f.deps.settings.stop_margin = margin;
         f
     };
-    let tasks: Vec<_> = (0..3).map(|_| noop("demo")).collect();
-    let records = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            f.store.insert(t);
-            work_record(&format!("m-{i}"), t)
-        })
-        .collect();
+    let (tasks, records) = stored_noops(&f, 3);
     let response = function_handler(&f.deps, event_with(records, budget))
         .await
         .unwrap();
