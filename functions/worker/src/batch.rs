@@ -4,13 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
-use std::time::Instant;
 use tms::deadline::Deadline;
 use tms::ports::{ClaimedTask, Outcome, StoreError, Submitted};
 use tms::retry::{failure_outcome, retry_dispatch, send_marked};

@@ -20,7 +20,7 @@ use tms::deadline::Deadline;
 use tms::ports::{SubmissionStore, WorkQueue, WorkStore};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
-pub use config::{Config, Settings, WebhookSettings, RECORD_RESERVE};
+pub use config::{Config, Settings, WebhookSettings};
 pub use executor::{Executor, Registry, WebhookExecutor};
 
 /// Everything a batch needs, built once per execution environment.
