@@ -118,6 +118,8 @@ start() {
     die "port $TMS_PG_PORT is in use by another program: stop it, or set TMS_PG_PORT to a free port."
   fi
   local opts="-c port=$TMS_PG_PORT"
+  # pg_stat_statements lets tests count the statements a handler sends.
+  if [ -f "$BIN/../lib/pg_stat_statements.so" ]; then opts="$opts -c shared_preload_libraries=pg_stat_statements"; fi
   if [ "${TMS_PG_FAST:-0}" = 1 ]; then opts="$opts -c fsync=off -c full_page_writes=off -c synchronous_commit=off"; fi
   say "starting PostgreSQL on 127.0.0.1:$TMS_PG_PORT (TLS on)"
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -o "$opts" -w -t 60 start >/dev/null \

@@ -2,8 +2,10 @@
 //! implement them, configuration from the environment and telemetry.
 
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod ports;
+pub mod retry;
 pub mod telemetry;
 
 pub mod adapters;

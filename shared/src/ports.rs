@@ -304,6 +304,108 @@ pub trait WorkQueue: Send + Sync {
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
 }
 
+/// The outcome of one submission through [`SubmissionStore::submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: TaskId,
+    /// The idempotency key already existed: `id` is the earlier task.
+    pub replayed: bool,
+    /// On a replay: whether the earlier submission had the same request hash.
+    pub hash_matches: bool,
+}
+
+/// Task submissions arriving on the work queue.
+#[async_trait]
+pub trait SubmissionStore: Send + Sync {
+    /// Creates the tasks with their creation events in one statement, idempotently on
+    /// (tenant, idempotency key). Results are in input order; `None` where the key belongs to a
+    /// task another transaction committed after this statement began (try again later).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is created then.
+    async fn submit(&self, tasks: &[NewTask]) -> Result<Vec<Option<Submitted>>, StoreError>;
+}
+
+/// When the relay (re)sends a work message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayRules {
+    /// A `pending` task without a message is sent once it is this old (the API sends its own
+    /// message right after the insert; this leaves it the time to do so).
+    pub unsent_after: Duration,
+    /// Tasks due within this horizon are sent, delayed until due (the SQS delay limit).
+    pub horizon: Duration,
+    /// A message counts as in flight until this long after it became visible; after that it is
+    /// presumed lost (dead-lettered after repeated infrastructure failures) and sent again.
+    pub in_flight_for: Duration,
+}
+
+impl Default for RelayRules {
+    fn default() -> Self {
+        Self {
+            unsent_after: Duration::from_secs(30),
+            horizon: Duration::from_secs(900),
+            in_flight_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Counts for the `stats` gauges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskStats {
+    /// Every status, with zero for the absent ones.
+    pub by_status: Vec<(Status, u64)>,
+    /// How long the most overdue `pending` task has been due, if any is.
+    pub oldest_pending: Option<Duration>,
+}
+
+/// A job's advisory lock: held until released, or until its connection closes.
+#[async_trait]
+pub trait JobLock: Send {
+    /// # Errors
+    /// [`StoreError`] when the unlock fails; the connection is closed then, which releases it.
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// What the scheduled jobs (relay, reap, retention, stats) need from the store.
+#[async_trait]
+pub trait SchedulerStore: Send + Sync {
+    /// Takes the advisory lock of the job named `job`; `None` when another run holds it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn lock_job(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, StoreError>;
+
+    /// Selects up to `limit` tasks whose work message is missing by `rules` (skipping rows
+    /// other transactions hold), sets their outbox marker and returns their messages, each
+    /// delayed until the task is due. The caller sends them and clears the marker of those
+    /// it could not send ([`WorkStore::clear_enqueued`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is marked then.
+    async fn relay_batch(
+        &self,
+        rules: &RelayRules,
+        limit: u32,
+    ) -> Result<Vec<Dispatch>, StoreError>;
+
+    /// Up to `limit` `running` tasks whose lease expired, longest expired first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn expired_leases(&self, limit: u32) -> Result<Vec<Task>, StoreError>;
+
+    /// Deletes up to `limit` `succeeded` or `cancelled` tasks (and their events) last updated
+    /// more than `older_than` ago; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is deleted then.
+    async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn stats(&self) -> Result<TaskStats, StoreError>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     #[error("object {0} not found")]

@@ -21,6 +21,11 @@ pub const EXECUTOR_DURATION_MS: &str = "ExecutorDurationMs";
 pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
 pub const IMPORT_ROWS_ACCEPTED: &str = "ImportRowsAccepted";
 pub const IMPORT_ROWS_REJECTED: &str = "ImportRowsRejected";
+/// The `stats` gauges: tasks in each status (dimension `Status`), how long the most overdue
+/// pending task has been due, and the dead tasks awaiting an operator.
+pub const TASKS_IN_STATUS: &str = "TasksInStatus";
+pub const OLDEST_PENDING_AGE_SECONDS: &str = "OldestPendingAgeSeconds";
+pub const DEAD_TASKS: &str = "DeadTasks";
 
 /// Where metric lines go.
 pub trait MetricSink: Send + Sync {

@@ -7,8 +7,12 @@ mod imports;
 pub mod migrate;
 mod pool;
 mod rows;
+mod scheduler;
+mod setup;
 mod store;
+mod submissions;
 
 pub use error::store_error;
 pub use pool::{PgSettings, PgSetupError, Pool};
+pub use setup::{open_store, SetupError};
 pub use store::PostgresStore;

@@ -1,0 +1,194 @@
+//! The four jobs. Each works in bounded rounds and stops starting rounds when the invocation's
+//! time runs short or the round limit is reached; the next scheduled run carries on.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use tms::deadline::Deadline;
+use tms::ports::StoreError;
+use tms::retry::{failure_outcome, retry_dispatch, send_marked};
+use tms::telemetry::metrics::{
+    MetricSet, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_DEAD, TASKS_FAILED, TASKS_IN_STATUS,
+};
+use tms::{LifecycleEvent, Status, TaskError, TaskId};
+
+use crate::Deps;
+
+/// Whether another round may start.
+fn may_continue(deps: &Deps, deadline: &Deadline, rounds: u32) -> bool {
+    let settings = &deps.settings;
+    if rounds >= settings.max_rounds {
+        tracing::info!(rounds, "round limit reached; the next run goes on");
+        return false;
+    }
+    if deadline.remaining() < settings.stop_margin {
+        tracing::warn!(rounds, "too little time left; the next run goes on");
+        return false;
+    }
+    true
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RelayReport {
+    pub sent: usize,
+    /// Not accepted by the queue; tried again on the next run.
+    pub unsent: usize,
+}
+
+/// Sends the work messages that are missing: tasks whose API-side send failed, retries the
+/// worker could not send or that were due too late for an SQS delay, and messages presumed lost.
+pub async fn relay(deps: &Deps, deadline: &Deadline) -> Result<RelayReport, StoreError> {
+    let settings = &deps.settings;
+    let mut report = RelayReport::default();
+    let mut rounds = 0;
+    while may_continue(deps, deadline, rounds) {
+        rounds += 1;
+        let batch = deps
+            .store
+            .relay_batch(&settings.relay, settings.relay_batch)
+            .await?;
+        let sent = send_marked(deps.queue.as_ref(), deps.work.as_ref(), &batch).await;
+        for d in &batch {
+            tracing::debug!(task_id = %d.message.task_id, tenant = %d.message.tenant,
+                correlation_id = %d.message.correlation_id, delay_s = d.delay.as_secs(),
+                "work message relayed");
+        }
+        report.sent += sent.sent;
+        report.unsent += sent.unsent;
+        if sent.unsent > 0 || batch.len() < settings.relay_batch as usize {
+            break;
+        }
+    }
+    tracing::info!(sent = report.sent, unsent = report.unsent, "relay done");
+    Ok(report)
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReapReport {
+    pub failed: u64,
+    pub dead: u64,
+    pub retries_sent: usize,
+}
+
+/// Settles `running` tasks whose lease expired (their worker is gone): `failed` with a retry
+/// while attempts remain, `dead` otherwise, as the domain decides.
+pub async fn reap(deps: &Deps, deadline: &Deadline) -> Result<ReapReport, StoreError> {
+    let settings = &deps.settings;
+    let mut report = ReapReport::default();
+    let mut rounds = 0;
+    while may_continue(deps, deadline, rounds) {
+        rounds += 1;
+        let expired = deps.store.expired_leases(settings.reap_batch).await?;
+        let error = TaskError::retryable(
+            "lease_expired",
+            "the worker's lease ran out before it recorded an outcome",
+        );
+        let outcomes: Vec<_> = expired
+            .iter()
+            .filter_map(|task| {
+                failure_outcome(
+                    task,
+                    LifecycleEvent::LeaseExpired,
+                    error.clone(),
+                    &settings.backoff,
+                )
+                .inspect_err(|e| {
+                    tracing::error!(task_id = %task.id, tenant = %task.tenant,
+                        correlation_id = %task.correlation_id, error = %e,
+                        "expired lease refused by the lifecycle")
+                })
+                .ok()
+            })
+            .collect();
+        let recorded: HashSet<TaskId> = deps.work.record(&outcomes).await?.into_iter().collect();
+        let mut retries = Vec::new();
+        for (task, outcome) in expired.iter().zip(&outcomes) {
+            if !recorded.contains(&outcome.id) {
+                continue;
+            }
+            tracing::warn!(task_id = %task.id, tenant = %task.tenant,
+                correlation_id = %task.correlation_id, attempt = task.attempts,
+                status = %outcome.to, "expired lease settled");
+            match outcome.to {
+                Status::Failed => report.failed += 1,
+                Status::Dead => report.dead += 1,
+                _ => {}
+            }
+            retries.extend(retry_dispatch(task, outcome));
+        }
+        report.retries_sent += send_marked(deps.queue.as_ref(), deps.work.as_ref(), &retries)
+            .await
+            .sent;
+        if recorded.is_empty() || expired.len() < settings.reap_batch as usize {
+            break;
+        }
+    }
+    MetricSet::new()
+        .count(TASKS_FAILED, report.failed)
+        .count(TASKS_DEAD, report.dead)
+        .emit(deps.metrics.as_ref());
+    tracing::info!(failed = report.failed, dead = report.dead, "reap done");
+    Ok(report)
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub deleted: u64,
+    pub chunks: u32,
+}
+
+/// Deletes `succeeded` and `cancelled` tasks older than the retention, a bounded chunk per
+/// statement so no statement holds many locks or runs long.
+pub async fn retention(deps: &Deps, deadline: &Deadline) -> Result<RetentionReport, StoreError> {
+    let settings = &deps.settings;
+    let mut report = RetentionReport::default();
+    while may_continue(deps, deadline, report.chunks) {
+        let deleted = deps
+            .store
+            .purge_finished(settings.retention, settings.retention_chunk)
+            .await?;
+        report.chunks += 1;
+        report.deleted += deleted;
+        if deleted < u64::from(settings.retention_chunk) {
+            break;
+        }
+    }
+    tracing::info!(
+        deleted = report.deleted,
+        chunks = report.chunks,
+        "retention done"
+    );
+    Ok(report)
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct StatsReport {
+    pub by_status: serde_json::Map<String, serde_json::Value>,
+    pub oldest_pending_age_seconds: f64,
+}
+
+/// Emits the gauges: tasks per status, the age of the most overdue pending task, dead tasks.
+pub async fn stats(deps: &Deps) -> Result<StatsReport, StoreError> {
+    let stats = deps.store.stats().await?;
+    let mut by_status = serde_json::Map::new();
+    let mut dead = 0;
+    for (status, n) in &stats.by_status {
+        MetricSet::new()
+            .dimension("Status", status.as_str())
+            .count(TASKS_IN_STATUS, *n)
+            .emit(deps.metrics.as_ref());
+        by_status.insert(status.as_str().to_owned(), (*n).into());
+        if *status == Status::Dead {
+            dead = *n;
+        }
+    }
+    let oldest = stats.oldest_pending.unwrap_or_default().as_secs_f64();
+    MetricSet::new()
+        .seconds(OLDEST_PENDING_AGE_SECONDS, oldest)
+        .count(DEAD_TASKS, dead)
+        .emit(deps.metrics.as_ref());
+    Ok(StatsReport {
+        by_status,
+        oldest_pending_age_seconds: oldest,
+    })
+}

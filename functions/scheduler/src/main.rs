@@ -1,0 +1,17 @@
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use tms::adapters::aws;
+use tms::config::Env;
+use tms_scheduler::{function_handler, Config, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tms::telemetry::init_logging();
+    let config = Config::from_env(&Env::process())?;
+    let aws = aws::load_config().await;
+    let deps = Deps::build(&config, &aws).await?;
+    run(service_fn(|event: LambdaEvent<Value>| {
+        function_handler(&deps, event)
+    }))
+    .await
+}

@@ -1,0 +1,412 @@
+//! The scheduled jobs against the real database and the emulator's SQS.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+use tms::adapters::postgres::PostgresStore;
+use tms::adapters::sqs::SqsWorkQueue;
+use tms::ports::{Outcome, SchedulerStore, TaskRepository, WorkStore};
+use tms::telemetry::metrics::{
+    parse_emf, MemorySink, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_DEAD, TASKS_FAILED,
+    TASKS_IN_STATUS,
+};
+use tms::{CorrelationId, NewTask, Status, TaskError, TaskId, WorkMessage, CORRELATION_ATTRIBUTE};
+use tms_scheduler::{function_handler, Deps, Settings};
+use tms_testkit::aws::{sdk_config, TestQueue};
+use tms_testkit::tasks::{new_task, noop};
+use tms_testkit::TestDb;
+
+struct Fixture {
+    db: TestDb,
+    store: PostgresStore,
+    queue: TestQueue,
+    metrics: Arc<MemorySink>,
+    deps: Deps,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let queue = TestQueue::new(&sdk_config().await, None).await;
+    let metrics = Arc::new(MemorySink::default());
+    let deps = Deps {
+        store: Arc::new(store.clone()),
+        work: Arc::new(store.clone()),
+        queue: Arc::new(SqsWorkQueue::new(queue.client.clone(), &queue.url)),
+        metrics: metrics.clone(),
+        settings: Settings {
+            backoff: tms::Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(2),
+            },
+            ..Settings::default()
+        },
+    };
+    Fixture {
+        db,
+        store,
+        queue,
+        metrics,
+        deps,
+    }
+}
+
+async fn run(deps: &Deps, job: &str) -> Value {
+    function_handler(
+        deps,
+        LambdaEvent::new(json!({ "job": job }), Context::default()),
+    )
+    .await
+    .unwrap()
+}
+
+async fn admin(f: &Fixture, sql: &str, ids: &[TaskId]) {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+    f.db.admin().await.execute(sql, &[&ids]).await.unwrap();
+}
+
+/// As if the API's send of these tasks' messages failed a minute ago.
+async fn unsent_for_a_minute(f: &Fixture, tasks: &[TaskId]) {
+    admin(
+        f,
+        "UPDATE tms.tasks SET updated_at = now() - interval '1 minute' WHERE id = ANY($1)",
+        tasks,
+    )
+    .await;
+}
+
+async fn created(f: &Fixture, n: usize) -> Vec<NewTask> {
+    let tasks: Vec<_> = (0..n).map(|_| noop("demo")).collect();
+    f.store.create_batch(&tasks).await.unwrap();
+    tasks
+}
+
+fn ids(tasks: &[NewTask]) -> Vec<TaskId> {
+    tasks.iter().map(|t| t.id).collect()
+}
+
+/// Claims the tasks and records `to` for each.
+async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
+    let claimed = f.store.claim(tasks, Duration::from_secs(60)).await.unwrap();
+    let outcomes: Vec<_> = claimed
+        .iter()
+        .map(|c| Outcome {
+            id: c.task.id,
+            version: c.task.version,
+            to,
+            result: (to == Status::Succeeded).then(|| json!({})),
+            error: (to != Status::Succeeded).then(|| TaskError::retryable("http_503", "x")),
+            retry_in: (to == Status::Failed).then_some(Duration::ZERO),
+            enqueue,
+        })
+        .collect();
+    assert_eq!(f.store.record(&outcomes).await.unwrap().len(), tasks.len());
+}
+
+/// The work messages on the queue, by task.
+async fn received(f: &Fixture, at_least: usize) -> Vec<WorkMessage> {
+    f.queue
+        .drain(&f.queue.url, at_least)
+        .await
+        .iter()
+        .map(|m| {
+            let message: WorkMessage = serde_json::from_str(m.body().unwrap()).unwrap();
+            let attribute = m.message_attributes().unwrap()[CORRELATION_ATTRIBUTE]
+                .string_value()
+                .unwrap()
+                .to_owned();
+            assert_eq!(attribute, message.correlation_id.as_str());
+            message
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_relay_sends_tasks_whose_send_failed_and_due_retries() {
+    let f = fixture().await;
+    let unsent = created(&f, 2).await;
+    unsent_for_a_minute(&f, &ids(&unsent)).await;
+    let fresh = created(&f, 1).await;
+    let retry_unsent = created(&f, 1).await;
+    settle(&f, &ids(&retry_unsent), Status::Failed, false).await;
+    let retry_in_flight = created(&f, 1).await;
+    settle(&f, &ids(&retry_in_flight), Status::Failed, true).await;
+    let done = created(&f, 1).await;
+    settle(&f, &ids(&done), Status::Succeeded, false).await;
+
+    let out = run(&f.deps, "relay").await;
+    assert_eq!(
+        out,
+        json!({"job": "relay", "status": "done", "report": {"sent": 3, "unsent": 0}})
+    );
+    let got: HashSet<TaskId> = received(&f, 3).await.iter().map(|m| m.task_id).collect();
+    let want: HashSet<TaskId> = [ids(&unsent), ids(&retry_unsent)]
+        .concat()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        got, want,
+        "not the fresh {:?}, in-flight {:?} or done {:?} tasks",
+        fresh[0].id, retry_in_flight[0].id, done[0].id
+    );
+    for t in &unsent {
+        let task = f.store.get(&t.tenant, t.id).await.unwrap().unwrap();
+        assert!(task.enqueued_at.is_some(), "marked as sent");
+    }
+    let again = run(&f.deps, "relay").await;
+    assert_eq!(again["report"]["sent"], 0, "nothing is sent twice");
+}
+
+#[tokio::test]
+async fn two_relays_at_once_send_each_message_exactly_once() {
+    let f = fixture().await;
+    let tasks = created(&f, 35).await;
+    unsent_for_a_minute(&f, &ids(&tasks)).await;
+    let (a, b) = tokio::join!(run(&f.deps, "relay"), run(&f.deps, "relay"));
+    let sent: u64 = [&a, &b]
+        .iter()
+        .filter(|r| r["status"] == "done")
+        .map(|r| r["report"]["sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 35, "{a} {b}");
+    let messages = received(&f, 35).await;
+    let distinct: HashSet<TaskId> = messages.iter().map(|m| m.task_id).collect();
+    assert_eq!(messages.len(), 35, "one message per task");
+    assert_eq!(distinct, ids(&tasks).into_iter().collect());
+}
+
+#[tokio::test]
+async fn a_job_whose_lock_is_held_elsewhere_is_skipped() {
+    let f = fixture().await;
+    let tasks = created(&f, 1).await;
+    unsent_for_a_minute(&f, &ids(&tasks)).await;
+    let other_run = f.store.lock_job("relay").await.unwrap().unwrap();
+    assert_eq!(
+        run(&f.deps, "relay").await,
+        json!({"job": "relay", "status": "skipped"})
+    );
+    assert_eq!(
+        run(&f.deps, "stats").await["status"],
+        "done",
+        "other jobs run"
+    );
+    other_run.release().await.unwrap();
+    assert_eq!(run(&f.deps, "relay").await["report"]["sent"], 1);
+}
+
+#[tokio::test]
+async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
+    let f = fixture().await;
+    let retried = created(&f, 1).await;
+    let mut last_attempt = noop("demo");
+    last_attempt.max_attempts = 1;
+    f.store.create(&last_attempt).await.unwrap();
+    let working = created(&f, 1).await;
+    f.store
+        .claim(&[retried[0].id, last_attempt.id], Duration::from_millis(1))
+        .await
+        .unwrap();
+    f.store
+        .claim(&ids(&working), Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let out = run(&f.deps, "reap").await;
+    assert_eq!(
+        out["report"],
+        json!({"failed": 1, "dead": 1, "retries_sent": 1})
+    );
+    let get = |t: &NewTask| {
+        let store = f.store.clone();
+        let (tenant, id) = (t.tenant.clone(), t.id);
+        async move { store.get(&tenant, id).await.unwrap().unwrap() }
+    };
+    let failed = get(&retried[0]).await;
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.last_error.unwrap().code, "lease_expired");
+    assert!(failed.run_after <= chrono::Utc::now() + chrono::Duration::seconds(2));
+    let dead = get(&last_attempt).await;
+    assert_eq!(dead.status, Status::Dead);
+    assert_eq!(dead.last_error.unwrap().code, "lease_expired");
+    assert_eq!(get(&working[0]).await.status, Status::Running);
+    let messages = received(&f, 1).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].task_id, retried[0].id);
+    let events = f
+        .store
+        .events(&last_attempt.tenant, last_attempt.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!((last.from, last.to), (Some(Status::Running), Status::Dead));
+    let counts = f
+        .metrics
+        .lines()
+        .iter()
+        .map(|l| parse_emf(l).unwrap())
+        .find(|v| v.contains_key(TASKS_DEAD))
+        .unwrap();
+    assert_eq!(
+        (&counts[TASKS_FAILED], &counts[TASKS_DEAD]),
+        (&json!(1.0), &json!(1.0))
+    );
+    assert_eq!(
+        run(&f.deps, "reap").await["report"],
+        json!({"failed": 0, "dead": 0, "retries_sent": 0})
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_old_finished_tasks_in_bounded_chunks_and_keeps_the_rest() {
+    let mut f = fixture().await;
+    f.deps.settings.retention_chunk = 10;
+    let old_succeeded = created(&f, 15).await;
+    settle(&f, &ids(&old_succeeded), Status::Succeeded, false).await;
+    let old_cancelled = created(&f, 10).await;
+    for t in &old_cancelled {
+        f.store
+            .cancel(&t.tenant, t.id, &CorrelationId::generate())
+            .await
+            .unwrap();
+    }
+    let young = created(&f, 2).await;
+    settle(&f, &ids(&young), Status::Succeeded, false).await;
+    let old_dead = created(&f, 1).await;
+    settle(&f, &ids(&old_dead), Status::Dead, false).await;
+    let old_failed = created(&f, 1).await;
+    settle(&f, &ids(&old_failed), Status::Failed, false).await;
+    let old_pending = created(&f, 1).await;
+    let old: Vec<TaskId> = [
+        ids(&old_succeeded),
+        ids(&old_cancelled),
+        ids(&old_dead),
+        ids(&old_failed),
+        ids(&old_pending),
+    ]
+    .concat();
+    admin(
+        &f,
+        "UPDATE tms.tasks SET updated_at = now() - interval '31 days' WHERE id = ANY($1)",
+        &old,
+    )
+    .await;
+
+    let out = run(&f.deps, "retention").await;
+    assert_eq!(
+        out["report"],
+        json!({"deleted": 25, "chunks": 3}),
+        "10 + 10 + 5"
+    );
+    let left: HashSet<TaskId> =
+        f.db.admin()
+            .await
+            .query("SELECT id FROM tms.tasks", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| TaskId::from_uuid(r.get(0)))
+            .collect();
+    let kept: HashSet<TaskId> = [
+        ids(&young),
+        ids(&old_dead),
+        ids(&old_failed),
+        ids(&old_pending),
+    ]
+    .concat()
+    .into_iter()
+    .collect();
+    assert_eq!(left, kept, "younger or not succeeded/cancelled tasks stay");
+    let orphans: i64 =
+        f.db.admin()
+            .await
+            .query_one(
+                "SELECT count(*) FROM tms.task_events e \
+             WHERE NOT EXISTS (SELECT 1 FROM tms.tasks t WHERE t.id = e.task_id)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(orphans, 0, "events went with their tasks");
+}
+
+#[tokio::test]
+async fn stats_emits_the_gauges_as_emf() {
+    let f = fixture().await;
+    let pending = created(&f, 3).await;
+    admin(
+        &f,
+        "UPDATE tms.tasks SET run_after = now() - interval '2 minutes' WHERE id = ANY($1)",
+        &ids(&pending[..1]),
+    )
+    .await;
+    let dead = created(&f, 2).await;
+    settle(&f, &ids(&dead), Status::Dead, false).await;
+    let scheduled = new_task("demo", "noop", json!({}), None);
+    let mut scheduled = scheduled;
+    scheduled.run_after = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    f.store.create(&scheduled).await.unwrap();
+
+    let out = run(&f.deps, "stats").await;
+    assert_eq!(out["report"]["by_status"]["pending"], 4);
+    assert_eq!(out["report"]["by_status"]["dead"], 2);
+    let lines: Vec<(Value, serde_json::Map<String, Value>)> = f
+        .metrics
+        .lines()
+        .iter()
+        .map(|l| (serde_json::from_str(l).unwrap(), parse_emf(l).unwrap()))
+        .collect();
+    let in_status = |status: &str| {
+        lines
+            .iter()
+            .find(|(doc, v)| v.contains_key(TASKS_IN_STATUS) && doc["Status"] == status)
+            .map(|(doc, v)| {
+                assert_eq!(
+                    doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+                    json!([["Service", "Status"]])
+                );
+                v[TASKS_IN_STATUS].as_f64().unwrap()
+            })
+            .unwrap_or_else(|| panic!("no gauge for {status}"))
+    };
+    assert_eq!(in_status("pending"), 4.0);
+    assert_eq!(in_status("dead"), 2.0);
+    assert_eq!(
+        in_status("running"),
+        0.0,
+        "absent statuses are reported as 0"
+    );
+    let (doc, gauges) = lines
+        .iter()
+        .find(|(_, v)| v.contains_key(OLDEST_PENDING_AGE_SECONDS))
+        .unwrap();
+    let age = gauges[OLDEST_PENDING_AGE_SECONDS].as_f64().unwrap();
+    assert!(
+        (119.0..300.0).contains(&age),
+        "{age}: the most overdue, not the scheduled one"
+    );
+    assert_eq!(gauges[DEAD_TASKS], json!(2.0));
+    assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "TMS");
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+        json!([{"Name": OLDEST_PENDING_AGE_SECONDS, "Unit": "Seconds"},
+               {"Name": DEAD_TASKS, "Unit": "Count"}])
+    );
+}
+
+#[tokio::test]
+async fn an_input_naming_no_job_fails_the_invocation() {
+    let f = fixture().await;
+    let err = function_handler(
+        &f.deps,
+        LambdaEvent::new(json!({"job": "vacuum"}), Context::default()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("names no job"), "{err}");
+}

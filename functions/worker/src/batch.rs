@@ -1,0 +1,388 @@
+//! One batch of records: submissions created in one statement, every claimable task claimed in
+//! one statement, the claimed tasks run concurrently under the invocation's deadline, and every
+//! outcome recorded in one statement. Only what the database did not take is reported failed.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use chrono::Utc;
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+use tms::deadline::Deadline;
+use tms::ports::{ClaimedTask, Outcome, StoreError, Submitted};
+use tms::retry::{failure_outcome, retry_dispatch, send_marked};
+use tms::telemetry::metrics::{
+    MetricSet, BATCH_ITEM_FAILURES, EXECUTOR_DURATION_MS, TASKS_DEAD, TASKS_FAILED,
+    TASKS_SUCCEEDED, TASK_LATENCY_MS,
+};
+use tms::{LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, WorkMessage};
+use tracing::{Instrument, Span};
+
+use crate::config::RECORD_RESERVE;
+use crate::message::{self, Parsed};
+use crate::Deps;
+
+/// What a record stands for once parsed and its submission stored.
+enum Target {
+    Task(WorkMessage),
+    Malformed(String),
+    /// Not settled in this invocation: the message comes back.
+    Retry,
+}
+
+struct Entry<'a> {
+    record: &'a SqsMessage,
+    target: Target,
+}
+
+/// The attempt of one claimed task.
+struct Execution {
+    claimed: ClaimedTask,
+    span: Span,
+    /// `None`: not started, too little time was left.
+    run: Option<(Result<Value, TaskError>, Duration)>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    succeeded: u64,
+    failed: u64,
+    dead: u64,
+}
+
+/// Runs the batch and returns the message ids to report as failures.
+pub async fn process(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> Vec<String> {
+    let (failures, tally) = run(deps, records, deadline).await;
+    MetricSet::new()
+        .count(TASKS_SUCCEEDED, tally.succeeded)
+        .count(TASKS_FAILED, tally.failed)
+        .count(TASKS_DEAD, tally.dead)
+        .count(BATCH_ITEM_FAILURES, failures.len() as u64)
+        .emit(deps.metrics.as_ref());
+    failures
+}
+
+fn every_record(records: &[SqsMessage]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| r.message_id.clone())
+        .collect()
+}
+
+fn database_failed(records: &[SqsMessage], step: &str, error: &StoreError) -> (Vec<String>, Tally) {
+    tracing::error!(%error, step, records = records.len(),
+        "database failed mid-batch; every record is reported for redelivery");
+    (every_record(records), Tally::default())
+}
+
+async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<String>, Tally) {
+    let settings = &deps.settings;
+    if deadline.remaining() < settings.stop_margin {
+        tracing::warn!(
+            remaining_ms = deadline.remaining().as_millis() as u64,
+            records = records.len(),
+            "too little time left to start: every record comes back"
+        );
+        return (every_record(records), Tally::default());
+    }
+    let parsed: Vec<Parsed> = records
+        .iter()
+        .map(|r| message::parse(r, &settings.webhook_policy))
+        .collect();
+    let submitted = match submit(deps, &parsed).await {
+        Ok(s) => s,
+        Err(e) => return database_failed(records, "submit", &e),
+    };
+    let entries: Vec<Entry> = records
+        .iter()
+        .zip(parsed)
+        .enumerate()
+        .map(|(i, (record, parsed))| Entry {
+            record,
+            target: target(parsed, submitted.get(&i)),
+        })
+        .collect();
+    let mut ids: Vec<TaskId> = entries
+        .iter()
+        .filter_map(|e| match &e.target {
+            Target::Task(m) => Some(m.task_id),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let claimed = match deps.work.claim(&ids, settings.lease).await {
+        Ok(claimed) => claimed,
+        Err(e) => return database_failed(records, "claim", &e),
+    };
+    let executions = execute_all(deps, claimed, deadline).await;
+    let outcomes: Vec<Outcome> = executions.iter().filter_map(|x| outcome(deps, x)).collect();
+    let recorded: HashSet<TaskId> = match deps.work.record(&outcomes).await {
+        Ok(recorded) => recorded.into_iter().collect(),
+        Err(e) => return database_failed(records, "record", &e),
+    };
+    let tally = report(deps, &executions, &outcomes, &recorded);
+    send_retry_messages(deps, &executions, &outcomes, &recorded).await;
+    (settle(deps, &entries, &executions).await, tally)
+}
+
+async fn send_retry_messages(
+    deps: &Deps,
+    executions: &[Execution],
+    outcomes: &[Outcome],
+    recorded: &HashSet<TaskId>,
+) {
+    let tasks: HashMap<TaskId, &Task> = executions
+        .iter()
+        .map(|x| (x.claimed.task.id, &x.claimed.task))
+        .collect();
+    let retries: Vec<_> = outcomes
+        .iter()
+        .filter(|o| recorded.contains(&o.id))
+        .filter_map(|o| retry_dispatch(tasks.get(&o.id)?, o))
+        .collect();
+    send_marked(deps.queue.as_ref(), deps.work.as_ref(), &retries).await;
+}
+
+/// Acknowledges what is settled: tasks that ran or were not claimable, and malformed messages
+/// once dead-lettered. Returns the message ids of the rest.
+async fn settle(deps: &Deps, entries: &[Entry<'_>], executions: &[Execution]) -> Vec<String> {
+    let claimed: HashSet<TaskId> = executions.iter().map(|x| x.claimed.task.id).collect();
+    let unstarted: HashSet<TaskId> = executions
+        .iter()
+        .filter(|x| x.run.is_none())
+        .map(|x| x.claimed.task.id)
+        .collect();
+    let mut failures = Vec::new();
+    for entry in entries {
+        let settled = match &entry.target {
+            Target::Task(m) => {
+                if !claimed.contains(&m.task_id) {
+                    tracing::info!(task_id = %m.task_id, tenant = %m.tenant,
+                        correlation_id = %m.correlation_id,
+                        "task not claimable (done, leased, not due or unknown); acknowledged");
+                }
+                !unstarted.contains(&m.task_id)
+            }
+            Target::Malformed(reason) => dead_letter(deps, entry.record, reason).await,
+            Target::Retry => false,
+        };
+        if !settled {
+            failures.extend(entry.record.message_id.clone());
+        }
+    }
+    failures
+}
+
+/// Stores the batch's submissions in one statement; by record index.
+async fn submit(
+    deps: &Deps,
+    parsed: &[Parsed],
+) -> Result<HashMap<usize, Option<Submitted>>, StoreError> {
+    let (indexes, tasks): (Vec<usize>, Vec<NewTask>) = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Parsed::Submission(task) => Some((i, (**task).clone())),
+            _ => None,
+        })
+        .unzip();
+    if tasks.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let results = deps.submissions.submit(&tasks).await?;
+    Ok(indexes.into_iter().zip(results).collect())
+}
+
+fn target(parsed: Parsed, submitted: Option<&Option<Submitted>>) -> Target {
+    match (parsed, submitted) {
+        (Parsed::Work(m), _) => Target::Task(m),
+        (Parsed::Malformed(reason), _) => Target::Malformed(reason),
+        (Parsed::Submission(task), Some(Some(s))) if s.replayed && !s.hash_matches => {
+            Target::Malformed(format!(
+                "idempotency key {:?} of tenant {} already belongs to task {} with another \
+                 submission",
+                task.idempotency_key.as_deref().unwrap_or_default(),
+                task.tenant,
+                s.id
+            ))
+        }
+        (Parsed::Submission(task), Some(Some(s))) => {
+            tracing::info!(task_id = %s.id, tenant = %task.tenant,
+                correlation_id = %task.correlation_id, replayed = s.replayed,
+                "task submitted on the queue");
+            Target::Task(WorkMessage {
+                task_id: s.id,
+                tenant: task.tenant,
+                correlation_id: task.correlation_id,
+            })
+        }
+        (Parsed::Submission(task), _) => {
+            tracing::info!(tenant = %task.tenant, correlation_id = %task.correlation_id,
+                "the submission's key was taken concurrently; it comes back");
+            Target::Retry
+        }
+    }
+}
+
+fn task_span(task: &Task) -> Span {
+    tracing::info_span!("task", task_id = %task.id, tenant = %task.tenant,
+        correlation_id = %task.correlation_id, kind = %task.kind, attempt = task.attempts)
+}
+
+async fn execute_all(deps: &Deps, claimed: Vec<ClaimedTask>, deadline: Deadline) -> Vec<Execution> {
+    futures::stream::iter(claimed)
+        .map(|claimed| {
+            let span = task_span(&claimed.task);
+            async move {
+                let run = execute(deps, &claimed.task, deadline)
+                    .instrument(span.clone())
+                    .await;
+                Execution { claimed, span, run }
+            }
+        })
+        .buffer_unordered(deps.settings.concurrency)
+        .collect()
+        .await
+}
+
+async fn execute(
+    deps: &Deps,
+    task: &Task,
+    deadline: Deadline,
+) -> Option<(Result<Value, TaskError>, Duration)> {
+    let remaining = deadline.remaining();
+    if remaining < deps.settings.stop_margin {
+        tracing::warn!(
+            remaining_ms = remaining.as_millis() as u64,
+            "too little time left to start the task; its message comes back"
+        );
+        return None;
+    }
+    let started = Instant::now();
+    let result = match deps.executors.get(task.kind) {
+        None => Err(TaskError::permanent(
+            "no_executor",
+            format!("no executor runs tasks of kind {}", task.kind),
+        )),
+        Some(executor) => {
+            let budget = remaining.saturating_sub(RECORD_RESERVE);
+            let attempt = AssertUnwindSafe(executor.execute(task)).catch_unwind();
+            match tokio::time::timeout(budget, attempt).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(TaskError::permanent(
+                    "executor_panicked",
+                    "the executor panicked (see the worker's log)",
+                )),
+                Err(_) => Err(TaskError::retryable(
+                    "deadline",
+                    "the attempt was cut short by the end of the invocation",
+                )),
+            }
+        }
+    };
+    Some((result, started.elapsed()))
+}
+
+/// The outcome the domain decides for an attempt that ran.
+fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
+    let task = &execution.claimed.task;
+    let (result, _) = execution.run.as_ref()?;
+    let decided = match result {
+        Ok(value) => task
+            .lifecycle()
+            .apply(LifecycleEvent::Succeed)
+            .map(|next| Outcome {
+                id: task.id,
+                version: task.version,
+                to: next.status,
+                result: Some(value.clone()),
+                error: None,
+                retry_in: None,
+                enqueue: false,
+            }),
+        Err(error) => failure_outcome(
+            task,
+            LifecycleEvent::Fail {
+                retryable: error.is_retryable(),
+            },
+            error.clone(),
+            &deps.settings.backoff,
+        ),
+    };
+    decided
+        .inspect_err(|e| {
+            execution
+                .span
+                .in_scope(|| tracing::error!(error = %e, "claimed task refused its outcome"));
+        })
+        .ok()
+}
+
+/// Logs each attempt's end and writes the per-task metrics; counts the recorded transitions.
+fn report(
+    deps: &Deps,
+    executions: &[Execution],
+    outcomes: &[Outcome],
+    recorded: &HashSet<TaskId>,
+) -> Tally {
+    let by_id: HashMap<TaskId, &Outcome> = outcomes.iter().map(|o| (o.id, o)).collect();
+    let mut tally = Tally::default();
+    for x in executions {
+        let task = &x.claimed.task;
+        let Some((_, took)) = &x.run else { continue };
+        let took_ms = took.as_secs_f64() * 1000.0;
+        MetricSet::new()
+            .dimension("Kind", task.kind.as_str())
+            .millis(EXECUTOR_DURATION_MS, took_ms)
+            .property("task_id", task.id.to_string())
+            .property("correlation_id", task.correlation_id.as_str())
+            .emit(deps.metrics.as_ref());
+        let Some(o) = by_id.get(&task.id) else {
+            continue;
+        };
+        let _in_span = x.span.enter();
+        if !recorded.contains(&task.id) {
+            tracing::warn!(status = %o.to,
+                "outcome not recorded: the task was claimed again meanwhile");
+            continue;
+        }
+        let code = o.error.as_ref().map(|e| e.code.as_str());
+        tracing::info!(status = %o.to, took_ms, error_code = code, "task attempt recorded");
+        match o.to {
+            Status::Succeeded => {
+                tally.succeeded += 1;
+                let latency = (Utc::now() - task.created_at).num_milliseconds().max(0);
+                MetricSet::new()
+                    .millis(TASK_LATENCY_MS, latency as f64)
+                    .property("task_id", task.id.to_string())
+                    .property("correlation_id", task.correlation_id.as_str())
+                    .emit(deps.metrics.as_ref());
+            }
+            Status::Failed => tally.failed += 1,
+            Status::Dead => tally.dead += 1,
+            _ => {}
+        }
+    }
+    tally
+}
+
+/// Moves a malformed record to the dead-letter queue; `false` when that failed.
+async fn dead_letter(deps: &Deps, record: &SqsMessage, reason: &str) -> bool {
+    let body = record.body.as_deref().unwrap_or_default();
+    let message_id = record.message_id.as_deref().unwrap_or_default();
+    let correlation_id = message::correlation_of(record);
+    match deps.queue.dead_letter(body, reason).await {
+        Ok(()) => {
+            tracing::warn!(message_id, %correlation_id, reason, "malformed message dead-lettered");
+            true
+        }
+        Err(e) => {
+            tracing::error!(message_id, %correlation_id, error = %e,
+                "malformed message could not be dead-lettered; it comes back");
+            false
+        }
+    }
+}

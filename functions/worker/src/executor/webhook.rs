@@ -1,0 +1,243 @@
+//! `webhook`: an HTTP call to a partner, guarded against server-side request forgery.
+//!
+//! The URL's literal address is checked before the call ([`validate_url`]); every address a
+//! host name resolves to is checked by the client's resolver, so a name pointing at a private,
+//! loopback, link-local or metadata address is refused too. Redirects are not followed and no
+//! proxy is used, so the address checked is the address called.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::{header, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tms::domain::webhook::{classify_ip, validate_url, AddressClass, WebhookPolicy};
+use tms::{Task, TaskError};
+
+use super::breaker::{BreakerSettings, CircuitBreaker};
+use super::{invalid_payload, Executor};
+use crate::config::WebhookSettings;
+
+/// Resolves host names; the system resolver in production, a fixed table in tests.
+#[async_trait]
+pub trait Lookup: Send + Sync {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+pub struct SystemLookup;
+
+#[async_trait]
+impl Lookup for SystemLookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    }
+}
+
+/// A host name resolved to an address the policy refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {ip}, a {class} address, which this deployment refuses")]
+pub struct AddressRefused {
+    pub host: String,
+    pub ip: IpAddr,
+    pub class: AddressClass,
+}
+
+struct GuardedResolver {
+    lookup: Arc<dyn Lookup>,
+    policy: WebhookPolicy,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let lookup = self.lookup.clone();
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let ips = lookup.lookup(&host).await?;
+            if let Some(&ip) = ips.iter().find(|ip| !policy.permits(classify_ip(**ip))) {
+                let class = classify_ip(ip);
+                return Err(Box::new(AddressRefused { host, ip, class }) as _);
+            }
+            let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Webhook {
+    url: String,
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<Value>,
+}
+
+pub struct WebhookExecutor {
+    client: reqwest::Client,
+    policy: WebhookPolicy,
+    breaker: CircuitBreaker,
+}
+
+impl WebhookExecutor {
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS setup).
+    pub fn new(settings: &WebhookSettings) -> Result<Self, reqwest::Error> {
+        Self::with_lookup(settings, Arc::new(SystemLookup))
+    }
+
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS setup).
+    pub fn with_lookup(
+        settings: &WebhookSettings,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                lookup,
+                policy: settings.policy,
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(settings.timeout)
+            .user_agent(concat!("tms-worker/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            policy: settings.policy,
+            breaker: CircuitBreaker::new(BreakerSettings::default()),
+        })
+    }
+}
+
+/// 2xx succeeds; 408, 429 and 5xx may succeed later; anything else will not.
+fn classify_status(status: StatusCode) -> Result<Value, TaskError> {
+    let code = status.as_u16();
+    let message = format!("the webhook answered {status}");
+    match code {
+        200..=299 => Ok(json!({"status": code})),
+        408 | 429 | 500..=599 => Err(TaskError::retryable(format!("http_{code}"), message)),
+        300..=399 => Err(TaskError::permanent(
+            format!("http_{code}"),
+            format!("{message}; redirects are not followed"),
+        )),
+        _ => Err(TaskError::permanent(format!("http_{code}"), message)),
+    }
+}
+
+/// The error and its causes on one line, without the URL (it may carry credentials).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn refused_address(error: &reqwest::Error) -> Option<&AddressRefused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<AddressRefused>() {
+            return Some(refused);
+        }
+        source = s.source();
+    }
+    None
+}
+
+fn classify_error(error: reqwest::Error) -> TaskError {
+    if let Some(refused) = refused_address(&error) {
+        TaskError::permanent("address_refused", refused.to_string())
+    } else if error.is_timeout() {
+        TaskError::retryable("timeout", "the webhook did not answer in time")
+    } else if error.is_builder() {
+        TaskError::permanent("invalid_request", describe(error))
+    } else {
+        TaskError::retryable("connection", describe(error))
+    }
+}
+
+#[async_trait]
+impl Executor for WebhookExecutor {
+    async fn execute(&self, task: &Task) -> Result<Value, TaskError> {
+        let hook: Webhook =
+            serde_json::from_value(task.payload.clone()).map_err(invalid_payload)?;
+        let url = validate_url(&hook.url, &self.policy)
+            .map_err(|e| TaskError::permanent("url_refused", format!("the webhook URL {e}")))?;
+        let host = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        if !self.breaker.admit(&host, Instant::now()) {
+            return Err(TaskError::retryable(
+                "circuit_open",
+                format!("calls to {host} are paused after repeated failures"),
+            ));
+        }
+        let method = Method::from_bytes(hook.method.as_deref().unwrap_or("POST").as_bytes())
+            .map_err(invalid_payload)?;
+        let mut request = self
+            .client
+            .request(method, url)
+            .header("Idempotency-Key", task.id.to_string())
+            .header("X-Correlation-Id", task.correlation_id.as_str());
+        for (name, value) in &hook.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &hook.body {
+            let bytes = serde_json::to_vec(body).map_err(invalid_payload)?;
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        let outcome = match request.send().await {
+            Ok(response) => classify_status(response.status()),
+            Err(e) => Err(classify_error(e)),
+        };
+        match &outcome {
+            Err(e) if e.code == "address_refused" || e.code == "invalid_request" => {}
+            Err(e) => self.breaker.record(&host, e.is_retryable(), Instant::now()),
+            Ok(_) => self.breaker.record(&host, false, Instant::now()),
+        }
+        if let Err(e) = &outcome {
+            tracing::info!(host = %host, code = %e.code, "webhook call failed");
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_spec_says() {
+        assert_eq!(
+            classify_status(StatusCode::OK).unwrap(),
+            json!({"status": 200})
+        );
+        assert!(classify_status(StatusCode::NO_CONTENT).is_ok());
+        for retryable in [408, 429, 500, 502, 503, 504] {
+            let e = classify_status(StatusCode::from_u16(retryable).unwrap()).unwrap_err();
+            assert!(e.is_retryable(), "{retryable}");
+            assert_eq!(e.code, format!("http_{retryable}"));
+        }
+        for permanent in [301, 400, 401, 403, 404, 410, 422] {
+            let e = classify_status(StatusCode::from_u16(permanent).unwrap()).unwrap_err();
+            assert!(!e.is_retryable(), "{permanent}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The worker function: consumes the work queue in batches (SQS event source mapping with
+//! `ReportBatchItemFailures`), runs each claimable task once with exactly-once state, retries
+//! failures with backoff, turns what cannot succeed into `dead` tasks, and moves malformed
+//! messages to the dead-letter queue.
+
+mod batch;
+mod config;
+pub mod executor;
+pub mod message;
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent};
+use tms::adapters::postgres::{open_store, SetupError};
+use tms::adapters::s3::{self, S3ObjectStore};
+use tms::adapters::sqs::SqsWorkQueue;
+use tms::adapters::ssm::SsmSecrets;
+use tms::deadline::Deadline;
+use tms::ports::{SubmissionStore, WorkQueue, WorkStore};
+use tms::telemetry::metrics::{MetricSink, StdoutSink};
+
+pub use config::{Config, Settings, WebhookSettings};
+pub use executor::{Executor, Registry, WebhookExecutor};
+
+/// Everything a batch needs, built once per execution environment.
+pub struct Deps {
+    pub work: Arc<dyn WorkStore>,
+    pub submissions: Arc<dyn SubmissionStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub executors: Registry,
+    pub metrics: Arc<dyn MetricSink>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Database(#[from] SetupError),
+    #[error("cannot build the webhook client: {0}")]
+    Webhook(#[from] reqwest::Error),
+}
+
+impl Deps {
+    /// The real adapters: the database pool (created without connecting), SQS, S3 and the
+    /// webhook client; the database password from SSM when `TMS_DATABASE_PASSWORD_PARAM` is set.
+    ///
+    /// # Errors
+    /// [`BuildError`] when the password cannot be read or a client cannot be set up.
+    pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, BuildError> {
+        let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(aws));
+        let store = Arc::new(open_store(&config.database, &secrets).await?);
+        let queue = SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
+            .with_dead_letter_queue(&config.work_dlq_url);
+        let objects = Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket));
+        Ok(Self {
+            work: store.clone(),
+            submissions: store,
+            queue: Arc::new(queue),
+            executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)?),
+            metrics: Arc::new(StdoutSink),
+            settings: config.batch,
+        })
+    }
+}
+
+/// Handles one batch. Never fails as a whole: every record the batch could not settle is
+/// listed in `batchItemFailures` and comes back after the visibility timeout.
+///
+/// # Errors
+/// None in practice; the signature is the runtime's.
+#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
+    records = event.payload.records.len()))]
+pub async fn function_handler(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let deadline =
+        Deadline::from_epoch_millis(event.context.deadline, deps.settings.default_budget);
+    let failures = batch::process(deps, &event.payload.records, deadline).await;
+    let mut response = SqsBatchResponse::default();
+    for id in failures {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}

@@ -1,0 +1,179 @@
+//! What a record of the work queue holds: a work pointer, a task submission, or something
+//! that can never be processed.
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use tms::domain::webhook::WebhookPolicy;
+use tms::{CorrelationId, NewTask, Source, Submission, Tenant, WorkMessage, CORRELATION_ATTRIBUTE};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Work(WorkMessage),
+    /// A validated submission, keyed by the message id unless it carries its own key.
+    Submission(Box<NewTask>),
+    /// Moved to the dead-letter queue with this reason.
+    Malformed(String),
+}
+
+/// A task submission as producers send it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueSubmission {
+    tenant: String,
+    kind: String,
+    payload: Value,
+    idempotency_key: Option<String>,
+    run_after: Option<DateTime<Utc>>,
+    max_attempts: Option<u32>,
+}
+
+/// The correlation id of a record: its message attribute when valid, else a fresh one.
+pub fn correlation_of(record: &SqsMessage) -> CorrelationId {
+    CorrelationId::parse_or_generate(
+        record
+            .message_attributes
+            .get(CORRELATION_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref()),
+    )
+}
+
+pub fn parse(record: &SqsMessage, policy: &WebhookPolicy) -> Parsed {
+    let Some(body) = record.body.as_deref() else {
+        return Parsed::Malformed("the message has no body".into());
+    };
+    let value: Value = match serde_json::from_str(body) {
+        Ok(value) => value,
+        Err(e) => return Parsed::Malformed(format!("the body is not JSON: {e}")),
+    };
+    let Some(object) = value.as_object() else {
+        return Parsed::Malformed("the body is not a JSON object".into());
+    };
+    if object.contains_key("task_id") {
+        return match serde_json::from_value(value) {
+            Ok(message) => Parsed::Work(message),
+            Err(e) => Parsed::Malformed(format!("invalid work message: {e}")),
+        };
+    }
+    if !object.contains_key("kind") {
+        return Parsed::Malformed(
+            "neither a work message {task_id, tenant, correlation_id} nor a task submission \
+             {tenant, kind, payload}"
+                .into(),
+        );
+    }
+    let submission: QueueSubmission = match serde_json::from_value(value) {
+        Ok(s) => s,
+        Err(e) => return Parsed::Malformed(format!("invalid task submission: {e}")),
+    };
+    let tenant = match Tenant::parse(&submission.tenant) {
+        Ok(tenant) => tenant,
+        Err(e) => return Parsed::Malformed(format!("invalid task submission: {e}")),
+    };
+    let Some(message_id) = record.message_id.clone() else {
+        return Parsed::Malformed("the message has no id to key the submission by".into());
+    };
+    let validated = Submission {
+        kind: submission.kind,
+        payload: submission.payload,
+        idempotency_key: Some(submission.idempotency_key.unwrap_or(message_id)),
+        run_after: submission.run_after,
+        max_attempts: submission.max_attempts,
+    }
+    .validate(tenant, correlation_of(record), Source::Queue, policy);
+    match validated {
+        Ok(task) => Parsed::Submission(Box::new(task)),
+        Err(errors) => Parsed::Malformed(format!("invalid task submission: {errors}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::sqs::SqsMessageAttribute;
+    use tms::TaskKind;
+
+    fn record(body: &str) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = Some("m-1".into());
+        r.body = Some(body.into());
+        r
+    }
+
+    fn reason(body: &str) -> String {
+        match parse(&record(body), &WebhookPolicy::default()) {
+            Parsed::Malformed(reason) => reason,
+            other => panic!("{body} should be malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_work_pointer_is_read_as_is() {
+        let body = r#"{"task_id":"0190a8e2-6b5c-7cc1-8f00-000000000001","tenant":"demo","correlation_id":"c-1"}"#;
+        let Parsed::Work(m) = parse(&record(body), &WebhookPolicy::default()) else {
+            panic!("a work message")
+        };
+        assert_eq!(
+            (m.tenant.as_str(), m.correlation_id.as_str()),
+            ("demo", "c-1")
+        );
+    }
+
+    #[test]
+    fn a_submission_is_validated_and_keyed_by_the_message_id() {
+        let mut r = record(r#"{"tenant":"acme","kind":"noop","payload":{"n":1}}"#);
+        let mut attr = SqsMessageAttribute::default();
+        attr.string_value = Some("corr-7".into());
+        attr.data_type = Some("String".into());
+        r.message_attributes
+            .insert(CORRELATION_ATTRIBUTE.into(), attr);
+        let Parsed::Submission(task) = parse(&r, &WebhookPolicy::default()) else {
+            panic!("a submission")
+        };
+        assert_eq!(task.kind, TaskKind::Noop);
+        assert_eq!(task.tenant.as_str(), "acme");
+        assert_eq!(task.idempotency_key.as_deref(), Some("m-1"));
+        assert_eq!(task.correlation_id.as_str(), "corr-7");
+        assert_eq!(task.source, Source::Queue);
+
+        let tomorrow = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let own_key = record(&format!(
+            r#"{{"tenant":"acme","kind":"noop","payload":{{}},"idempotency_key":"k-9",
+               "max_attempts":2,"run_after":"{tomorrow}"}}"#
+        ));
+        let Parsed::Submission(task) = parse(&own_key, &WebhookPolicy::default()) else {
+            panic!("a submission")
+        };
+        assert_eq!(task.idempotency_key.as_deref(), Some("k-9"));
+        assert_eq!(task.max_attempts, 2);
+        assert!(task.run_after.is_some());
+    }
+
+    #[test]
+    fn anything_else_is_malformed_with_a_reason() {
+        assert!(reason("not json").starts_with("the body is not JSON"));
+        assert_eq!(reason("[1]"), "the body is not a JSON object");
+        assert!(reason(r#"{"hello":1}"#).starts_with("neither a work message"));
+        assert!(
+            reason(r#"{"task_id":"nope","tenant":"demo","correlation_id":"c"}"#)
+                .starts_with("invalid work message")
+        );
+        assert!(
+            reason(r#"{"tenant":"a","kind":"noop","payload":{},"extra":1}"#)
+                .contains("unknown field")
+        );
+        assert!(reason(r#"{"tenant":"a/b","kind":"noop","payload":{}}"#).contains("/tenant"));
+        let invalid = reason(r#"{"tenant":"a","kind":"email","payload":{"sender":"x"}}"#);
+        assert!(
+            invalid.contains("/payload/sender") && invalid.contains("/payload/recipient"),
+            "{invalid}"
+        );
+        let mut no_body = record("");
+        no_body.body = None;
+        assert!(matches!(
+            parse(&no_body, &WebhookPolicy::default()),
+            Parsed::Malformed(_)
+        ));
+    }
+}

@@ -1,0 +1,213 @@
+//! [`SchedulerStore`] on PostgreSQL: job locks, the relay's outbox scan, expired leases,
+//! retention and the stats gauges.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::Object;
+
+use super::error::store_error;
+use super::rows::{status_of, task_columns, task_from_row};
+use super::PostgresStore;
+use crate::domain::{CorrelationId, Status, Task, TaskId, Tenant, WorkMessage};
+use crate::ports::{Dispatch, JobLock, RelayRules, SchedulerStore, StoreError, TaskStats};
+
+/// The first key of every job lock (`tms\0`); the second is the hash of the job's name.
+const JOB_LOCK_CLASS: i32 = 0x746d_7300;
+
+const TRY_LOCK: &str = "SELECT pg_try_advisory_lock($1, hashtext($2))";
+const UNLOCK: &str = "SELECT pg_advisory_unlock($1, hashtext($2))";
+
+/// Due (or soon due) tasks whose message was never sent, or was sent so long ago that it is
+/// presumed lost. Marking them in the same statement makes a concurrent relay skip them.
+const RELAY: &str = "WITH due AS (
+        SELECT id FROM tms.tasks
+        WHERE status IN ('pending', 'failed')
+          AND run_after <= now() + $1::int8 * interval '1 millisecond'
+          AND CASE WHEN enqueued_at IS NULL
+                   THEN status = 'failed'
+                        OR updated_at < now() - $2::int8 * interval '1 millisecond'
+                   ELSE greatest(enqueued_at, run_after)
+                        < now() - $3::int8 * interval '1 millisecond'
+              END
+        ORDER BY run_after
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+     )
+     UPDATE tms.tasks t SET enqueued_at = now()
+     FROM due WHERE t.id = due.id
+     RETURNING t.id, t.tenant, t.correlation_id,
+        (extract(epoch FROM greatest(t.run_after - now(), interval '0')) * 1000)::int8 AS delay_ms";
+
+static EXPIRED_LEASES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM tms.tasks WHERE status = 'running' AND lease_until < now() \
+         ORDER BY lease_until LIMIT $1",
+        task_columns(None)
+    )
+});
+
+/// The status list matches the `tasks_retention` index; events go with their task (cascade).
+const PURGE: &str = "WITH doomed AS (
+        SELECT id FROM tms.tasks
+        WHERE status IN ('succeeded', 'cancelled')
+          AND updated_at < now() - $1::int8 * interval '1 millisecond'
+        ORDER BY updated_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+     )
+     DELETE FROM tms.tasks t USING doomed WHERE t.id = doomed.id";
+
+const COUNT_BY_STATUS: &str = "SELECT status, count(*) AS n FROM tms.tasks GROUP BY status";
+
+const OLDEST_PENDING: &str = "SELECT (extract(epoch FROM now() - min(run_after)) * 1000)::int8 \
+     FROM tms.tasks WHERE status = 'pending' AND run_after <= now()";
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Holds the pooled connection that owns the session lock. Dropped without
+/// [`JobLock::release`], it closes that connection instead of returning it to the pool, so the
+/// server releases the lock.
+struct PgJobLock {
+    client: Option<Object>,
+    job: String,
+}
+
+#[async_trait]
+impl JobLock for PgJobLock {
+    async fn release(mut self: Box<Self>) -> Result<(), StoreError> {
+        let Some(client) = self.client.take() else {
+            return Ok(());
+        };
+        match client
+            .execute(UNLOCK, &[&JOB_LOCK_CLASS, &self.job.as_str()])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                drop(Object::take(client));
+                Err(store_error(e))
+            }
+        }
+    }
+}
+
+impl Drop for PgJobLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+#[async_trait]
+impl SchedulerStore for PostgresStore {
+    async fn lock_job(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, StoreError> {
+        let client = self.pool().get().await?;
+        let locked: bool = client
+            .query_one(TRY_LOCK, &[&JOB_LOCK_CLASS, &job])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        Ok(locked.then(|| {
+            Box::new(PgJobLock {
+                client: Some(client),
+                job: job.to_owned(),
+            }) as Box<dyn JobLock>
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(limit))]
+    async fn relay_batch(
+        &self,
+        rules: &RelayRules,
+        limit: u32,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client.prepare_cached(RELAY).await.map_err(store_error)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &millis(rules.horizon),
+                    &millis(rules.unsent_after),
+                    &millis(rules.in_flight_for),
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+                    StoreError::Corrupt(format!("{what}: {e}"))
+                };
+                let tenant: &str = row.try_get("tenant").map_err(store_error)?;
+                let correlation: &str = row.try_get("correlation_id").map_err(store_error)?;
+                let delay_ms: i64 = row.try_get("delay_ms").map_err(store_error)?;
+                Ok(Dispatch {
+                    message: WorkMessage {
+                        task_id: TaskId::from_uuid(row.try_get("id").map_err(store_error)?),
+                        tenant: Tenant::parse(tenant).map_err(|e| corrupt("tenant", &e))?,
+                        correlation_id: CorrelationId::parse(correlation)
+                            .map_err(|e| corrupt("correlation_id", &e))?,
+                    },
+                    delay: Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0)),
+                })
+            })
+            .collect()
+    }
+
+    async fn expired_leases(&self, limit: u32) -> Result<Vec<Task>, StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(&EXPIRED_LEASES)
+            .await
+            .map_err(store_error)?;
+        client
+            .query(&stmt, &[&i64::from(limit)])
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(task_from_row)
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(limit))]
+    async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client.prepare_cached(PURGE).await.map_err(store_error)?;
+        client
+            .execute(&stmt, &[&millis(older_than), &i64::from(limit)])
+            .await
+            .map_err(store_error)
+    }
+
+    async fn stats(&self) -> Result<TaskStats, StoreError> {
+        let client = self.pool().get().await?;
+        let mut counts: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in client
+            .query(COUNT_BY_STATUS, &[])
+            .await
+            .map_err(store_error)?
+        {
+            let status = status_of(row.try_get("status").map_err(store_error)?)?;
+            let n: i64 = row.try_get("n").map_err(store_error)?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        let oldest: Option<i64> = client
+            .query_one(OLDEST_PENDING, &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        Ok(TaskStats {
+            by_status: counts,
+            oldest_pending: oldest.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        })
+    }
+}
