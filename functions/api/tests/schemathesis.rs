@@ -25,6 +25,7 @@ async fn schemathesis_finds_no_failure() {
         "tms-schemathesis-{}",
         uuid::Uuid::new_v4().simple()
     ));
+    std::fs::create_dir_all(&report).expect("a scratch directory for schemathesis");
     let url = api.url.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(st)
@@ -40,7 +41,8 @@ async fn schemathesis_finds_no_failure() {
             ])
             .args(["--workers", "1", "--no-color"])
             .arg("--report-dir")
-            .arg(&report)
+            .arg(report.join("report"))
+            .current_dir(&report)
             .env("TMS_SCHEMATHESIS_TOKEN", DEMO_TOKEN)
             .output()
             .expect("run schemathesis")
