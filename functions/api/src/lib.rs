@@ -121,6 +121,41 @@ impl AppState {
     }
 }
 
+/// The API as a deployment builds it: the database pool (created without connecting), S3, SQS
+/// and the token map in SSM, from `config`.
+///
+/// # Errors
+/// When the database password cannot be read or the pool cannot be set up.
+pub async fn build_router(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Router, tms::adapters::postgres::SetupError> {
+    use tms::adapters::postgres::open_store;
+    use tms::adapters::s3::{self, S3ObjectStore};
+    use tms::adapters::{sqs::SqsWorkQueue, ssm::SsmSecrets};
+
+    let secrets: Arc<dyn tms::ports::Secrets> =
+        Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
+    let store = Arc::new(open_store(&config.database, secrets.as_ref()).await?);
+    let ports = Ports {
+        repo: store.clone(),
+        imports: store,
+        objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
+        queue: Arc::new(SqsWorkQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            &config.work_queue_url,
+        )),
+        metrics: Arc::new(tms::telemetry::metrics::StdoutSink),
+    };
+    let tokens = auth::TokenVerifier::new(secrets, config.tokens_param.clone());
+    Ok(router(AppState::new(
+        ports,
+        tokens,
+        &config.cursor_key,
+        config.webhook_policy,
+    )))
+}
+
 async fn not_found() -> Problem {
     Problem::not_found("no such route")
 }

@@ -17,12 +17,17 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
+use tms::adapters::postgres::{open_store, SetupError};
+use tms::adapters::s3::{self, S3ObjectStore};
+use tms::adapters::{sqs::SqsWorkQueue, ssm::SsmSecrets};
 use tms::domain::webhook::WebhookPolicy;
 use tms::ports::{
     CreatedTask, Dispatch, ImportClaim, ImportOutcome, ImportSession, ImportStore, NewImport,
     ObjectError, ObjectStore, StoreError, TaskRepository, WorkQueue,
 };
-use tms::telemetry::metrics::{MetricSet, MetricSink, IMPORT_ROWS_ACCEPTED, IMPORT_ROWS_REJECTED};
+use tms::telemetry::metrics::{
+    MetricSet, MetricSink, StdoutSink, IMPORT_ROWS_ACCEPTED, IMPORT_ROWS_REJECTED,
+};
 use tms::{
     CorrelationId, Import, ImportId, ImportKey, ImportKeyError, TaskId, Tenant, WorkMessage,
 };
@@ -48,6 +53,31 @@ pub struct Deps {
     pub policy: WebhookPolicy,
     pub chunk_rows: usize,
     pub enqueue: bool,
+}
+
+impl Deps {
+    /// The real adapters: the database pool (created without connecting), S3 and SQS; the
+    /// database password from SSM when `TMS_DATABASE_PASSWORD_PARAM` is set.
+    ///
+    /// # Errors
+    /// [`SetupError`] when the password cannot be read or the pool cannot be set up.
+    pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, SetupError> {
+        let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(aws));
+        let store = Arc::new(open_store(&config.database, &secrets).await?);
+        Ok(Self {
+            imports: store.clone(),
+            tasks: store,
+            objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
+            queue: Arc::new(SqsWorkQueue::new(
+                aws_sdk_sqs::Client::new(aws),
+                &config.work_queue_url,
+            )),
+            metrics: Arc::new(StdoutSink),
+            policy: config.webhook_policy,
+            chunk_rows: config.chunk_rows,
+            enqueue: config.enqueue,
+        })
+    }
 }
 
 /// A failure worth a retry: the record is reported in `batchItemFailures`.

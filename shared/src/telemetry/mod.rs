@@ -5,13 +5,18 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init_logging() {
+    init_logging_with_default("info");
+}
+
+/// As [`init_logging`], with another filter when neither variable sets one.
+pub fn init_logging_with_default(default: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| {
             std::env::var("AWS_LAMBDA_LOG_LEVEL")
                 .map_err(|_| ())
                 .and_then(|level| EnvFilter::try_new(level.to_lowercase()).map_err(|_| ()))
         })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
