@@ -6,10 +6,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Deadline(Instant);
 
 impl Deadline {
-    /// From milliseconds since the Unix epoch, as the Lambda context carries it; 0 (a context
-    /// built by hand) means `default_budget` from now.
+    /// From milliseconds since the Unix epoch, as the Lambda context carries it. A value that
+    /// is no wall-clock instant at all (0 in a context built by hand, or the constant some
+    /// Runtime API emulators send) means `default_budget` from now.
     pub fn from_epoch_millis(deadline_ms: u64, default_budget: Duration) -> Self {
-        if deadline_ms == 0 {
+        // NOTE: any real deadline is after 2001-09-09 (10^12 ms).
+        if deadline_ms < 1_000_000_000_000 {
             return Self::after(default_budget);
         }
         let left = (UNIX_EPOCH + Duration::from_millis(deadline_ms))
@@ -48,7 +50,9 @@ mod tests {
             Duration::from_secs(60),
         );
         assert_eq!(past.remaining(), Duration::ZERO);
-        let unknown = Deadline::from_epoch_millis(0, Duration::from_secs(60));
-        assert!(unknown.remaining() > Duration::from_secs(55));
+        for unknown in [0, 600_000] {
+            let d = Deadline::from_epoch_millis(unknown, Duration::from_secs(60));
+            assert!(d.remaining() > Duration::from_secs(55), "{unknown}");
+        }
     }
 }

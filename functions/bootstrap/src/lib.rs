@@ -9,7 +9,7 @@ pub mod event;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest as CfnRequest;
@@ -17,6 +17,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{json, Value};
 use tms::adapters::postgres::bootstrap::{self, BootstrapError, BootstrapReport, Logins};
 use tms::adapters::postgres::{PgSettings, PgSetupError};
+use tms::deadline::Deadline;
 use tms::ports::{Secret, Secrets, SecretsError};
 
 pub use config::Config;
@@ -101,15 +102,17 @@ pub struct Deps {
     pub http: reqwest::Client,
 }
 
+/// The function's timeout, assumed when the runtime gives no usable deadline.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(300);
+
 /// Runs the work in its own task so a panic is caught, and under a timeout that leaves
 /// [`RESPONSE_MARGIN`] before the invocation's deadline.
 async fn run_guarded(
     work: Arc<dyn Bootstrap>,
-    deadline: SystemTime,
+    deadline: Deadline,
 ) -> Result<BootstrapReport, String> {
     let budget = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
+        .remaining()
         .saturating_sub(RESPONSE_MARGIN)
         .max(Duration::from_millis(100));
     match tokio::time::timeout(budget, tokio::spawn(async move { work.run().await })).await {
@@ -137,7 +140,7 @@ fn report_json(report: &BootstrapReport) -> Value {
 /// CloudFormation event fails only when its response cannot be delivered.
 #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
 pub async fn function_handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let deadline = event.context.deadline();
+    let deadline = Deadline::from_epoch_millis(event.context.deadline, DEFAULT_BUDGET);
     match event::classify(&event.payload)? {
         Invocation::CloudFormation(request) => {
             let ids = cfn::RequestIds::of(&request);
