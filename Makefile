@@ -4,10 +4,25 @@ SHELL := /bin/bash
 
 include mk/infra.mk
 
-.PHONY: help test services stop-services lint fmt clippy
+.PHONY: help dev demo bootstrap clean-dev test services stop-services lint fmt clippy
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+dev: ## run the whole system locally (PostgreSQL, AWS emulator, API, workers, schedules); Ctrl-C stops it
+	@scripts/dev.sh
+
+demo: ## walk through every flow against the running stack (starts it if needed) and print the outcome
+	@scripts/demo.sh
+
+bootstrap: ## run the database bootstrapper against the local stack again (changes nothing)
+	@cargo build --quiet -p tms-local
+	@target/debug/tms-local bootstrap
+
+clean-dev: ## stop the local services and delete their state (.local/ except the Python environments)
+	@scripts/aws-emulator.sh stop
+	@scripts/postgres.sh stop
+	rm -rf .local/pg .local/aws .local/dev.env .local/dev.log
 
 test: ## run the whole test suite (starts and stops PostgreSQL and the AWS emulator)
 	@scripts/test.sh

@@ -1,0 +1,184 @@
+//! `tms-local`: the local run of TMS.
+//!
+//!   tms-local dev         provision, bootstrap, serve the API, run the event-source runner
+//!   tms-local bootstrap   run the database bootstrapper against the local stack
+//!   tms-local demo        the walk-through against the running stack
+//!
+//! Run from the repository root (the `make` targets do); services come from `make services`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tms_local::demo::{render, Demo};
+use tms_local::{bootstrap, runner, Stack};
+
+fn usage() -> ! {
+    eprintln!("usage: tms-local dev|bootstrap|demo");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    tms::telemetry::init_logging_with_default("info,aws_config=warn,aws_smithy_runtime=warn");
+    let command = std::env::args().nth(1).unwrap_or_else(|| usage());
+    let result = match command.as_str() {
+        "dev" => dev().await,
+        "bootstrap" => run_bootstrap().await,
+        "demo" => demo().await,
+        _ => usage(),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn stack() -> anyhow::Result<Stack> {
+    Stack::from_env(&std::env::current_dir()?)
+}
+
+async fn healthy(url: &str) -> bool {
+    reqwest::Client::new()
+        .get(format!("{url}/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+async fn run_bootstrap() -> anyhow::Result<()> {
+    let stack = stack()?;
+    stack.ensure_database().await?;
+    let aws = stack.sdk_config().await;
+    stack.provision(&aws).await?;
+    let report = bootstrap(&stack).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn banner(stack: &Stack) -> String {
+    let (tenant, token) = &stack.tokens[0];
+    let url = stack.api_url();
+    [
+        String::new(),
+        "TMS is running.".into(),
+        format!("  API          {url}   (docs: {url}/docs)"),
+        format!("  Token        {token}   (tenant {tenant})"),
+        "  Environment  .local/dev.env".into(),
+        String::new(),
+        "Try it (in another terminal, from this folder):".into(),
+        String::new(),
+        "  # create a task".into(),
+        format!("  curl -s -X POST {url}/v1/tasks -H 'Authorization: Bearer {token}' \\"),
+        r#"    -H 'Content-Type: application/json' -d '{"kind":"noop","payload":{}}'"#.into(),
+        String::new(),
+        "  # upload an import with the aws CLI".into(),
+        "  set -a; . .local/dev.env; set +a".into(),
+        format!("  .local/venv/bin/aws s3 cp examples/tasks.csv s3://$TMS_BUCKET/imports/{tenant}/tasks.csv"),
+        String::new(),
+        "  # read a task back (the id from the first command)".into(),
+        format!("  curl -s {url}/v1/tasks/<id> -H 'Authorization: Bearer {token}'"),
+        String::new(),
+        "Press Ctrl-C to stop.".into(),
+    ]
+    .join("\n")
+}
+
+async fn dev() -> anyhow::Result<()> {
+    let stack = stack()?;
+    if healthy(&stack.api_url()).await {
+        println!("TMS already runs here: nothing to start.{}", banner(&stack));
+        return Ok(());
+    }
+    if tokio::net::TcpStream::connect(("127.0.0.1", stack.api_port))
+        .await
+        .is_ok()
+    {
+        bail!(
+            "port {} is in use by another program: stop it, or set TMS_API_PORT to a free port",
+            stack.api_port
+        );
+    }
+    eprintln!("==> creating the database, queues, bucket and parameters in the local services");
+    stack.ensure_database().await?;
+    let aws = stack.sdk_config().await;
+    let resources = stack.provision(&aws).await?;
+    eprintln!("==> bootstrapping the database (roles, privileges, migrations)");
+    bootstrap(&stack).await?;
+    let api_binary: PathBuf = std::env::current_exe()?.with_file_name("tms-api");
+    if !api_binary.exists() {
+        bail!(
+            "{} not found: build it with `cargo build -p tms-api`",
+            api_binary.display()
+        );
+    }
+    eprintln!("==> starting the API on {}", stack.api_url());
+    let mut api = tokio::process::Command::new(&api_binary)
+        .envs(stack.function_env(&resources))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", api_binary.display()))?;
+    let started = Instant::now();
+    while !healthy(&stack.api_url()).await {
+        if let Some(status) = api.try_wait()? {
+            bail!("the API exited ({status}) before it answered");
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the API did not answer on {} within 30 s", stack.api_url());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let runner = runner(&stack, &resources).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(runner.run(stopped));
+    let env_file = stack.write_dev_env(&resources)?;
+    tracing::info!(path = %env_file.display(), "dev.env written");
+    println!("{}", banner(&stack));
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        status = api.wait() => Err(anyhow::anyhow!("the API stopped unexpectedly ({:?})", status)),
+    };
+    eprintln!("\n==> stopping the API and the event-source runner");
+    let _ = stop.send(true);
+    let _ = api.start_kill();
+    let _ = api.wait().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
+    outcome
+}
+
+/// Reads `.local/dev.env`.
+fn dev_env() -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(".local/dev.env")
+        .context(".local/dev.env not found: start the stack with `make dev`")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let env = dev_env()?;
+    let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let api = get("TMS_API_URL").context("TMS_API_URL missing from .local/dev.env")?;
+    if !healthy(&api).await {
+        bail!("the API does not answer at {api}: start the stack with `make dev`");
+    }
+    let tokens = tms_local::stack::parse_tokens(&get("TMS_DEV_TOKENS").unwrap_or_default())?;
+    let (_, token) = tokens
+        .first()
+        .context("no token in TMS_DEV_TOKENS")?
+        .clone();
+    let demo = Demo {
+        api,
+        token,
+        http: reqwest::Client::new(),
+        timeout: Duration::from_secs(90),
+    };
+    let report = demo.run().await?;
+    println!("\n{}", render(&report));
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! End to end: the local stack in one process (the API over real HTTP, the event-source runner
+//! driving the worker, importer and scheduler handlers) against a fresh database and resources
+//! of its own in the AWS emulator, walked through the demo's flows.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tms::config::Env;
+use tms_local::demo::Demo;
+use tms_local::stack::Names;
+use tms_local::{Resources, Stack};
+use tms_testkit::{repo_root, TestDb};
+
+struct E2e {
+    _db: TestDb,
+    res: Resources,
+    api: String,
+    token: String,
+    sqs: aws_sdk_sqs::Client,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start() -> E2e {
+    let db = TestDb::new().await;
+    let mut stack = Stack::from_env(&repo_root()).expect("local stack settings");
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    stack.names = Names::with_prefix(&prefix, &db.name);
+    let aws = stack.sdk_config().await;
+    let res = stack.provision(&aws).await.expect("provision the emulator");
+    let vars = stack.function_env(&res);
+    let env = Env::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let api_config = tms_api::Config::from_env(&env).expect("API configuration");
+    let app = tms_api::build_router(&api_config, &aws)
+        .await
+        .expect("the API");
+    let addr = tms_testkit::http::serve(app).await;
+    let runner = tms_local::runner(&stack, &res).await.expect("the runner");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(runner.run(stopped));
+    E2e {
+        _db: db,
+        res,
+        api: format!("http://{addr}"),
+        token: stack.tokens[0].1.clone(),
+        sqs: aws_sdk_sqs::Client::new(&aws),
+        _stop: stop,
+    }
+}
+
+impl E2e {
+    fn demo(&self) -> Demo {
+        Demo {
+            api: self.api.clone(),
+            token: self.token.clone(),
+            http: reqwest::Client::new(),
+            timeout: Duration::from_secs(90),
+        }
+    }
+
+    async fn tasks(&self) -> Vec<Value> {
+        let page: Value = reqwest::Client::new()
+            .get(format!("{}/v1/tasks?limit=100", self.api))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_kind_runs_the_import_counts_and_a_dead_webhook_is_redriven() {
+    let e2e = start().await;
+    let report = e2e.demo().run().await.expect("the demo completes");
+    for task in &report.tasks {
+        assert_eq!(task.status, "succeeded", "{task:?}");
+    }
+    let kinds: Vec<&str> = report.tasks.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["email", "webhook", "archive", "noop"]);
+    assert!(report.tasks[0]
+        .location
+        .starts_with(&format!("s3://{}/emails/", e2e.res.bucket)));
+    assert!(report.tasks[2]
+        .location
+        .starts_with(&format!("s3://{}/archive/demo/", e2e.res.bucket)));
+    assert_eq!(report.webhook_before_redrive, "dead");
+    assert_eq!(report.webhook_attempts_before_redrive, 2);
+    let import = &report.import;
+    assert_eq!(
+        (
+            import.status.as_str(),
+            import.total,
+            import.accepted,
+            import.rejected
+        ),
+        ("completed", 5, 3, 2)
+    );
+    let imported: Vec<Value> = e2e
+        .tasks()
+        .await
+        .into_iter()
+        .filter(|t| t["source"]["type"] == "import")
+        .collect();
+    assert_eq!(imported.len(), 3);
+    let started = Instant::now();
+    loop {
+        let statuses: Vec<String> = e2e
+            .tasks()
+            .await
+            .into_iter()
+            .filter(|t| t["source"]["type"] == "import")
+            .map(|t| t["status"].as_str().unwrap().to_owned())
+            .collect();
+        if statuses.iter().all(|s| s == "succeeded") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "imported tasks run too: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_submission_creates_and_runs_its_task() {
+    let e2e = start().await;
+    e2e.sqs
+        .send_message()
+        .queue_url(&e2e.res.work_queue_url)
+        .message_body(json!({"tenant": "demo", "kind": "archive", "payload": {"name": "from-a-queue"}, "idempotency_key": "q-1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let tasks = e2e.tasks().await;
+        if let Some(t) = tasks.iter().find(|t| t["source"]["type"] == "queue") {
+            if t["status"] == "succeeded" {
+                assert_eq!(t["idempotency_key"], "q-1");
+                assert_eq!(t["payload"]["name"], "from-a-queue");
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the submission ran: {tasks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_message_lands_in_the_dead_letter_queue_with_its_reason() {
+    let e2e = start().await;
+    e2e.sqs
+        .send_message()
+        .queue_url(&e2e.res.work_queue_url)
+        .message_body("this is not a task")
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let got = e2e
+            .sqs
+            .receive_message()
+            .queue_url(&e2e.res.work_dlq_url)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if let Some(m) = got.first() {
+            assert_eq!(m.body(), Some("this is not a task"));
+            let reason = m.message_attributes().unwrap()[tms::adapters::sqs::REASON_ATTRIBUTE]
+                .string_value()
+                .unwrap();
+            assert!(!reason.is_empty());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the message reached the DLQ"
+        );
+    }
+    let left = e2e
+        .sqs
+        .receive_message()
+        .queue_url(&e2e.res.work_queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.messages.unwrap_or_default().is_empty(),
+        "and left the work queue"
+    );
+}

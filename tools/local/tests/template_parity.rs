@@ -1,0 +1,104 @@
+//! The local runner delivers events as `template.yaml` configures AWS to: same batch sizes,
+//! batching windows, concurrency, timeouts, queues and schedules.
+
+use serde_yaml::Value;
+use tms_local::mappings::{MAPPINGS, SCHEDULER_TIMEOUT, SCHEDULES};
+
+fn template() -> Value {
+    let path = tms_testkit::repo_root().join("template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).expect("template.yaml parses")
+}
+
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) => &t.value,
+        other => other,
+    }
+}
+
+#[test]
+fn the_runner_mirrors_the_event_source_mappings() {
+    let t = template();
+    for m in MAPPINGS {
+        let function = &t["Resources"][m.function]["Properties"];
+        assert_eq!(
+            function["Timeout"].as_u64(),
+            Some(m.timeout.as_secs()),
+            "{} timeout",
+            m.function
+        );
+        let event = &function["Events"][m.event];
+        assert_eq!(event["Type"].as_str(), Some("SQS"), "{}", m.event);
+        let p = &event["Properties"];
+        let queue = untag(&p["Queue"]).as_str().unwrap_or_default();
+        assert_eq!(
+            queue,
+            format!("{}.Arn", m.queue),
+            "{} reads {}",
+            m.function,
+            m.queue
+        );
+        assert_eq!(
+            p["BatchSize"].as_u64(),
+            Some(m.batch_size as u64),
+            "{} batch size",
+            m.function
+        );
+        assert_eq!(
+            p["MaximumBatchingWindowInSeconds"].as_u64(),
+            Some(m.batching_window.as_secs()),
+            "{} window",
+            m.function
+        );
+        assert_eq!(
+            p["ScalingConfig"]["MaximumConcurrency"].as_u64(),
+            Some(m.maximum_concurrency as u64),
+            "{} concurrency",
+            m.function
+        );
+        let types: Vec<&str> = p["FunctionResponseTypes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(types, ["ReportBatchItemFailures"]);
+    }
+}
+
+#[test]
+fn the_runner_mirrors_the_schedules() {
+    let t = template();
+    let function = &t["Resources"]["SchedulerFunction"]["Properties"];
+    assert_eq!(
+        function["Timeout"].as_u64(),
+        Some(SCHEDULER_TIMEOUT.as_secs())
+    );
+    let events = function["Events"].as_mapping().unwrap();
+    assert_eq!(
+        events.len(),
+        SCHEDULES.len(),
+        "no schedule the runner does not fire"
+    );
+    for s in SCHEDULES {
+        let p = &function["Events"][s.event]["Properties"];
+        assert_eq!(p["Schedule"].as_str(), Some(s.expression), "{}", s.event);
+        assert_eq!(p["Input"].as_str(), Some(s.input), "{}", s.event);
+        let n: u64 = s
+            .expression
+            .trim_start_matches("rate(")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let unit = if s.expression.contains("minute") {
+            60
+        } else if s.expression.contains("day") {
+            86_400
+        } else {
+            3600
+        };
+        assert_eq!(s.every.as_secs(), n * unit, "{} fires on its rate", s.event);
+    }
+}
