@@ -280,6 +280,22 @@ pub struct Dispatch {
     pub delay: Duration,
 }
 
+/// The longest delay SQS accepts; a task due later is sent by the relay when it comes closer.
+pub const MAX_MESSAGE_DELAY: Duration = Duration::from_secs(900);
+
+impl Dispatch {
+    /// The message for a task due at `run_after`, delayed until then; `None` when that is
+    /// further away than [`MAX_MESSAGE_DELAY`].
+    pub fn when_due(
+        message: WorkMessage,
+        run_after: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Self> {
+        let delay = (run_after - now).to_std().unwrap_or_default();
+        (delay <= MAX_MESSAGE_DELAY).then_some(Self { message, delay })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue unavailable: {0}")]

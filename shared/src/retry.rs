@@ -1,15 +1,12 @@
 //! Retries after a failed attempt, shared by the worker and the reaper: the outcome the domain
 //! decides, and the delayed work message that brings a `failed` task back when it is due.
 
-use std::time::Duration;
-
 use crate::domain::{
     Backoff, LifecycleEvent, Status, Task, TaskError, TransitionError, WorkMessage,
 };
 use crate::ports::{Dispatch, Outcome, WorkQueue, WorkStore};
 
-/// The longest delay SQS accepts; later retries are sent by the relay.
-pub const MAX_MESSAGE_DELAY: Duration = Duration::from_secs(900);
+pub use crate::ports::MAX_MESSAGE_DELAY;
 
 /// The outcome of an attempt of a `running` task that ended with `error`, as `event` (a
 /// failure or an expired lease) decides: `failed` with a backoff delay while attempts remain,
@@ -98,6 +95,7 @@ mod tests {
     use super::*;
     use crate::domain::{CorrelationId, Source, TaskId, TaskKind, Tenant};
     use chrono::Utc;
+    use std::time::Duration;
 
     fn running(attempts: u32, max_attempts: u32) -> Task {
         let now = Utc::now();

@@ -12,7 +12,6 @@ pub mod problem;
 pub mod routes;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::middleware;
 use axum::routing::{get, post};
@@ -25,9 +24,6 @@ use tms::{Status, Task, WorkMessage};
 
 pub use config::Config;
 use problem::Problem;
-
-/// Work messages for tasks due later than this are left to the relay (SQS delays at most 15 min).
-const MAX_DELAY: Duration = Duration::from_secs(900);
 
 /// The adapters the API talks to.
 pub struct Ports {
@@ -90,15 +86,12 @@ impl AppState {
             .iter()
             .filter(|t| t.status == Status::Pending)
             .filter_map(|t| {
-                let delay = (t.run_after - now).to_std().unwrap_or_default();
-                (delay <= MAX_DELAY).then(|| Dispatch {
-                    message: WorkMessage {
-                        task_id: t.id,
-                        tenant: t.tenant.clone(),
-                        correlation_id: t.correlation_id.clone(),
-                    },
-                    delay,
-                })
+                let message = WorkMessage {
+                    task_id: t.id,
+                    tenant: t.tenant.clone(),
+                    correlation_id: t.correlation_id.clone(),
+                };
+                Dispatch::when_due(message, t.run_after, now)
             })
             .collect();
         if dispatches.is_empty() {

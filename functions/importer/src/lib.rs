@@ -10,7 +10,7 @@ mod report;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
@@ -39,8 +39,6 @@ use event::{CreatedObject, Notification};
 use parse::{Msg, ParseError, ParseSummary, RowContext};
 use report::Report;
 
-/// Work messages for tasks due later than this are left to the relay (SQS delays at most 15 min).
-const MAX_DELAY: Duration = Duration::from_secs(900);
 /// Created tasks read back per enqueue round.
 const ENQUEUE_BATCH: usize = 1000;
 
@@ -450,15 +448,12 @@ async fn enqueue(deps: &Deps, import: &Import, created: CreatedLog) -> Result<()
         let dispatches: Vec<Dispatch> = batch
             .iter()
             .filter_map(|t| {
-                let delay = (t.run_after - now).to_std().unwrap_or_default();
-                (delay <= MAX_DELAY).then(|| Dispatch {
-                    message: WorkMessage {
-                        task_id: t.id,
-                        tenant: import.tenant.clone(),
-                        correlation_id: import.correlation_id.clone(),
-                    },
-                    delay,
-                })
+                let message = WorkMessage {
+                    task_id: t.id,
+                    tenant: import.tenant.clone(),
+                    correlation_id: import.correlation_id.clone(),
+                };
+                Dispatch::when_due(message, t.run_after, now)
             })
             .collect();
         if dispatches.is_empty() {

@@ -7,15 +7,25 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt};
 
 use crate::domain::{TaskId, CORRELATION_ATTRIBUTE};
-use crate::ports::{Dispatch, QueueError, WorkQueue};
+use crate::ports::{Dispatch, QueueError, WorkQueue, MAX_MESSAGE_DELAY};
 
-/// SQS accepts at most ten messages per batch and a delay of at most 15 minutes.
+/// SQS accepts at most ten messages per batch.
 pub const BATCH_SIZE: usize = 10;
-pub const MAX_DELAY: Duration = Duration::from_secs(900);
 /// Batches sent at once.
 const BATCHES_IN_FLIGHT: usize = 8;
 /// The attribute that says why a message was moved to the dead-letter queue.
 pub const REASON_ATTRIBUTE: &str = "tms_dead_letter_reason";
+
+/// SQS delays count whole seconds. A delayed message must never arrive before its task is due
+/// (the worker would find it not claimable yet and the retry would wait for the relay), so a
+/// delay is rounded up, plus a second for clock differences between SQS and the database.
+fn delay_seconds(delay: Duration) -> i32 {
+    if delay.is_zero() {
+        return 0;
+    }
+    let whole = delay.as_millis().div_ceil(1000) as u64 + 1;
+    whole.min(MAX_MESSAGE_DELAY.as_secs()) as i32
+}
 
 #[derive(Clone)]
 pub struct SqsWorkQueue {
@@ -55,7 +65,7 @@ impl SqsWorkQueue {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(body)
-                    .delay_seconds(d.delay.min(MAX_DELAY).as_secs() as i32)
+                    .delay_seconds(delay_seconds(d.delay))
                     .message_attributes(
                         CORRELATION_ATTRIBUTE,
                         Self::string_attribute(d.message.correlation_id.as_str()),
@@ -144,5 +154,20 @@ impl WorkQueue for SqsWorkQueue {
                 )
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_and_never_exceed_the_sqs_limit() {
+        assert_eq!(delay_seconds(Duration::ZERO), 0);
+        assert_eq!(delay_seconds(Duration::from_millis(1)), 2);
+        assert_eq!(delay_seconds(Duration::from_millis(1700)), 3);
+        assert_eq!(delay_seconds(Duration::from_secs(2)), 3);
+        assert_eq!(delay_seconds(Duration::from_secs(899)), 900);
+        assert_eq!(delay_seconds(Duration::from_secs(5000)), 900);
     }
 }
