@@ -175,7 +175,7 @@ async fn without_claims_an_unknown_token_is_401_even_under_lambda() {
 async fn a_failing_queue_still_answers_202() {
     let f = fakes();
     f.queue
-        .fail
+        .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let (status, _, body) = call(f.app, event("apigw-v2-create.json")).await;
     assert_eq!(status, 202);

@@ -45,7 +45,8 @@ impl MemoryRepository {
     }
 }
 
-fn from_new(new: &NewTask) -> Task {
+/// The task a store would insert for `new`: pending, no attempts, due at once unless scheduled.
+pub fn from_new(new: &NewTask) -> Task {
     let now = Utc::now();
     Task {
         id: new.id,
@@ -209,25 +210,34 @@ impl MemoryRepository {
     }
 }
 
-/// Records what was sent; can be told to fail.
+/// Records what was sent and dead-lettered; `down` makes every call fail.
 #[derive(Default)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<Dispatch>>,
     pub dead_letters: Mutex<Vec<(String, String)>>,
-    pub fail: std::sync::atomic::AtomicBool,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryQueue {
+    fn check(&self) -> Result<(), QueueError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(QueueError::Unavailable("the fake queue is down".into()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[async_trait]
 impl WorkQueue for MemoryQueue {
     async fn send(&self, dispatches: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(QueueError::Unavailable("the fake queue is down".into()));
-        }
+        self.check()?;
         self.sent.lock().unwrap().extend_from_slice(dispatches);
         Ok(dispatches.iter().map(|d| d.message.task_id).collect())
     }
 
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
+        self.check()?;
         self.dead_letters
             .lock()
             .unwrap()

@@ -248,30 +248,35 @@ impl Default for TestRoles {
     }
 }
 
+/// Runs clean-up statements as the superuser, best effort, from `Drop`: on a thread with its own
+/// runtime, since a drop inside the test's runtime must not block it.
+fn clean_up(statements: Vec<String>) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok(client) = admin_settings("postgres").connect().await {
+                for sql in statements {
+                    let _ = client.batch_execute(&sql).await;
+                }
+            }
+        });
+    })
+    .join();
+}
+
 impl Drop for TestRoles {
     fn drop(&mut self) {
-        let names: Vec<String> = self
-            .roles
-            .pairs()
-            .into_iter()
-            .flat_map(|(g, u)| [u, g])
-            .collect();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = admin_settings("postgres").connect().await {
-                    for name in names {
-                        let _ = client
-                            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
-                            .await;
-                    }
-                }
-            });
-        })
-        .join();
+        clean_up(
+            self.roles
+                .pairs()
+                .into_iter()
+                .flat_map(|(g, u)| [u, g])
+                .map(|name| format!("DROP ROLE IF EXISTS \"{name}\""))
+                .collect(),
+        );
     }
 }
 
@@ -281,21 +286,9 @@ impl Drop for TestDb {
             eprintln!("keeping test database {}", self.name);
             return;
         }
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; a thread with its own runtime avoids blocking it.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = admin_settings("postgres").connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        clean_up(vec![format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )]);
     }
 }

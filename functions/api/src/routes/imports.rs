@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::extract::JsonBody;
 use crate::problem::Problem;
-use crate::routes::tasks::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::routes::{page_limit, path_uuid, DEFAULT_LIMIT};
 use crate::AppState;
 
 /// How long an upload URL stays valid.
@@ -224,17 +224,7 @@ pub async fn list_imports(
     let mut before = None;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        Problem::bad_request(format!(
-                            "limit must be an integer from 1 to {MAX_LIMIT}"
-                        ))
-                    })?
-            }
+            "limit" => limit = page_limit(&value)?,
             "cursor" => {
                 before = Some(
                     state
@@ -286,11 +276,7 @@ pub async fn get_import(
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id = (id.len() == 36)
-        .then(|| Uuid::parse_str(&id).ok())
-        .flatten()
-        .map(ImportId::from_uuid)
-        .ok_or_else(|| Problem::bad_request("the import id must be a UUID"))?;
+    let id = ImportId::from_uuid(path_uuid(&id, "import")?);
     let import = state
         .imports
         .get_import(&tenant, id)

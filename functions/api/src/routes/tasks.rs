@@ -12,8 +12,8 @@ use tms::{
     Tenant, ValidationErrors,
 };
 use utoipa::IntoParams;
-use uuid::Uuid;
 
+use super::DEFAULT_LIMIT;
 use crate::extract::JsonBody;
 use crate::model::{
     BatchRequest, BatchResponse, BatchResult, CreateTaskRequest, EventList, KindView, StatusView,
@@ -25,8 +25,6 @@ use crate::AppState;
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-pub const DEFAULT_LIMIT: u32 = 20;
-pub const MAX_LIMIT: u32 = 100;
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
@@ -45,15 +43,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 
 /// A task id in its canonical hyphenated form.
 fn task_id(raw: &str) -> Result<TaskId, Problem> {
-    let parsed = (raw.len() == 36)
-        .then(|| Uuid::parse_str(raw).ok())
-        .flatten()
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "the task id must be a UUID such as 0190a8e2-6b5c-7cc1-8f00-000000000001",
-            )
-        })?;
-    Ok(TaskId::from_uuid(parsed))
+    super::path_uuid(raw, "task").map(TaskId::from_uuid)
 }
 
 fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
@@ -294,17 +284,7 @@ pub async fn list_tasks(
                         .map_err(|e| Problem::bad_request(format!("kind {}", e.message)))?,
                 )
             }
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        Problem::bad_request(format!(
-                            "limit must be an integer from 1 to {MAX_LIMIT}"
-                        ))
-                    })?
-            }
+            "limit" => limit = super::page_limit(&value)?,
             "cursor" => cursor = Some(value.into_owned()),
             _ => {}
         }

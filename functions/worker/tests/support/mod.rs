@@ -14,10 +14,7 @@ use futures::future::BoxFuture;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use tms::adapters::postgres::PostgresStore;
-use tms::ports::{
-    ClaimedTask, Dispatch, Outcome, QueueError, StoreError, SubmissionStore, Submitted, WorkQueue,
-    WorkStore,
-};
+use tms::ports::{ClaimedTask, Outcome, StoreError, SubmissionStore, Submitted, WorkStore};
 use tms::telemetry::metrics::MemorySink;
 use tms::{
     LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, WorkMessage,
@@ -189,35 +186,7 @@ pub fn memory_deps(
     }
 }
 
-/// Records what was sent and dead-lettered; can be told to fail.
-#[derive(Default)]
-pub struct MemoryQueue {
-    pub sent: Mutex<Vec<Dispatch>>,
-    pub dead_letters: Mutex<Vec<(String, String)>>,
-    pub down: AtomicBool,
-}
-
-#[async_trait]
-impl WorkQueue for MemoryQueue {
-    async fn send(&self, dispatches: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(QueueError::Unavailable("the fake queue is down".into()));
-        }
-        self.sent.lock().unwrap().extend_from_slice(dispatches);
-        Ok(dispatches.iter().map(|d| d.message.task_id).collect())
-    }
-
-    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(QueueError::Unavailable("the fake queue is down".into()));
-        }
-        self.dead_letters
-            .lock()
-            .unwrap()
-            .push((body.to_owned(), reason.to_owned()));
-        Ok(())
-    }
-}
+pub use tms_testkit::fakes::MemoryQueue;
 
 /// The work and submission ports in memory, the lifecycle decided by the domain as the real
 /// store's SQL does. `down` makes every call fail as an unreachable database would.
@@ -230,27 +199,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn insert(&self, new: &NewTask) -> Task {
-        let now = Utc::now();
-        let task = Task {
-            id: new.id,
-            tenant: new.tenant.clone(),
-            kind: new.kind,
-            payload: new.payload.clone(),
-            status: Status::Pending,
-            attempts: 0,
-            max_attempts: new.max_attempts,
-            run_after: new.run_after.unwrap_or(now),
-            lease_until: None,
-            idempotency_key: new.idempotency_key.clone(),
-            correlation_id: new.correlation_id.clone(),
-            source: new.source.clone(),
-            result: None,
-            last_error: None,
-            enqueued_at: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let task = tms_testkit::fakes::from_new(new);
         self.tasks
             .lock()
             .unwrap()
