@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 include mk/infra.mk
+include mk/bench.mk
 
 .PHONY: help dev demo bootstrap clean-dev test services stop-services lint fmt clippy
 

@@ -3,10 +3,11 @@
 #   scripts/aws-emulator.sh start   install if needed, start unless running (prints "started" or "reused")
 #   scripts/aws-emulator.sh stop    stop it if we started it
 #   scripts/aws-emulator.sh status  exit 0 when it answers
+# TMS_AWS_DIR keeps its pid and log elsewhere than .local/aws (make bench runs its own, with TMS_AWS_PORT).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-DIR="$LOCAL/aws"
+DIR="${TMS_AWS_DIR:-$LOCAL/aws}"
 PIDFILE="$DIR/moto.pid"
 LOG="$DIR/moto.log"
 

@@ -4,12 +4,14 @@
 #   scripts/postgres.sh stop    stop it if running
 #   scripts/postgres.sh status  exit 0 when running
 #   scripts/postgres.sh url     the admin connection URL
+#   scripts/postgres.sh bindir  the folder of the server binaries (postgres, initdb, pgbench)
 # Files: .local/pg/admin.password (superuser), .local/pg/roles.env (login roles), .local/pg/tls/ca.crt.
 # TMS_PG_FAST=1 starts it without fsync (test runs: durability is irrelevant there).
+# TMS_PG_DIR puts the cluster elsewhere than .local/pg (make bench runs its own, with TMS_PG_PORT).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-PGDIR="$LOCAL/pg"
+PGDIR="${TMS_PG_DIR:-$LOCAL/pg}"
 DATA="$PGDIR/data"
 TLS="$PGDIR/tls"
 PWFILE="$PGDIR/admin.password"
@@ -60,7 +62,7 @@ make_certs() {
 }
 
 init_cluster() {
-  say "initialising a PostgreSQL cluster in .local/pg (first run only)"
+  say "initialising a PostgreSQL cluster in ${PGDIR#"$ROOT"/} (first run only)"
   mkdir -p "$PGDIR"
   chmod 700 "$PGDIR"
   [ -f "$PWFILE" ] || (umask 077; openssl rand -hex 16 > "$PWFILE")
@@ -112,7 +114,7 @@ start() {
   role_passwords
   if running; then echo reused; return; fi
   if pid_alive "$DATA/postmaster.pid"; then
-    die "a PostgreSQL server runs on .local/pg but does not answer on port $TMS_PG_PORT: stop it with 'scripts/postgres.sh stop' (or set TMS_PG_PORT to its port)."
+    die "a PostgreSQL server runs on ${PGDIR#"$ROOT"/} but does not answer on port $TMS_PG_PORT: stop it with 'scripts/postgres.sh stop' (or set TMS_PG_PORT to its port)."
   fi
   if port_open "$TMS_PG_PORT"; then
     die "port $TMS_PG_PORT is in use by another program: stop it, or set TMS_PG_PORT to a free port."
@@ -123,7 +125,7 @@ start() {
   if [ "${TMS_PG_FAST:-0}" = 1 ]; then opts="$opts -c fsync=off -c full_page_writes=off -c synchronous_commit=off"; fi
   say "starting PostgreSQL on 127.0.0.1:$TMS_PG_PORT (TLS on)"
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -o "$opts" -w -t 60 start >/dev/null \
-    || { tail -n 20 "$LOG" >&2; die "PostgreSQL did not start (log above, full log in .local/pg/postgres.log)"; }
+    || { tail -n 20 "$LOG" >&2; die "PostgreSQL did not start (log above, full log in ${LOG#"$ROOT"/})"; }
   echo started
 }
 
@@ -142,5 +144,6 @@ case "${1:-}" in
   stop) stop ;;
   status) running ;;
   url) url ;;
+  bindir) echo "$BIN" ;;
   *) die "usage: $0 start|stop|status|url" ;;
 esac

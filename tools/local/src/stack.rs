@@ -61,6 +61,8 @@ pub struct Stack {
     pub api_port: u16,
     pub aws_port: u16,
     pub pg_port: u16,
+    /// The local cluster's folder (`TMS_PG_DIR`, default `.local/pg`): its CA and passwords.
+    pub pg_dir: PathBuf,
     pub names: Names,
     /// `TMS_DEV_TOKENS`: (tenant, token) pairs.
     pub tokens: Vec<(String, String)>,
@@ -111,6 +113,11 @@ impl Stack {
             api_port: port("TMS_API_PORT", 3000)?,
             aws_port: port("TMS_AWS_PORT", 4566)?,
             pg_port: port("TMS_PG_PORT", 55432)?,
+            pg_dir: root.join(
+                std::env::var_os("TMS_PG_DIR")
+                    .filter(|d| !d.is_empty())
+                    .map_or_else(|| PathBuf::from(".local/pg"), PathBuf::from),
+            ),
             names: Names::with_prefix("tms", "tms"),
             tokens,
         })
@@ -125,11 +132,11 @@ impl Stack {
     }
 
     pub fn ca_file(&self) -> PathBuf {
-        self.root.join(".local/pg/tls/ca.crt")
+        self.pg_dir.join("tls/ca.crt")
     }
 
     fn read(&self, relative: &str) -> anyhow::Result<String> {
-        let path = self.root.join(relative);
+        let path = self.pg_dir.join(relative);
         std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read {} (is the local PostgreSQL initialised? run `make dev`)",
@@ -139,17 +146,17 @@ impl Stack {
     }
 
     pub fn admin_password(&self) -> anyhow::Result<String> {
-        Ok(self.read(".local/pg/admin.password")?.trim().to_owned())
+        Ok(self.read("admin.password")?.trim().to_owned())
     }
 
-    /// The passwords of tms_migrator, tms_app and tms_dev (`.local/pg/roles.env`).
+    /// The passwords of tms_migrator, tms_app and tms_dev (`roles.env` in the cluster's folder).
     pub fn role_passwords(&self) -> anyhow::Result<[String; 3]> {
-        let text = self.read(".local/pg/roles.env")?;
+        let text = self.read("roles.env")?;
         let get = |key: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
                 .map(|v| v.trim().to_owned())
-                .with_context(|| format!("{key} missing from .local/pg/roles.env"))
+                .with_context(|| format!("{key} missing from roles.env"))
         };
         Ok([
             get("TMS_MIGRATOR_PASSWORD")?,

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# make bench: release builds of the functions and the harness, the arm64 zips (`make build`, for
+# their sizes; skipped when BENCH_ONLY leaves `package` out), then `tms-bench run` against a
+# PostgreSQL cluster (durable: fsync on, unlike the tests' fast mode) and an AWS emulator of the
+# bench's own, in .local/bench on their own ports, so the services of `make dev` and `make test`
+# are left alone. Stops what it started and passes on tms-bench's exit status.
+#   BENCH_PG_PORT (55440), BENCH_AWS_PORT (4580)   the bench services' ports
+#   BENCH_STRICT=1   exit non-zero when a promise is not met (default: report only)
+#   BENCH_QUICK=1    smaller sizes, for a smoke run
+#   BENCH_ONLY=api,worker   only these measurements (init, package, import, api, worker)
+#   BENCH_RUNS (3)   runs per measurement; the report gives the median
+#   BENCH_API_CLIENTS (1,8), BENCH_API_SECONDS (10), BENCH_WORKER_BATCH_SIZES (10,100),
+#   BENCH_WORKER_TASKS (10000), BENCH_WORKER_CONCURRENCY (4), BENCH_INIT_RUNS (10)
+# Results: the summary on standard output and BENCHMARKS.md; logs in .local/bench.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)."
+command -v psql >/dev/null 2>&1 || die "psql not found: install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client-15)."
+
+export TMS_PG_PORT="${BENCH_PG_PORT:-55440}" TMS_AWS_PORT="${BENCH_AWS_PORT:-4580}"
+export TMS_PG_DIR="$LOCAL/bench/pg" TMS_AWS_DIR="$LOCAL/bench/aws"
+unset TMS_PG_FAST
+PG_BINDIR="$("$ROOT/scripts/postgres.sh" bindir)"
+export PG_BINDIR
+[ -x "$PG_BINDIR/pgbench" ] || command -v pgbench >/dev/null 2>&1 \
+  || die "pgbench not found beside the PostgreSQL server in $PG_BINDIR: install it (Debian/Ubuntu: it comes with postgresql-15)."
+
+started=()
+cleanup() {
+  local rc=$?
+  for svc in "${started[@]}"; do "$ROOT/scripts/$svc.sh" stop || true; done
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+say "building the release binaries (a cold build takes 15 minutes or more)"
+cargo build --release -p tms-bench $(printf -- '-p tms-%s ' api worker importer scheduler bootstrap)
+case ",${BENCH_ONLY:-package}," in
+  *,package,*)
+    say "building the arm64 zips with make build (a cold build takes 15 minutes or more)"
+    make --no-print-directory build ;;
+esac
+
+mkdir -p "$LOCAL/bench"
+state=$("$ROOT/scripts/postgres.sh" start)
+[ "$state" = started ] && started+=(postgres)
+state=$("$ROOT/scripts/aws-emulator.sh" start)
+[ "$state" = started ] && started+=(aws-emulator)
+
+"$ROOT/target/release/tms-bench" run

@@ -1,0 +1,304 @@
+//! API create: requests/s and p50/p99 latency of `POST /v1/tasks` (noop) against the release
+//! `tms-api` served over plain HTTP, at each client count (1 and 8), against pgbench running the
+//! store's insert (the task and its first event, one statement) with as many clients for as long. The API sends its
+//! work messages to the null SQS endpoint (see `null_sqs`), then sets their outbox marker.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+
+use crate::bench::{Bench, Pgbench};
+use crate::null_sqs::NullSqs;
+use crate::report::{median, number, quantile, Line, Promise, Report};
+
+const BODY: &str = r#"{"kind":"noop","payload":{}}"#;
+const WARM_UP: Duration = Duration::from_secs(2);
+
+/// The columns the store returns (`task_columns`), in its order.
+const TASK_COLUMNS: &str = "id, tenant, kind, payload, status, attempts, max_attempts, run_after, \
+    lease_until, idempotency_key, correlation_id, source, import_id, import_line, result, \
+    last_error, enqueued_at, created_at, updated_at, version";
+
+/// The store's `INSERT_TASK` with the values of an API create without `Idempotency-Key`. The id
+/// is time-ordered like a UUID v7 (PostgreSQL 15 has no generator for those).
+fn insert_script(tenant: &str) -> String {
+    format!(
+        "\\set n random(1, 2000000000)
+WITH ins AS (
+    INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after,
+        idempotency_key, request_hash, correlation_id, source, import_id, import_line)
+    VALUES ((lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::int8), 12, '0')
+                || '7' || substr(md5(random()::text), 1, 19))::uuid,
+        '{tenant}', 'noop', '{{}}', 5, COALESCE(NULL::timestamptz, now()), NULL,
+        sha256(:n::text::bytea), gen_random_uuid()::text, 'api', NULL, NULL)
+    ON CONFLICT (tenant, idempotency_key) DO NOTHING
+    RETURNING {TASK_COLUMNS}
+), ev AS (
+    INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
+    SELECT id, NULL, status, attempts, correlation_id FROM ins
+)
+SELECT {TASK_COLUMNS} FROM ins;
+"
+    )
+}
+
+#[derive(Debug, Default)]
+struct Load {
+    accepted: u64,
+    failed: u64,
+    first_failure: Option<String>,
+    seconds: f64,
+    /// Of every accepted request, in milliseconds.
+    latencies_ms: Vec<f64>,
+}
+
+/// `concurrency` connections, each sending creates back to back until `duration` is over.
+async fn drive(
+    url: &str,
+    token: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let endpoint = Arc::new(format!("{url}/v1/tasks"));
+    let auth = Arc::new(format!("Bearer {token}"));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, endpoint, auth) = (client.clone(), endpoint.clone(), auth.clone());
+            tokio::spawn(async move {
+                let mut load = Load::default();
+                while Instant::now() < deadline {
+                    let sent_at = Instant::now();
+                    let sent = client
+                        .post(endpoint.as_str())
+                        .header("authorization", auth.as_str())
+                        .header("content-type", "application/json")
+                        .body(BODY)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                            r.bytes().await.ok();
+                            load.latencies_ms
+                                .push(sent_at.elapsed().as_secs_f64() * 1000.0);
+                            load.accepted += 1;
+                        }
+                        other => {
+                            load.failed += 1;
+                            load.first_failure.get_or_insert_with(|| match other {
+                                Ok(r) => format!("HTTP {}", r.status()),
+                                Err(e) => e.to_string(),
+                            });
+                        }
+                    }
+                }
+                load
+            })
+        })
+        .collect();
+    let mut total = Load::default();
+    for worker in workers {
+        let load = worker.await?;
+        total.accepted += load.accepted;
+        total.failed += load.failed;
+        total.first_failure = total.first_failure.or(load.first_failure);
+        total.latencies_ms.extend(load.latencies_ms);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+async fn healthy(url: &str) -> bool {
+    reqwest::Client::new()
+        .get(format!("{url}/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The release API, served with `make dev`'s environment, a pool as large as the largest load,
+/// its work messages sent to the null SQS endpoint, and JSON logs as under Lambda.
+struct Api {
+    process: tokio::process::Child,
+    url: String,
+}
+
+impl Api {
+    async fn start(bench: &Bench, sqs: &NullSqs, pool: usize) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let binary = bench.release.join("tms-api");
+        let log = std::fs::File::create(bench.scratch.join("api.log"))?;
+        let mut process = tokio::process::Command::new(&binary)
+            .envs(bench.function_env(&[
+                ("TMS_API_PORT", port.to_string()),
+                ("AWS_ENDPOINT_URL_SQS", sqs.url.clone()),
+                ("TMS_DATABASE_POOL_SIZE", pool.to_string()),
+                ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+            ]))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+        let started = Instant::now();
+        while !healthy(&url).await {
+            if let Some(status) = process.try_wait()? {
+                bail!("tms-api exited ({status}) before it answered: see .local/bench/api.log");
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("tms-api did not answer within 30 s: see .local/bench/api.log");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self { process, url })
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.process.start_kill()?;
+        self.process.wait().await?;
+        Ok(())
+    }
+}
+
+/// The figures of one client count: each run's rate, and the latencies of every run.
+#[derive(Default)]
+struct Series {
+    rates: Vec<f64>,
+    latencies_ms: Vec<f64>,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+async fn api_runs(bench: &Bench, api: &Api, clients: usize) -> anyhow::Result<Series> {
+    let token = &bench.stack.tokens[0].1;
+    let duration = Duration::from_secs(bench.settings.api_seconds);
+    let mut series = Series::default();
+    for run in 1..=bench.settings.runs {
+        bench.reset_tables().await?;
+        drive(&api.url, token, clients, WARM_UP).await?;
+        let load = drive(&api.url, token, clients, duration).await?;
+        let rate = load.accepted as f64 / load.seconds;
+        println!(
+            "  API, {clients} client(s), run {run}/{}: {} req/s",
+            bench.settings.runs,
+            number(rate)
+        );
+        series.rates.push(rate);
+        series.latencies_ms.extend(load.latencies_ms);
+        series.failed += load.failed;
+        series.first_failure = series.first_failure.or(load.first_failure);
+    }
+    Ok(series)
+}
+
+async fn pgbench_runs(bench: &Bench, clients: usize) -> anyhow::Result<Vec<Pgbench>> {
+    let mut runs = Vec::new();
+    for run in 1..=bench.settings.runs {
+        bench.reset_tables().await?;
+        let result = bench
+            .pgbench(
+                &format!("api-insert-{clients}"),
+                &insert_script(&bench.stack.tokens[0].0),
+                &[
+                    format!("--client={clients}"),
+                    format!("--jobs={}", clients.min(2)),
+                    format!("--time={}", bench.settings.api_seconds),
+                ],
+            )
+            .await?;
+        println!(
+            "  pgbench insert, {clients} client(s), run {run}/{}: {} tps",
+            bench.settings.runs,
+            number(result.tps)
+        );
+        runs.push(result);
+    }
+    Ok(runs)
+}
+
+pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
+    let sqs = NullSqs::start().await?;
+    let pool = bench
+        .settings
+        .api_clients
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1);
+    let api = Api::start(bench, &sqs, pool).await?;
+    let mut measured = Vec::new();
+    for &clients in &bench.settings.api_clients {
+        measured.push((clients, api_runs(bench, &api, clients).await));
+    }
+    api.stop().await?;
+    // What the last run left: every task created and marked sent.
+    let admin = bench.admin(&bench.stack.names.database).await?;
+    let row = admin
+        .query_one("SELECT count(*), count(enqueued_at) FROM tms.tasks", &[])
+        .await?;
+    let (created, enqueued): (i64, i64) = (row.get(0), row.get(1));
+
+    for (clients, series) in measured {
+        let mut series = series?;
+        let baseline = pgbench_runs(bench, clients).await?;
+        let tps: Vec<f64> = baseline.iter().map(|r| r.tps).collect();
+        let latency: Vec<f64> = baseline.iter().map(|r| r.latency_ms).collect();
+        let mut line = Line::runs(
+            format!("API create, {clients} client(s): requests/s"),
+            &series.rates,
+            "req/s",
+        )
+        .baseline("pgbench insert", median(&tps))
+        .promise(Promise::RatioAtLeast(0.70));
+        if series.failed > 0 {
+            line = line.note(format!(
+                "{} requests failed (first: {})",
+                series.failed,
+                series.first_failure.take().unwrap_or_default()
+            ));
+        }
+        report.push(line);
+        series.latencies_ms.sort_by(f64::total_cmp);
+        for (label, q) in [("p50", 0.50), ("p99", 0.99)] {
+            report.push(
+                Line::new(
+                    format!("API create, {clients} client(s): latency {label}"),
+                    quantile(&series.latencies_ms, q),
+                    "ms",
+                )
+                .note(format!(
+                    "of {} requests; pgbench's mean transaction latency {} ms",
+                    number(series.latencies_ms.len() as f64),
+                    number(median(&latency))
+                )),
+            );
+        }
+    }
+    println!(
+        "  the last run's {} created tasks: {} sent to the null SQS endpoint and marked ({} messages in all)",
+        number(created as f64),
+        number(enqueued as f64),
+        number(sqs.accepted() as f64)
+    );
+    ensure!(
+        created == enqueued,
+        "{} of {created} created tasks were not marked sent: see .local/bench/api.log",
+        created - enqueued
+    );
+    Ok(())
+}
