@@ -1,20 +1,28 @@
 //! Opening the application's store from its configuration, the password read from secrets.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tms::adapters::postgres::{open_store, SetupError};
+use tms::adapters::postgres::open_store;
 use tms::config::{DatabaseConfig, SslMode};
 use tms::ports::{Secret, Secrets, SecretsError, TaskRepository};
 use tms_testkit::{logins, pg_ca_file, TestDb};
 
-struct Fixed(HashMap<String, String>);
+/// Fixed secrets that count the reads.
+#[derive(Default)]
+struct Fixed {
+    values: HashMap<String, String>,
+    reads: AtomicUsize,
+}
 
 #[async_trait]
 impl Secrets for Fixed {
     async fn get(&self, name: &str) -> Result<Secret, SecretsError> {
-        self.0
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.values
             .get(name)
             .map(Secret::new)
             .ok_or_else(|| SecretsError::NotFound(name.to_owned()))
@@ -34,22 +42,46 @@ fn config(db: &TestDb, password_param: Option<&str>) -> DatabaseConfig {
 }
 
 #[tokio::test]
-async fn the_password_comes_from_the_named_secret() {
+async fn the_password_is_read_from_the_named_secret_by_the_first_query_only() {
     let db = TestDb::new().await;
-    let secrets = Fixed(HashMap::from([(
-        "/tms/app".to_owned(),
-        logins().app.expose().to_owned(),
-    )]));
-    let store = open_store(&config(&db, Some("/tms/app")), &secrets)
-        .await
-        .unwrap();
+    let secrets = Arc::new(Fixed {
+        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
+        ..Fixed::default()
+    });
+    let store = open_store(&config(&db, Some("/tms/app")), secrets.clone()).unwrap();
+    assert_eq!(
+        secrets.reads.load(Ordering::SeqCst),
+        0,
+        "opening the store reads nothing (a function's init makes no network call)"
+    );
     store.ping().await.expect("connected as tms_app");
+    store.ping().await.expect("still connected");
+    assert_eq!(secrets.reads.load(Ordering::SeqCst), 1, "read once");
+}
 
-    let missing = open_store(&config(&db, Some("/tms/nope")), &secrets).await;
-    assert!(matches!(
-        missing,
-        Err(SetupError::Password(SecretsError::NotFound(_)))
-    ));
-    let without = open_store(&config(&db, None), &secrets).await.unwrap();
+#[tokio::test]
+async fn a_missing_password_fails_each_query_by_name_until_it_exists() {
+    let db = TestDb::new().await;
+    let secrets = Arc::new(Fixed::default());
+    let store = open_store(&config(&db, Some("/tms/nope")), secrets.clone()).unwrap();
+    for attempt in 1..=2 {
+        let err = store.ping().await.expect_err("no password, no connection");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(err.to_string().contains("/tms/nope"), "{err}");
+        assert_eq!(secrets.reads.load(Ordering::SeqCst), attempt, "read again");
+    }
+
+    let without = open_store(&config(&db, None), secrets.clone()).unwrap();
     assert!(without.ping().await.is_err(), "no password, no connection");
+}
+
+#[tokio::test]
+async fn settings_that_can_never_work_fail_at_open() {
+    let db = TestDb::new().await;
+    let mut bad = config(&db, Some("/tms/app"));
+    bad.ca_file = Some("/nonexistent/ca.crt".into());
+    let Err(err) = open_store(&bad, Arc::new(Fixed::default())) else {
+        panic!("an unreadable CA file is refused at open");
+    };
+    assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 }

@@ -129,7 +129,7 @@ pub async fn build_router(
 
     let secrets: Arc<dyn tms::ports::Secrets> =
         Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
-    let store = Arc::new(open_store(&config.database, secrets.as_ref()).await?);
+    let store = Arc::new(open_store(&config.database, secrets.clone())?);
     let ports = Ports {
         repo: store.clone(),
         imports: store,

@@ -114,7 +114,7 @@ fn lock_key(id: ImportId) -> i64 {
 impl ImportStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(import_id = %new.id, tenant = %new.tenant))]
     async fn begin(&self, new: &NewImport) -> Result<ImportClaim, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         client
             .execute(
                 INSERT_IMPORT,
@@ -182,7 +182,7 @@ impl ImportStore for PostgresStore {
         before: Option<ImportId>,
         limit: u32,
     ) -> Result<Vec<Import>, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let before: Option<Uuid> = before.map(|id| *id.as_uuid());
         let sql = format!(
             "SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE tenant = $1 AND ($2::uuid IS NULL OR id < $2) \
@@ -203,7 +203,7 @@ impl ImportStore for PostgresStore {
         tenant: &Tenant,
         id: ImportId,
     ) -> Result<Option<Import>, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let sql = format!("SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE tenant = $1 AND id = $2");
         let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
         client

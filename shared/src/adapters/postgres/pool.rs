@@ -124,6 +124,13 @@ impl PgSettings {
         &self.config
     }
 
+    /// The same settings with `password`.
+    pub fn with_password(&self, password: &Secret) -> Self {
+        let mut other = self.clone();
+        other.config.password(password.expose());
+        other
+    }
+
     /// The same server and TLS settings for another user.
     pub fn with_login(&self, user: &str, password: &Secret) -> Self {
         let mut other = self.clone();

@@ -106,7 +106,7 @@ impl Drop for PgJobLock {
 #[async_trait]
 impl SchedulerStore for PostgresStore {
     async fn lock_job(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let locked: bool = client
             .query_one(TRY_LOCK, &[&JOB_LOCK_CLASS, &job])
             .await
@@ -126,7 +126,7 @@ impl SchedulerStore for PostgresStore {
         rules: &RelayRules,
         limit: u32,
     ) -> Result<Vec<Dispatch>, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let stmt = client.prepare_cached(RELAY).await.map_err(store_error)?;
         let rows = client
             .query(
@@ -162,7 +162,7 @@ impl SchedulerStore for PostgresStore {
     }
 
     async fn expired_leases(&self, limit: u32) -> Result<Vec<Task>, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let stmt = client
             .prepare_cached(&EXPIRED_LEASES)
             .await
@@ -178,7 +178,7 @@ impl SchedulerStore for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(limit))]
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let stmt = client.prepare_cached(PURGE).await.map_err(store_error)?;
         client
             .execute(&stmt, &[&millis(older_than), &i64::from(limit)])
@@ -187,7 +187,7 @@ impl SchedulerStore for PostgresStore {
     }
 
     async fn stats(&self) -> Result<TaskStats, StoreError> {
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let mut counts: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
         for row in client
             .query(COUNT_BY_STATUS, &[])

@@ -1,5 +1,7 @@
 //! The application's store, built from its configuration once per execution environment.
 
+use std::sync::Arc;
+
 use super::{PgSettings, PgSetupError, PostgresStore};
 use crate::config::DatabaseConfig;
 use crate::ports::{Secrets, SecretsError};
@@ -12,19 +14,37 @@ pub enum SetupError {
     Database(#[from] PgSetupError),
 }
 
-/// The store on a pool for `db`, without connecting yet; the password is read from `secrets`
-/// when `db.password_param` names one.
+/// The store for `db`, opened on first use: the password is read from `secrets` (when
+/// `db.password_param` names one) and the pool built by the first query, so a function's init
+/// makes no network call. A failed read is retried by the next query.
 ///
 /// # Errors
-/// [`SetupError`] when the password cannot be read or the pool cannot be set up.
-pub async fn open_store(
+/// [`SetupError::Database`] at once for settings that can never work (URL, CA file, TLS).
+pub fn open_store(
     db: &DatabaseConfig,
-    secrets: &dyn Secrets,
+    secrets: Arc<dyn Secrets>,
 ) -> Result<PostgresStore, SetupError> {
-    let password = match &db.password_param {
-        Some(name) => Some(secrets.get(name).await?),
-        None => None,
-    };
-    let pool = PgSettings::new(db, password.as_ref())?.pool()?;
-    Ok(PostgresStore::new(pool))
+    let settings = PgSettings::new(db, None)?;
+    Ok(match &db.password_param {
+        Some(param) => PostgresStore::opened_by(Opener {
+            settings,
+            secrets,
+            param: param.clone(),
+        }),
+        None => PostgresStore::new(settings.pool()?),
+    })
+}
+
+/// What the first query needs to open the pool.
+pub(super) struct Opener {
+    settings: PgSettings,
+    secrets: Arc<dyn Secrets>,
+    param: String,
+}
+
+impl Opener {
+    pub(super) async fn open(&self) -> Result<super::Pool, SetupError> {
+        let password = self.secrets.get(&self.param).await?;
+        Ok(self.settings.with_password(&password).pool()?)
+    }
 }

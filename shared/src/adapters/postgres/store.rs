@@ -2,18 +2,20 @@
 //! connection and schema-qualified; transitions apply the target state the domain computed.
 
 use std::fmt::Write as _;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::error::store_error;
 use super::pool::Pool;
 use super::rows::{event_from_row, status_of, task_columns, task_from_row};
+use super::setup::Opener;
 use crate::domain::{
     CorrelationId, Lifecycle, LifecycleEvent, NewTask, Source, Status, Task, TaskId, Tenant,
 };
@@ -21,23 +23,48 @@ use crate::ports::{
     ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, StoreError, TaskRepository, WorkStore,
 };
 
-/// The task store on a connection pool.
+/// The task store on a connection pool, given or opened by the first query.
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: Pool,
+    pool: Arc<OnceCell<Pool>>,
+    opener: Option<Arc<Opener>>,
 }
 
 impl PostgresStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool: Arc::new(OnceCell::new_with(Some(pool))),
+            opener: None,
+        }
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    pub(super) fn opened_by(opener: Opener) -> Self {
+        Self {
+            pool: Arc::new(OnceCell::new()),
+            opener: Some(Arc::new(opener)),
+        }
+    }
+
+    /// The pool, opened now if this is the first query.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the password cannot be read or the pool not built.
+    pub async fn pool(&self) -> Result<&Pool, StoreError> {
+        self.pool
+            .get_or_try_init(|| async {
+                let opener = self.opener.as_ref().ok_or_else(|| {
+                    StoreError::Unavailable("the store has no pool and cannot open one".into())
+                })?;
+                opener
+                    .open()
+                    .await
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))
+            })
+            .await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        Ok(self.pool.get().await?)
+        Ok(self.pool().await?.get().await?)
     }
 }
 

@@ -70,7 +70,7 @@ impl SubmissionStore for PostgresStore {
             &correlation,
             &sources,
         ];
-        let client = self.pool().get().await?;
+        let client = self.pool().await?.get().await?;
         let stmt = client.prepare_cached(SUBMIT).await.map_err(store_error)?;
         let rows = client.query(&stmt, &params).await.map_err(store_error)?;
         rows.iter()
