@@ -170,15 +170,23 @@ async fn the_admin_secret_can_be_a_secrets_manager_secret_read_through_ssm() {
     let secret_name = format!("test-{}-master", roles.roles.prefix());
     let json =
         serde_json::json!({"username": "postgres", "password": admin_password()}).to_string();
-    put_secret(&secret_name, &json).await;
-    let param = format!("/aws/reference/secretsmanager/{secret_name}");
-    // The URL names another user: the secret's username wins, as for the RDS master secret.
-    let (work, _) = bootstrapper(&db.name, &roles, "nobody", &param).await;
-    let report = work
-        .run()
-        .await
-        .expect("bootstrap with the referenced secret");
-    assert_eq!(report.database, db.name);
+    let arn = put_secret(&secret_name, &json).await;
+    assert!(
+        arn.starts_with("arn:") && arn.contains(&secret_name),
+        "{arn}"
+    );
+    // By name, as Parameter Store documents the path, and by ARN, as CloudFormation's GetAtt and
+    // Terraform hand the RDS-managed secret out.
+    for id in [secret_name.as_str(), arn.as_str()] {
+        let param = format!("/aws/reference/secretsmanager/{id}");
+        // The URL names another user: the secret's username wins, as for the RDS master secret.
+        let (work, _) = bootstrapper(&db.name, &roles, "nobody", &param).await;
+        let report = work
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("bootstrap with the secret referenced as {param}: {e}"));
+        assert_eq!(report.database, db.name);
+    }
 }
 
 /// Collects everything logged while a bootstrap runs.

@@ -1,6 +1,6 @@
 # PostgreSQL: the instance created here, or an existing one (existing_host). The three login
 # users' passwords are stored in Secrets Manager and read by the functions through SSM's
-# /aws/reference/secretsmanager/<arn> path; the bootstrapper sets them on the roles.
+# /aws/reference/secretsmanager/<name> path; the bootstrapper sets them on the roles.
 
 locals {
   create = var.existing_host == ""

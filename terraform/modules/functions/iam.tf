@@ -188,10 +188,7 @@ data "aws_iam_policy_document" "bootstrap" {
     sid     = "ReadCredentialParameters"
     actions = ["ssm:GetParameter"]
     resources = [
-      "${local.ssm_arn_prefix}/aws/reference/secretsmanager/${var.database.admin_secret_arn}",
-      "${local.ssm_arn_prefix}/aws/reference/secretsmanager/${var.database.migrator_secret_arn}",
-      "${local.ssm_arn_prefix}${local.app_password}",
-      "${local.ssm_arn_prefix}/aws/reference/secretsmanager/${var.database.dev_secret_arn}",
+      for user in ["admin", "migrator", "app", "dev"] : "${local.ssm_arn_prefix}${local.secret_reference[user]}"
     ]
   }
   statement {

@@ -23,8 +23,18 @@ resource "random_password" "cursor_key" {
 locals {
   ssm_arn_prefix   = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
   app_database_url = "postgres://tms_app@${var.database.host}:${var.database.port}/${var.database.name}"
-  app_password     = "/aws/reference/secretsmanager/${var.database.app_secret_arn}"
-  ca_file          = "/opt/tms/rds-ca-bundle.pem"
+  # Parameter Store's references to Secrets Manager, by secret name (the form it documents): a
+  # secret's ARN is its name, a hyphen and six random characters.
+  secret_reference = {
+    for user, arn in {
+      admin    = var.database.admin_secret_arn
+      migrator = var.database.migrator_secret_arn
+      app      = var.database.app_secret_arn
+      dev      = var.database.dev_secret_arn
+    } : user => "/aws/reference/secretsmanager/${regex("secret:(.+)-[A-Za-z0-9]{6}$", arn)[0]}"
+  }
+  app_password = local.secret_reference["app"]
+  ca_file      = "/opt/tms/rds-ca-bundle.pem"
 
   functions = {
     api = {
@@ -92,10 +102,10 @@ locals {
         TMS_DATABASE_URL            = "postgres://${var.database.admin_user}@${var.database.host}:${var.database.port}/${var.database.name}"
         TMS_DATABASE_SSLMODE        = "verify-full"
         TMS_DATABASE_CA_FILE        = local.ca_file
-        TMS_ADMIN_SECRET_PARAM      = "/aws/reference/secretsmanager/${var.database.admin_secret_arn}"
-        TMS_MIGRATOR_PASSWORD_PARAM = "/aws/reference/secretsmanager/${var.database.migrator_secret_arn}"
+        TMS_ADMIN_SECRET_PARAM      = local.secret_reference["admin"]
+        TMS_MIGRATOR_PASSWORD_PARAM = local.secret_reference["migrator"]
         TMS_APP_PASSWORD_PARAM      = local.app_password
-        TMS_DEV_PASSWORD_PARAM      = "/aws/reference/secretsmanager/${var.database.dev_secret_arn}"
+        TMS_DEV_PASSWORD_PARAM      = local.secret_reference["dev"]
       }
     }
   }

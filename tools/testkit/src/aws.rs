@@ -41,8 +41,9 @@ pub async fn put_secure_parameter(config: &SdkConfig, name: &str, value: &str) {
         .unwrap_or_else(|e| panic!("put parameter {name}: {e:?}"));
 }
 
-/// Creates (or overwrites) a Secrets Manager secret through the emulator's JSON API.
-pub async fn put_secret(name: &str, value: &str) {
+/// Creates (or overwrites) a Secrets Manager secret through the emulator's JSON API; returns
+/// its ARN.
+pub async fn put_secret(name: &str, value: &str) -> String {
     let client = reqwest::Client::new();
     let call = |target: &'static str, body: serde_json::Value| {
         client
@@ -63,7 +64,9 @@ pub async fn put_secret(name: &str, value: &str) {
     )
     .await
     .expect("emulator reachable");
-    if !created.status().is_success() {
+    let answer = if created.status().is_success() {
+        created
+    } else {
         let updated = call(
             "secretsmanager.PutSecretValue",
             serde_json::json!({"SecretId": name, "SecretString": value}),
@@ -75,7 +78,13 @@ pub async fn put_secret(name: &str, value: &str) {
             "put secret {name}: {:?}",
             updated.text().await
         );
-    }
+        updated
+    };
+    let body: serde_json::Value = answer.json().await.expect("a JSON answer");
+    body["ARN"]
+        .as_str()
+        .unwrap_or_else(|| panic!("put secret {name}: no ARN in {body}"))
+        .to_owned()
 }
 
 /// A queue of its own for one test; with `dlq`, a dead-letter queue after `max_receives`.
