@@ -37,8 +37,6 @@ pub struct Deps {
 pub enum BuildError {
     #[error(transparent)]
     Database(#[from] SetupError),
-    #[error("cannot build the webhook client: {0}")]
-    Webhook(#[from] reqwest::Error),
 }
 
 impl Deps {
@@ -57,7 +55,7 @@ impl Deps {
             work: store.clone(),
             submissions: store,
             queue: Arc::new(queue),
-            executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)?),
+            executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)),
             metrics: Arc::new(StdoutSink),
             settings: config.batch,
         })

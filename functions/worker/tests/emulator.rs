@@ -56,8 +56,7 @@ fn builtin(objects: Arc<S3ObjectStore>) -> Registry {
     let webhook = WebhookExecutor::new(&WebhookSettings {
         policy: Default::default(),
         timeout: std::time::Duration::from_secs(1),
-    })
-    .unwrap();
+    });
     Registry::builtin(objects, webhook)
 }
 

@@ -95,7 +95,7 @@ fn executor(allow: &str, names: &[(&str, &str)]) -> WebhookExecutor {
         .iter()
         .map(|(n, ip)| ((*n).to_owned(), ip.parse().unwrap()))
         .collect();
-    WebhookExecutor::with_lookup(&settings, Arc::new(Table(table))).unwrap()
+    WebhookExecutor::with_lookup(&settings, Arc::new(Table(table)))
 }
 
 /// A webhook task, stored as the store would hold it (payload not re-validated here: the

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tms::domain::webhook::{classify_ip, validate_url, AddressClass, WebhookPolicy};
 use tms::{Task, TaskError};
+use tokio::sync::OnceCell;
 
 use super::breaker::{BreakerSettings, CircuitBreaker};
 use super::{invalid_payload, Executor};
@@ -82,39 +83,52 @@ struct Webhook {
 }
 
 pub struct WebhookExecutor {
-    client: reqwest::Client,
+    /// Built by the first call: building it loads the system's CA store (tens of milliseconds),
+    /// which a cold start that runs no webhook should not pay.
+    client: OnceCell<reqwest::Client>,
+    lookup: Arc<dyn Lookup>,
+    timeout: std::time::Duration,
     policy: WebhookPolicy,
     breaker: CircuitBreaker,
 }
 
 impl WebhookExecutor {
-    /// # Errors
-    /// When the HTTP client cannot be built (TLS setup).
-    pub fn new(settings: &WebhookSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &WebhookSettings) -> Self {
         Self::with_lookup(settings, Arc::new(SystemLookup))
     }
 
-    /// # Errors
-    /// When the HTTP client cannot be built (TLS setup).
-    pub fn with_lookup(
-        settings: &WebhookSettings,
-        lookup: Arc<dyn Lookup>,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                lookup,
-                policy: settings.policy,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(settings.timeout)
-            .user_agent(concat!("tms-worker/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            client,
+    pub fn with_lookup(settings: &WebhookSettings, lookup: Arc<dyn Lookup>) -> Self {
+        Self {
+            client: OnceCell::new(),
+            lookup,
+            timeout: settings.timeout,
             policy: settings.policy,
             breaker: CircuitBreaker::new(BreakerSettings::default()),
-        })
+        }
+    }
+
+    /// The client, built now if this is the first call.
+    async fn client(&self) -> Result<&reqwest::Client, TaskError> {
+        self.client
+            .get_or_try_init(|| async {
+                reqwest::Client::builder()
+                    .dns_resolver(Arc::new(GuardedResolver {
+                        lookup: self.lookup.clone(),
+                        policy: self.policy,
+                    }))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .timeout(self.timeout)
+                    .user_agent(concat!("tms-worker/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| {
+                        TaskError::retryable(
+                            "client_setup",
+                            format!("the HTTP client cannot be built: {e}"),
+                        )
+                    })
+            })
+            .await
     }
 }
 
@@ -190,7 +204,8 @@ impl Executor for WebhookExecutor {
         let method = Method::from_bytes(hook.method.as_deref().unwrap_or("POST").as_bytes())
             .map_err(invalid_payload)?;
         let mut request = self
-            .client
+            .client()
+            .await?
             .request(method, url)
             .header("Idempotency-Key", task.id.to_string())
             .header("X-Correlation-Id", task.correlation_id.as_str());

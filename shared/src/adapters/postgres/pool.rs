@@ -14,6 +14,32 @@ use crate::ports::Secret;
 
 pub use deadpool_postgres::Pool;
 
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgSetupError> {
+    tokio_postgres::Config::from_str(url).map_err(|source| PgSetupError::Url {
+        url: redact_url(url),
+        source,
+    })
+}
+
+/// The certificates of a PEM CA file; at least one.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<Certificate>, PgSetupError> {
+    let display = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| PgSetupError::CaFile {
+        path: display.clone(),
+        source,
+    })?;
+    let certs = Certificate::stack_from_pem(&pem).map_err(|source| PgSetupError::CaParse {
+        path: display.clone(),
+        source,
+    })?;
+    if certs.is_empty() {
+        return Err(PgSetupError::Pool(format!(
+            "the CA file {display} holds no certificate"
+        )));
+    }
+    Ok(certs)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PgSetupError {
     #[error("invalid database URL {url}: {source}")]
@@ -60,16 +86,25 @@ impl std::fmt::Debug for PgSettings {
 }
 
 impl PgSettings {
+    /// Checks what can be checked without setting up TLS: the URL parses and the CA file holds
+    /// certificates.
+    ///
+    /// # Errors
+    /// [`PgSetupError`] for an unparsable URL or an unreadable or empty CA file.
+    pub fn check(db: &DatabaseConfig) -> Result<(), PgSetupError> {
+        parse_url(&db.url)?;
+        if let (SslMode::VerifyFull, Some(path)) = (db.ssl_mode, &db.ca_file) {
+            read_ca_file(path)?;
+        }
+        Ok(())
+    }
+
     /// Builds the settings; `password` (from SSM) replaces any password in the URL.
     ///
     /// # Errors
     /// [`PgSetupError`] for an unparsable URL, an unreadable CA file or a TLS setup failure.
     pub fn new(db: &DatabaseConfig, password: Option<&Secret>) -> Result<Self, PgSetupError> {
-        let mut config =
-            tokio_postgres::Config::from_str(&db.url).map_err(|source| PgSetupError::Url {
-                url: redact_url(&db.url),
-                source,
-            })?;
+        let mut config = parse_url(&db.url)?;
         if let Some(password) = password {
             config.password(password.expose());
         }
@@ -91,22 +126,9 @@ impl PgSettings {
             SslMode::VerifyFull => {
                 config.ssl_mode(PgSslMode::Require);
                 if let Some(path) = &db.ca_file {
-                    let display = path.display().to_string();
-                    let pem = std::fs::read(path).map_err(|source| PgSetupError::CaFile {
-                        path: display.clone(),
-                        source,
-                    })?;
-                    let certs = Certificate::stack_from_pem(&pem).map_err(|source| {
-                        PgSetupError::CaParse {
-                            path: display.clone(),
-                            source,
-                        }
-                    })?;
-                    if certs.is_empty() {
-                        return Err(PgSetupError::Pool(format!(
-                            "the CA file {display} holds no certificate"
-                        )));
-                    }
+                    let certs = read_ca_file(path)?;
+                    // The server's CA is named: only it is trusted.
+                    tls.disable_built_in_roots(true);
                     for cert in certs {
                         tls.add_root_certificate(cert);
                     }

@@ -15,36 +15,35 @@ pub enum SetupError {
 }
 
 /// The store for `db`, opened on first use: the password is read from `secrets` (when
-/// `db.password_param` names one) and the pool built by the first query, so a function's init
-/// makes no network call. A failed read is retried by the next query.
+/// `db.password_param` names one), the TLS connector set up and the pool built by the first
+/// query, so a function's init makes no network call and loads no CA store. A failed read is
+/// retried by the next query.
 ///
 /// # Errors
-/// [`SetupError::Database`] at once for settings that can never work (URL, CA file, TLS).
+/// [`SetupError::Database`] at once for settings that can never work (URL, CA file).
 pub fn open_store(
     db: &DatabaseConfig,
     secrets: Arc<dyn Secrets>,
 ) -> Result<PostgresStore, SetupError> {
-    let settings = PgSettings::new(db, None)?;
-    Ok(match &db.password_param {
-        Some(param) => PostgresStore::opened_by(Opener {
-            settings,
-            secrets,
-            param: param.clone(),
-        }),
-        None => PostgresStore::new(settings.pool()?),
-    })
+    PgSettings::check(db)?;
+    Ok(PostgresStore::opened_by(Opener {
+        db: db.clone(),
+        secrets,
+    }))
 }
 
 /// What the first query needs to open the pool.
 pub(super) struct Opener {
-    settings: PgSettings,
+    db: DatabaseConfig,
     secrets: Arc<dyn Secrets>,
-    param: String,
 }
 
 impl Opener {
     pub(super) async fn open(&self) -> Result<super::Pool, SetupError> {
-        let password = self.secrets.get(&self.param).await?;
-        Ok(self.settings.with_password(&password).pool()?)
+        let password = match &self.db.password_param {
+            Some(param) => Some(self.secrets.get(param).await?),
+            None => None,
+        };
+        Ok(PgSettings::new(&self.db, password.as_ref())?.pool()?)
     }
 }
