@@ -22,6 +22,10 @@ command -v psql >/dev/null 2>&1 || die "psql not found: install the PostgreSQL c
 export TMS_PG_PORT="${BENCH_PG_PORT:-55440}" TMS_AWS_PORT="${BENCH_AWS_PORT:-4580}"
 export TMS_PG_DIR="$LOCAL/bench/pg" TMS_AWS_DIR="$LOCAL/bench/aws"
 unset TMS_PG_FAST
+# Memory and WAL as on a small RDS instance (4 GiB: shared_buffers is a quarter of it there), not
+# PostgreSQL's 128 MB default: a million-row import in one transaction otherwise measures buffer
+# eviction. The baselines run on the same server.
+export TMS_PG_OPTS="-c shared_buffers=1GB -c max_wal_size=4GB"
 PG_BINDIR="$("$ROOT/scripts/postgres.sh" bindir)"
 export PG_BINDIR
 [ -x "$PG_BINDIR/pgbench" ] || command -v pgbench >/dev/null 2>&1 \

@@ -8,6 +8,7 @@
 # Files: .local/pg/admin.password (superuser), .local/pg/roles.env (login roles), .local/pg/tls/ca.crt.
 # TMS_PG_FAST=1 starts it without fsync (test runs: durability is irrelevant there).
 # TMS_PG_DIR puts the cluster elsewhere than .local/pg (make bench runs its own, with TMS_PG_PORT).
+# TMS_PG_OPTS adds server settings ("-c name=value ...") when this script starts the server.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -123,6 +124,7 @@ start() {
   # pg_stat_statements lets tests count the statements a handler sends.
   if [ -f "$BIN/../lib/pg_stat_statements.so" ]; then opts="$opts -c shared_preload_libraries=pg_stat_statements"; fi
   if [ "${TMS_PG_FAST:-0}" = 1 ]; then opts="$opts -c fsync=off -c full_page_writes=off -c synchronous_commit=off"; fi
+  opts="$opts ${TMS_PG_OPTS:-}"
   say "starting PostgreSQL on 127.0.0.1:$TMS_PG_PORT (TLS on)"
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -o "$opts" -w -t 60 start >/dev/null \
     || { tail -n 20 "$LOG" >&2; die "PostgreSQL did not start (log above, full log in ${LOG#"$ROOT"/})"; }

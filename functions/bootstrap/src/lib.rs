@@ -99,7 +99,18 @@ impl Bootstrap for DatabaseBootstrap {
 
 pub struct Deps {
     pub bootstrap: Arc<dyn Bootstrap>,
-    pub http: reqwest::Client,
+    pub http: LazyHttp,
+}
+
+/// The HTTP client for CloudFormation's response URL, built by its first use: building it
+/// loads the system's CA store, which would otherwise cost every cold start tens of milliseconds.
+#[derive(Default)]
+pub struct LazyHttp(std::sync::OnceLock<reqwest::Client>);
+
+impl LazyHttp {
+    pub fn get(&self) -> &reqwest::Client {
+        self.0.get_or_init(reqwest::Client::new)
+    }
 }
 
 /// The function's timeout, assumed when the runtime gives no usable deadline.
@@ -170,7 +181,7 @@ pub async fn function_handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<
             }
             let failed = outcome.is_err();
             let body = cfn::response_body(&ids, outcome);
-            cfn::deliver(&deps.http, &ids.response_url, body).await?;
+            cfn::deliver(deps.http.get(), &ids.response_url, body).await?;
             Ok(json!({"status": if failed { "FAILED" } else { "SUCCESS" }}))
         }
         Invocation::Terraform(TerraformAction::Delete) => {

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
     let deps = Deps {
         bootstrap: Arc::new(DatabaseBootstrap::new(config, secrets)),
-        http: reqwest::Client::new(),
+        http: Default::default(),
     };
     run(service_fn(|event: LambdaEvent<Value>| {
         function_handler(&deps, event)

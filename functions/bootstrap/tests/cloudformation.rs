@@ -116,7 +116,7 @@ fn deps(behaviour: Behaviour) -> (Deps, Arc<FakeWork>) {
     (
         Deps {
             bootstrap: work.clone(),
-            http: reqwest::Client::new(),
+            http: Default::default(),
         },
         work,
     )

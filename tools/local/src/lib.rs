@@ -55,7 +55,7 @@ pub async fn bootstrap(stack: &Stack) -> anyhow::Result<serde_json::Value> {
     ));
     let deps = tms_bootstrap::Deps {
         bootstrap: Arc::new(tms_bootstrap::DatabaseBootstrap::new(config, secrets)),
-        http: reqwest::Client::new(),
+        http: Default::default(),
     };
     let mut ctx = lambda_runtime::Context::default();
     ctx.deadline = (std::time::SystemTime::now() + std::time::Duration::from_secs(300))
