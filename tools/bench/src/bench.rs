@@ -292,7 +292,12 @@ impl Bench {
             .find_map(|l| l.strip_prefix("PRETTY_NAME="))
             .map(|v| v.trim_matches('"').to_owned())
             .unwrap_or_else(|| std::env::consts::OS.to_owned());
-        let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+        // The version numbers only: a kernel's local suffix names the host's build, not the machine.
+        let kernel: String = read("/proc/sys/kernel/osrelease")
+            .trim()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         let rustc = std::process::Command::new("rustc")
             .arg("--version")
             .output()
