@@ -31,13 +31,7 @@ export PG_BINDIR
 [ -x "$PG_BINDIR/pgbench" ] || command -v pgbench >/dev/null 2>&1 \
   || die "pgbench not found beside the PostgreSQL server in $PG_BINDIR: install it (Debian/Ubuntu: it comes with postgresql-15)."
 
-started=()
-cleanup() {
-  local rc=$?
-  for svc in "${started[@]}"; do "$ROOT/scripts/$svc.sh" stop || true; done
-  exit "$rc"
-}
-trap cleanup EXIT INT TERM
+trap stop_started EXIT INT TERM
 
 say "building the release binaries (a cold build takes 15 minutes or more)"
 cargo build --release -p tms-bench $(printf -- '-p tms-%s ' api worker importer scheduler bootstrap)
@@ -48,9 +42,7 @@ case ",${BENCH_ONLY:-package}," in
 esac
 
 mkdir -p "$LOCAL/bench"
-state=$("$ROOT/scripts/postgres.sh" start)
-[ "$state" = started ] && started+=(postgres)
-state=$("$ROOT/scripts/aws-emulator.sh" start)
-[ "$state" = started ] && started+=(aws-emulator)
+start_service postgres
+start_service aws-emulator
 
 "$ROOT/target/release/tms-bench" run

@@ -26,3 +26,17 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# Services a script started itself, stopped again when it exits:
+#   trap stop_started EXIT INT TERM; start_service postgres; start_service aws-emulator
+STARTED=()
+start_service() {
+  local state
+  state=$("$ROOT/scripts/$1.sh" start)
+  if [ "$state" = started ]; then STARTED+=("$1"); fi
+}
+stop_started() {
+  local rc=$?
+  for svc in "${STARTED[@]}"; do "$ROOT/scripts/$svc.sh" stop || true; done
+  exit "$rc"
+}

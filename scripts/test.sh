@@ -7,19 +7,10 @@ cd "$ROOT"
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)."
 
-started=()
-cleanup() {
-  local rc=$?
-  for svc in "${started[@]}"; do "$ROOT/scripts/$svc.sh" stop || true; done
-  exit "$rc"
-}
-trap cleanup EXIT INT TERM
-
-state=$(TMS_PG_FAST=1 "$ROOT/scripts/postgres.sh" start)
-[ "$state" = started ] && started+=(postgres)
+trap stop_started EXIT INT TERM
+TMS_PG_FAST=1 start_service postgres
 "$ROOT/scripts/venv.sh" emulator test
-state=$("$ROOT/scripts/aws-emulator.sh" start)
-[ "$state" = started ] && started+=(aws-emulator)
+start_service aws-emulator
 
 # Test databases left behind by an interrupted run.
 if command -v psql >/dev/null 2>&1; then

@@ -60,8 +60,8 @@ impl Deps {
     /// # Errors
     /// [`SetupError`] when the password cannot be read or the pool cannot be set up.
     pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, SetupError> {
-        let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(aws));
-        let store = Arc::new(open_store(&config.database, Arc::new(secrets.clone()))?);
+        let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
+        let store = Arc::new(open_store(&config.database, secrets)?);
         Ok(Self {
             imports: store.clone(),
             tasks: store,

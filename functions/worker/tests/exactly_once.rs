@@ -79,20 +79,12 @@ async fn statuses(db: &TestDb) -> Vec<(String, i64)> {
 
 /// Statements the application user ran in this database so far.
 async fn statements(db: &TestDb) -> i64 {
-    db.admin()
-        .await
-        .query_one(
-            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND userid = 'tms_app'::regrole",
-            &[],
-        )
+    tms_testkit::statements_run_by(&db.admin().await, "tms_app")
         .await
         .expect(
             "pg_stat_statements: the local cluster must preload it (scripts/postgres.sh does; \
              restart a cluster started before that with `scripts/postgres.sh stop`)",
         )
-        .get(0)
 }
 
 #[tokio::test]

@@ -114,15 +114,6 @@ async fn drive(
     Ok(total)
 }
 
-async fn healthy(url: &str) -> bool {
-    reqwest::Client::new()
-        .get(format!("{url}/health"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -156,7 +147,7 @@ impl Api {
             .spawn()
             .with_context(|| format!("start {}", binary.display()))?;
         let started = Instant::now();
-        while !healthy(&url).await {
+        while !tms_local::healthy(&url).await {
             if let Some(status) = process.try_wait()? {
                 bail!("tms-api exited ({status}) before it answered: see .local/bench/api.log");
             }

@@ -173,19 +173,12 @@ async fn run_batches(
 /// Statements the application user ran in the bench's database so far.
 async fn statements(bench: &Bench) -> anyhow::Result<i64> {
     let admin = bench.admin(&bench.stack.names.database).await?;
-    let row = admin
-        .query_one(
-            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND userid = 'tms_app'::regrole",
-            &[],
-        )
+    tms_testkit::statements_run_by(&admin, "tms_app")
         .await
         .context(
-            "pg_stat_statements: the bench's cluster must preload it (scripts/postgres.sh does when \
+        "pg_stat_statements: the bench's cluster must preload it (scripts/postgres.sh does when \
              the server has the module)",
-        )?;
-    Ok(row.get(0))
+    )
 }
 
 /// One run through the handler: `(tasks/s, statements per batch)`.

@@ -13,6 +13,16 @@ use tms::config::Env;
 
 pub use stack::{Resources, Stack};
 
+/// Whether the API at `url` answers `GET /health` with a success within 2 seconds.
+pub async fn healthy(url: &str) -> bool {
+    reqwest::Client::new()
+        .get(format!("{url}/health"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 /// Builds the three event-driven functions as a deployment would, from the local environment.
 ///
 /// # Errors

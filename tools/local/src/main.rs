@@ -39,15 +39,6 @@ fn stack() -> anyhow::Result<Stack> {
     Stack::from_env(&std::env::current_dir()?)
 }
 
-async fn healthy(url: &str) -> bool {
-    reqwest::Client::new()
-        .get(format!("{url}/health"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
 async fn run_bootstrap() -> anyhow::Result<()> {
     let stack = stack()?;
     stack.ensure_database().await?;
@@ -88,7 +79,7 @@ fn banner(stack: &Stack) -> String {
 
 async fn dev() -> anyhow::Result<()> {
     let stack = stack()?;
-    if healthy(&stack.api_url()).await {
+    if tms_local::healthy(&stack.api_url()).await {
         println!("TMS already runs here: nothing to start.{}", banner(&stack));
         return Ok(());
     }
@@ -122,7 +113,7 @@ async fn dev() -> anyhow::Result<()> {
         .spawn()
         .with_context(|| format!("cannot start {}", api_binary.display()))?;
     let started = Instant::now();
-    while !healthy(&stack.api_url()).await {
+    while !tms_local::healthy(&stack.api_url()).await {
         if let Some(status) = api.try_wait()? {
             bail!("the API exited ({status}) before it answered");
         }
@@ -164,7 +155,7 @@ async fn demo() -> anyhow::Result<()> {
     let env = dev_env()?;
     let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let api = get("TMS_API_URL").context("TMS_API_URL missing from .local/dev.env")?;
-    if !healthy(&api).await {
+    if !tms_local::healthy(&api).await {
         bail!("the API does not answer at {api}: start the stack with `make dev`");
     }
     let tokens = tms_local::stack::parse_tokens(&get("TMS_DEV_TOKENS").unwrap_or_default())?;

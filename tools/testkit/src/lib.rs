@@ -94,6 +94,26 @@ pub fn init_logging() {
     });
 }
 
+/// Statements `user` has run in the connected database so far, from `pg_stat_statements` (the
+/// local cluster preloads it; the extension must exist in the database).
+///
+/// # Errors
+/// When `pg_stat_statements` is not available.
+pub async fn statements_run_by(
+    admin: &tokio_postgres::Client,
+    user: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = admin
+        .query_one(
+            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND userid = $1::text::regrole",
+            &[&user],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Connects as the superuser or fails the test saying how to start the cluster.
 pub async fn admin_client(dbname: &str) -> tokio_postgres::Client {
     admin_settings(dbname).connect().await.unwrap_or_else(|e| {
