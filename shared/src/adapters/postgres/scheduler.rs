@@ -48,7 +48,8 @@ static EXPIRED_LEASES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The status list matches the `tasks_retention` index; events go with their task (cascade).
+/// The status list matches the `tasks_retention` index; the events go in the same statement as
+/// their task (migration V2 dropped the foreign key that cascaded them).
 const PURGE: &str = "WITH doomed AS (
         SELECT id FROM tms.tasks
         WHERE status IN ('succeeded', 'cancelled')
@@ -56,8 +57,12 @@ const PURGE: &str = "WITH doomed AS (
         ORDER BY updated_at
         LIMIT $2
         FOR UPDATE SKIP LOCKED
+     ), gone AS (
+        DELETE FROM tms.tasks t USING doomed WHERE t.id = doomed.id RETURNING t.id
+     ), events AS (
+        DELETE FROM tms.task_events e USING gone WHERE e.task_id = gone.id
      )
-     DELETE FROM tms.tasks t USING doomed WHERE t.id = doomed.id";
+     SELECT count(*) AS n FROM gone";
 
 const COUNT_BY_STATUS: &str = "SELECT status, count(*) AS n FROM tms.tasks GROUP BY status";
 
@@ -180,10 +185,12 @@ impl SchedulerStore for PostgresStore {
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         let client = self.pool().await?.get().await?;
         let stmt = client.prepare_cached(PURGE).await.map_err(store_error)?;
-        client
-            .execute(&stmt, &[&millis(older_than), &i64::from(limit)])
+        let row = client
+            .query_one(&stmt, &[&millis(older_than), &i64::from(limit)])
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        let purged: i64 = row.try_get("n").map_err(store_error)?;
+        u64::try_from(purged).map_err(|e| StoreError::Corrupt(format!("purged count: {e}")))
     }
 
     async fn stats(&self) -> Result<TaskStats, StoreError> {
