@@ -7,6 +7,7 @@ pub mod domain;
 pub mod ports;
 pub mod retry;
 pub mod telemetry;
+pub mod tls;
 
 pub mod adapters;
 

@@ -21,6 +21,24 @@ async fn a_connection_killed_between_two_calls_is_replaced() {
         .unwrap()
         .get(0);
     assert!(killed >= 1, "the pool's connection was terminated");
+    // pg_terminate_backend only signals: wait until the server has closed the connection (a
+    // connection killed while the next call is already on its way fails that call, checked or
+    // not).
+    for _ in 0..100 {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let found = store
         .get(&task.tenant, task.id)
         .await

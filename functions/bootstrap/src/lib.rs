@@ -109,7 +109,10 @@ pub struct LazyHttp(std::sync::OnceLock<reqwest::Client>);
 
 impl LazyHttp {
     pub fn get(&self) -> &reqwest::Client {
-        self.0.get_or_init(reqwest::Client::new)
+        self.0.get_or_init(|| {
+            tms::tls::install_crypto_provider();
+            reqwest::Client::new()
+        })
     }
 }
 

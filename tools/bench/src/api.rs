@@ -61,6 +61,7 @@ async fn drive(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
+    tms::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;

@@ -13,9 +13,15 @@ use tms::config::Env;
 
 pub use stack::{Resources, Stack};
 
+/// An HTTP client for the local stack (TLS on the process's aws-lc provider, as in the functions).
+pub fn http_client() -> reqwest::Client {
+    tms::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Whether the API at `url` answers `GET /health` with a success within 2 seconds.
 pub async fn healthy(url: &str) -> bool {
-    reqwest::Client::new()
+    http_client()
         .get(format!("{url}/health"))
         .timeout(std::time::Duration::from_secs(2))
         .send()

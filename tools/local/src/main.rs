@@ -166,7 +166,7 @@ async fn demo() -> anyhow::Result<()> {
     let demo = Demo {
         api,
         token,
-        http: reqwest::Client::new(),
+        http: tms_local::http_client(),
         timeout: Duration::from_secs(90),
     };
     let report = demo.run().await?;

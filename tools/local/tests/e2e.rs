@@ -52,13 +52,13 @@ impl E2e {
         Demo {
             api: self.api.clone(),
             token: self.token.clone(),
-            http: reqwest::Client::new(),
+            http: tms_local::http_client(),
             timeout: Duration::from_secs(90),
         }
     }
 
     async fn tasks(&self) -> Vec<Value> {
-        let page: Value = reqwest::Client::new()
+        let page: Value = tms_local::http_client()
             .get(format!("{}/v1/tasks?limit=100", self.api))
             .bearer_auth(&self.token)
             .send()

@@ -114,7 +114,7 @@ impl Emulator {
 
     /// The Invoke API, as `aws lambda invoke` would call it.
     async fn invoke(&self, name: &str, event: &Value) -> Value {
-        let resp = reqwest::Client::new()
+        let resp = tms_local::http_client()
             .post(format!(
                 "http://127.0.0.1:{}/2015-03-31/functions/{name}/invocations",
                 self.port

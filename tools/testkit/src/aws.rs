@@ -44,6 +44,7 @@ pub async fn put_secure_parameter(config: &SdkConfig, name: &str, value: &str) {
 /// Creates (or overwrites) a Secrets Manager secret through the emulator's JSON API; returns
 /// its ARN.
 pub async fn put_secret(name: &str, value: &str) -> String {
+    tms::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     let call = |target: &'static str, body: serde_json::Value| {
         client

@@ -84,7 +84,10 @@ impl TestApi {
             metrics,
             s3,
             bucket,
-            http: Client::new(),
+            http: {
+                tms::tls::install_crypto_provider();
+                Client::new()
+            },
         }
     }
 

@@ -111,6 +111,7 @@ impl WebhookExecutor {
     async fn client(&self) -> Result<&reqwest::Client, TaskError> {
         self.client
             .get_or_try_init(|| async {
+                tms::tls::install_crypto_provider();
                 reqwest::Client::builder()
                     .dns_resolver(Arc::new(GuardedResolver {
                         lookup: self.lookup.clone(),

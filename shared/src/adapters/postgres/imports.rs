@@ -218,14 +218,14 @@ impl ImportStore for PostgresStore {
 
 /// A connection holding the import's lock and its open transaction.
 struct PgImportSession {
-    client: Option<deadpool_postgres::Object>,
+    client: Option<super::Object>,
     import: Import,
     lock: i64,
     created: u64,
 }
 
 impl PgImportSession {
-    fn client(&mut self) -> &mut deadpool_postgres::Object {
+    fn client(&mut self) -> &mut super::Object {
         self.client.as_mut().expect("the session is open")
     }
 }
@@ -329,7 +329,7 @@ impl Drop for PgImportSession {
         // connection out of the pool and closes it: the server rolls the transaction back and
         // releases the lock, and no later caller inherits either.
         if let Some(client) = self.client.take() {
-            drop(deadpool_postgres::Object::take(client));
+            drop(super::Object::take(client));
         }
     }
 }

@@ -13,6 +13,6 @@ mod store;
 mod submissions;
 
 pub use error::store_error;
-pub use pool::{PgSettings, PgSetupError, Pool};
+pub use pool::{Object, PgSettings, PgSetupError, Pool};
 pub use setup::{open_store, SetupError};
 pub use store::PostgresStore;

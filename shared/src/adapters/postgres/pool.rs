@@ -4,15 +4,30 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
-use native_tls::{Certificate, TlsConnector};
-use postgres_native_tls::MakeTlsConnector;
+use deadpool::managed::{self, Metrics, RecycleResult};
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod, Runtime};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{aws_lc_rs, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{redact_url, DatabaseConfig, SslMode};
 use crate::ports::Secret;
 
-pub use deadpool_postgres::Pool;
+/// The pool of [`PgSettings::pool`].
+pub type Pool = managed::Pool<PgManager>;
+/// A connection taken from the pool; back in the pool when dropped.
+pub type Object = managed::Object<PgManager>;
+
+/// A connection used this recently is handed out again without a round trip to check it (as
+/// HikariCP's `aliveBypassWindowMs`); one idle longer, as after a frozen Lambda sandbox thaws,
+/// is checked first.
+const TRUST_RECENTLY_USED: Duration = Duration::from_millis(500);
 
 fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgSetupError> {
     tokio_postgres::Config::from_str(url).map_err(|source| PgSetupError::Url {
@@ -22,22 +37,110 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgSetupError> {
 }
 
 /// The certificates of a PEM CA file; at least one.
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<Certificate>, PgSetupError> {
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, PgSetupError> {
     let display = path.display().to_string();
     let pem = std::fs::read(path).map_err(|source| PgSetupError::CaFile {
         path: display.clone(),
         source,
     })?;
-    let certs = Certificate::stack_from_pem(&pem).map_err(|source| PgSetupError::CaParse {
-        path: display.clone(),
-        source,
-    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PgSetupError::CaParse {
+            path: display.clone(),
+            reason: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(PgSetupError::Pool(format!(
-            "the CA file {display} holds no certificate"
-        )));
+        return Err(PgSetupError::CaParse {
+            path: display,
+            reason: "it holds no certificate".into(),
+        });
     }
     Ok(certs)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(aws_lc_rs::default_provider())
+}
+
+/// The TLS client configuration of `mode`: the named CA only, or the system's roots, or (for
+/// `require`) any certificate, still checking that the server holds its key.
+fn tls_config(
+    mode: SslMode,
+    ca_file: Option<&std::path::Path>,
+) -> Result<ClientConfig, PgSetupError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let config = match (mode, ca_file) {
+        // Disable never starts TLS; Require accepts any certificate.
+        (SslMode::Disable | SslMode::Require, _) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth(),
+        (_, Some(path)) => {
+            // The server's CA is named: only it is trusted.
+            let mut roots = RootCertStore::empty();
+            for cert in read_ca_file(path)? {
+                roots.add(cert)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        (_, None) => {
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+/// `sslmode=require`: encryption without verifying who the server is (as libpq's `require`);
+/// the handshake's signatures are still checked against the certificate the server sent.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +157,10 @@ pub enum PgSetupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid CA file {path}: {source}")]
-    CaParse {
-        path: String,
-        #[source]
-        source: native_tls::Error,
-    },
+    #[error("invalid CA file {path}: {reason}")]
+    CaParse { path: String, reason: String },
     #[error("cannot set up TLS: {0}")]
-    Tls(#[from] native_tls::Error),
+    Tls(#[from] rustls::Error),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
 }
@@ -70,7 +169,7 @@ pub enum PgSetupError {
 #[derive(Clone)]
 pub struct PgSettings {
     config: tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: MakeRustlsConnect,
     pool_size: usize,
 }
 
@@ -113,31 +212,14 @@ impl PgSettings {
         }
         config.connect_timeout(db.connect_timeout);
         config.keepalives_idle(Duration::from_secs(30));
-        let mut tls = TlsConnector::builder();
         match db.ssl_mode {
-            SslMode::Disable => {
-                config.ssl_mode(PgSslMode::Disable);
-            }
-            SslMode::Require => {
-                config.ssl_mode(PgSslMode::Require);
-                tls.danger_accept_invalid_certs(true)
-                    .danger_accept_invalid_hostnames(true);
-            }
-            SslMode::VerifyFull => {
-                config.ssl_mode(PgSslMode::Require);
-                if let Some(path) = &db.ca_file {
-                    let certs = read_ca_file(path)?;
-                    // The server's CA is named: only it is trusted.
-                    tls.disable_built_in_roots(true);
-                    for cert in certs {
-                        tls.add_root_certificate(cert);
-                    }
-                }
-            }
-        }
+            SslMode::Disable => config.ssl_mode(PgSslMode::Disable),
+            SslMode::Require | SslMode::VerifyFull => config.ssl_mode(PgSslMode::Require),
+        };
+        let tls = tls_config(db.ssl_mode, db.ca_file.as_deref())?;
         Ok(Self {
             config,
-            tls: MakeTlsConnector::new(tls.build()?),
+            tls: MakeRustlsConnect::new(tls),
             pool_size: db.pool_size,
         })
     }
@@ -187,9 +269,10 @@ impl PgSettings {
         Ok(client)
     }
 
-    /// A pool that checks each connection with a round trip before handing it out, so a
-    /// connection the server closed (or a frozen sandbox lost) is replaced, not reported as a
-    /// failure of the caller's query.
+    /// A pool that replaces a connection the server closed (or a frozen sandbox lost) instead
+    /// of reporting a failure of the caller's query: a connection the driver saw closed is
+    /// dropped, and one idle for more than [`TRUST_RECENTLY_USED`] is checked with a round trip
+    /// before it is handed out.
     ///
     /// # Errors
     /// [`PgSetupError::Pool`] when the pool cannot be built.
@@ -201,7 +284,7 @@ impl PgSettings {
                 recycling_method: RecyclingMethod::Verified,
             },
         );
-        Pool::builder(manager)
+        Pool::builder(PgManager(manager))
             .max_size(self.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -209,5 +292,34 @@ impl PgSettings {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| PgSetupError::Pool(e.to_string()))
+    }
+}
+
+/// deadpool-postgres's manager, checking only connections that were idle for a while: the
+/// check is a round trip, and on the API's create path it was one of four per request.
+#[derive(Debug)]
+pub struct PgManager(Manager);
+
+impl managed::Manager for PgManager {
+    type Type = ClientWrapper;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<ClientWrapper, tokio_postgres::Error> {
+        self.0.create().await
+    }
+
+    async fn recycle(
+        &self,
+        client: &mut ClientWrapper,
+        metrics: &Metrics,
+    ) -> RecycleResult<tokio_postgres::Error> {
+        if !client.is_closed() && metrics.last_used() < TRUST_RECENTLY_USED {
+            return Ok(());
+        }
+        self.0.recycle(client, metrics).await
+    }
+
+    fn detach(&self, client: &mut ClientWrapper) {
+        self.0.detach(client);
     }
 }

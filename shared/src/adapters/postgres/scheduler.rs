@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::Object;
 use async_trait::async_trait;
-use deadpool_postgres::Object;
 
 use super::error::store_error;
 use super::rows::{status_of, task_columns, task_from_row};

@@ -6,10 +6,11 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{ClientWrapper, Transaction};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use super::error::store_error;
@@ -63,7 +64,7 @@ impl PostgresStore {
             .await
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    async fn client(&self) -> Result<super::Object, StoreError> {
         Ok(self.pool().await?.get().await?)
     }
 }
@@ -178,7 +179,46 @@ const CLEAR_ENQUEUED: &str =
     "UPDATE tms.tasks SET enqueued_at = NULL WHERE id = ANY($1) AND status IN ('pending', 'failed')";
 
 /// Inserts one task (and its creation event) or finds the one holding its idempotency key.
-async fn create_in<C: GenericClient>(client: &C, task: &NewTask) -> Result<Created, StoreError> {
+/// What [`create_in`] needs of a pooled connection or of a transaction on one.
+#[async_trait]
+trait CachedStatements: Sync {
+    async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error>;
+    async fn query_opt(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error>;
+}
+
+#[async_trait]
+impl CachedStatements for ClientWrapper {
+    async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        ClientWrapper::prepare_cached(self, sql).await
+    }
+    async fn query_opt(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        tokio_postgres::Client::query_opt(self, statement, params).await
+    }
+}
+
+#[async_trait]
+impl CachedStatements for Transaction<'_> {
+    async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        Transaction::prepare_cached(self, sql).await
+    }
+    async fn query_opt(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        tokio_postgres::Transaction::query_opt(self, statement, params).await
+    }
+}
+
+async fn create_in<C: CachedStatements>(client: &C, task: &NewTask) -> Result<Created, StoreError> {
     let insert = client
         .prepare_cached(&INSERT_TASK)
         .await
@@ -270,7 +310,7 @@ impl TaskRepository for PostgresStore {
     #[tracing::instrument(skip_all, fields(task_id = %task.id, tenant = %task.tenant))]
     async fn create(&self, task: &NewTask) -> Result<Created, StoreError> {
         let client = self.client().await?;
-        create_in(&client, task).await
+        create_in(&*client, task).await
     }
 
     #[tracing::instrument(skip_all, fields(count = tasks.len()))]
