@@ -60,7 +60,7 @@ async fn main() {
 fn log_to_file(path: &std::path::Path) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
         .with_writer(Mutex::new(file))
         .with_target(false)
         .json()
