@@ -44,7 +44,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 pub async fn openapi(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        state.openapi.as_ref().clone(),
+        state.pages().openapi.clone(),
     )
         .into_response()
 }
@@ -55,5 +55,5 @@ pub async fn openapi(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The documentation page.", content_type = "text/html", body = String))
 )]
 pub async fn docs(State(state): State<AppState>) -> Html<String> {
-    Html(state.docs.as_ref().clone())
+    Html(state.pages().docs.clone())
 }
