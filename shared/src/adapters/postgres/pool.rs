@@ -2,12 +2,11 @@
 //! connecting: the first query opens the first connection, so a function's init stays fast.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleResult};
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod, Runtime};
-use std::sync::Arc;
-
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{aws_lc_rs, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -58,23 +57,20 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(aws_lc_rs::default_provider())
-}
-
 /// The TLS client configuration of `mode`: the named CA only, or the system's roots, or (for
 /// `require`) any certificate, still checking that the server holds its key.
 fn tls_config(
     mode: SslMode,
     ca_file: Option<&std::path::Path>,
 ) -> Result<ClientConfig, PgSetupError> {
-    let builder =
-        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let config = match (mode, ca_file) {
         // Disable never starts TLS; Require accepts any certificate.
         (SslMode::Disable | SslMode::Require, _) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth(),
         (_, Some(path)) => {
             // The server's CA is named: only it is trusted.
