@@ -8,6 +8,7 @@ pub mod cursor;
 pub mod extract;
 pub mod model;
 pub mod openapi;
+pub mod outbox;
 pub mod problem;
 pub mod routes;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub cursor_key: cursor::CursorKey,
     pub policy: WebhookPolicy,
     pub metrics: Arc<dyn MetricSink>,
+    /// Sends the work messages of created tasks and sets their markers.
+    pub outbox: outbox::Outbox,
     /// The OpenAPI document and the docs page, built on their first request: building them
     /// took about 3 ms of every cold start, for pages most invocations never serve.
     pages: Arc<OnceLock<Pages>>,
@@ -82,6 +85,7 @@ impl AppState {
             metrics,
         } = ports;
         Self {
+            outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
             repo,
             imports,
             objects,
@@ -94,8 +98,9 @@ impl AppState {
         }
     }
 
-    /// Sends the work messages of pending tasks due within 15 minutes, then sets their outbox
-    /// marker. A failed send is logged and left to the relay: the tasks are durable already.
+    /// Sends the work messages of pending tasks due within 15 minutes; their outbox markers
+    /// are set after the response (see [`outbox`]). A failed send is logged and left to the
+    /// relay: the tasks are durable already.
     pub async fn enqueue(&self, tasks: &mut [Task]) {
         let now = Utc::now();
         let dispatches: Vec<Dispatch> = tasks
@@ -110,19 +115,14 @@ impl AppState {
                 Dispatch::when_due(message, t.run_after, now)
             })
             .collect();
-        if dispatches.is_empty() {
-            return;
-        }
-        let sent = match self.queue.send(&dispatches).await {
+        let count = dispatches.len();
+        let sent = match self.outbox.send(dispatches).await {
             Ok(sent) => sent,
             Err(e) => {
-                tracing::warn!(error = %e, count = dispatches.len(), "work messages not sent; the relay will send them");
+                tracing::warn!(error = %e, count, "work messages not sent; the relay will send them");
                 return;
             }
         };
-        if let Err(e) = self.repo.mark_enqueued(&sent).await {
-            tracing::warn!(error = %e, "outbox marker not set; the relay may send a duplicate");
-        }
         let at = Utc::now();
         for task in tasks.iter_mut().filter(|t| sent.contains(&t.id)) {
             task.enqueued_at = Some(at);
