@@ -17,7 +17,7 @@ use tms::telemetry::metrics::{
     MetricSet, BATCH_ITEM_FAILURES, EXECUTOR_DURATION_MS, TASKS_DEAD, TASKS_FAILED,
     TASKS_SUCCEEDED, TASK_LATENCY_MS,
 };
-use tms::{LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, WorkMessage};
+use tms::{LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, WorkMessage};
 use tracing::{Instrument, Span};
 
 use crate::config::RECORD_RESERVE;
@@ -321,7 +321,9 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
         .ok()
 }
 
-/// Logs each attempt's end and writes the per-task metrics; counts the recorded transitions.
+/// Logs each attempt's end and writes the batch's metrics (the executor durations by kind, and
+/// the latency of every task that succeeded, as data points of one line each: a line per task
+/// cost more than the noop tasks themselves); counts the recorded transitions.
 fn report(
     deps: &Deps,
     executions: &[Execution],
@@ -330,16 +332,14 @@ fn report(
 ) -> Tally {
     let by_id: HashMap<TaskId, &Outcome> = outcomes.iter().map(|o| (o.id, o)).collect();
     let mut tally = Tally::default();
+    let mut durations: HashMap<TaskKind, Vec<f64>> = HashMap::new();
+    let mut latencies = Vec::new();
+    let now = Utc::now();
     for x in executions {
         let task = &x.claimed.task;
         let Some((_, took)) = &x.run else { continue };
         let took_ms = took.as_secs_f64() * 1000.0;
-        MetricSet::new()
-            .dimension("Kind", task.kind.as_str())
-            .millis(EXECUTOR_DURATION_MS, took_ms)
-            .property("task_id", task.id.to_string())
-            .property("correlation_id", task.correlation_id.as_str())
-            .emit(deps.metrics.as_ref());
+        durations.entry(task.kind).or_default().push(took_ms);
         let Some(o) = by_id.get(&task.id) else {
             continue;
         };
@@ -354,18 +354,21 @@ fn report(
         match o.to {
             Status::Succeeded => {
                 tally.succeeded += 1;
-                let latency = (Utc::now() - task.created_at).num_milliseconds().max(0);
-                MetricSet::new()
-                    .millis(TASK_LATENCY_MS, latency as f64)
-                    .property("task_id", task.id.to_string())
-                    .property("correlation_id", task.correlation_id.as_str())
-                    .emit(deps.metrics.as_ref());
+                let latency = (now - task.created_at).num_milliseconds().max(0);
+                latencies.push(latency as f64);
             }
             Status::Failed => tally.failed += 1,
             Status::Dead => tally.dead += 1,
             _ => {}
         }
     }
+    let sink = deps.metrics.as_ref();
+    for (kind, took) in &durations {
+        MetricSet::new()
+            .dimension("Kind", kind.as_str())
+            .emit_millis_each(EXECUTOR_DURATION_MS, took, sink);
+    }
+    MetricSet::new().emit_millis_each(TASK_LATENCY_MS, &latencies, sink);
     tally
 }
 

@@ -75,11 +75,15 @@ impl Unit {
     }
 }
 
+/// The most values one metric takes in one EMF line.
+pub const MAX_VALUES_PER_METRIC: usize = 100;
+
 /// Values sharing one set of dimensions, written as one EMF line.
 #[derive(Debug, Clone)]
 pub struct MetricSet {
     dimensions: Vec<(&'static str, String)>,
-    values: Vec<(&'static str, Unit, f64)>,
+    /// A number, or an array of up to [`MAX_VALUES_PER_METRIC`] numbers.
+    values: Vec<(&'static str, Unit, Value)>,
     properties: Map<String, Value>,
 }
 
@@ -104,18 +108,33 @@ impl MetricSet {
     }
 
     pub fn count(mut self, name: &'static str, value: u64) -> Self {
-        self.values.push((name, Unit::Count, value as f64));
+        self.values.push((name, Unit::Count, json!(value as f64)));
         self
     }
 
     pub fn millis(mut self, name: &'static str, value: f64) -> Self {
-        self.values.push((name, Unit::Milliseconds, value));
+        self.values.push((name, Unit::Milliseconds, json!(value)));
+        self
+    }
+
+    /// Several observations of one metric, each a data point (CloudWatch takes up to
+    /// [`MAX_VALUES_PER_METRIC`] in one line; see [`MetricSet::emit_millis_each`]).
+    pub fn millis_each(mut self, name: &'static str, values: &[f64]) -> Self {
+        self.values.push((name, Unit::Milliseconds, json!(values)));
         self
     }
 
     pub fn seconds(mut self, name: &'static str, value: f64) -> Self {
-        self.values.push((name, Unit::Seconds, value));
+        self.values.push((name, Unit::Seconds, json!(value)));
         self
+    }
+
+    /// Writes `values` of metric `name` as lines of up to [`MAX_VALUES_PER_METRIC`] data
+    /// points each, with this set's dimensions (nothing when `values` is empty).
+    pub fn emit_millis_each(&self, name: &'static str, values: &[f64], sink: &dyn MetricSink) {
+        for chunk in values.chunks(MAX_VALUES_PER_METRIC) {
+            self.clone().millis_each(name, chunk).emit(sink);
+        }
     }
 
     /// A searchable field that is not a dimension (a correlation id, a task id).
@@ -141,7 +160,7 @@ impl MetricSet {
             .map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()}))
             .collect();
         for (name, _, value) in &self.values {
-            root.insert((*name).to_owned(), json!(value));
+            root.insert((*name).to_owned(), value.clone());
         }
         root.insert(
             "_aws".into(),
@@ -234,11 +253,13 @@ pub fn parse_emf(line: &str) -> Result<Map<String, Value>, String> {
                 .get(name)
                 .ok_or_else(|| format!("metric {name} has no value at the root"))?;
             let numeric = value.is_number()
-                || value
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_number));
+                || value.as_array().is_some_and(|a| {
+                    (1..=MAX_VALUES_PER_METRIC).contains(&a.len()) && a.iter().all(Value::is_number)
+                });
             if !numeric {
-                return Err(format!("metric {name} is not a number"));
+                return Err(format!(
+                    "metric {name} is not a number or an array of 1-100 numbers"
+                ));
             }
             values.insert(name.to_owned(), value.clone());
         }
@@ -273,6 +294,29 @@ mod tests {
         assert_eq!(v["Service"], "tms");
         assert_eq!(v["Kind"], "email");
         assert_eq!(v["correlation_id"], "c-1");
+    }
+
+    #[test]
+    fn many_observations_go_in_lines_of_at_most_a_hundred_values() {
+        let sink = MemorySink::default();
+        let durations: Vec<f64> = (0..250).map(f64::from).collect();
+        MetricSet::new().dimension("Kind", "noop").emit_millis_each(
+            EXECUTOR_DURATION_MS,
+            &durations,
+            &sink,
+        );
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 3);
+        let mut seen = Vec::new();
+        for line in &lines {
+            let values = parse_emf(line).unwrap();
+            let array = values[EXECUTOR_DURATION_MS].as_array().unwrap();
+            assert!(array.len() <= MAX_VALUES_PER_METRIC);
+            seen.extend(array.iter().map(|v| v.as_f64().unwrap()));
+        }
+        assert_eq!(seen, durations, "every observation, in order");
+        MetricSet::new().emit_millis_each(EXECUTOR_DURATION_MS, &[], &sink);
+        assert_eq!(sink.lines().len(), 3, "no line for no observations");
     }
 
     #[test]
