@@ -1,5 +1,5 @@
-//! Logging: JSON lines under Lambda when `AWS_LAMBDA_LOG_FORMAT=JSON`, text otherwise. The level
-//! comes from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+//! Logging: JSON lines under Lambda when `AWS_LAMBDA_LOG_FORMAT=JSON` (see [`json`]), text
+//! otherwise. The level comes from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
 //!
 //! `RUST_LOG` takes levels and per-target levels (`info`, `warn,tms=debug`), not the span and
 //! field filters of tracing's `EnvFilter`: that filter brings a regular expression engine, a
@@ -41,12 +41,8 @@ pub fn init_logging_with_default(default: &str) {
         // Lambda adds its own timestamp and request id to every line.
         builder
             .with_writer(std::io::stdout)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .without_time()
-            .with_ansi(false)
+            .fmt_fields(json::JsonMembers)
+            .event_format(json::LambdaJson)
             .finish()
             .with(filter(default))
             .try_init()
@@ -61,6 +57,7 @@ pub fn init_logging_with_default(default: &str) {
     drop(result);
 }
 
+pub mod json;
 pub mod metrics;
 
 #[cfg(test)]
