@@ -8,7 +8,7 @@ use super::Object;
 use async_trait::async_trait;
 
 use super::error::store_error;
-use super::rows::{status_of, task_columns, task_from_row};
+use super::rows::{status_of, task_columns, tasks_from_rows};
 use super::PostgresStore;
 use crate::domain::{CorrelationId, Status, Task, TaskId, Tenant, WorkMessage};
 use crate::ports::{Dispatch, JobLock, RelayRules, SchedulerStore, StoreError, TaskStats};
@@ -172,13 +172,11 @@ impl SchedulerStore for PostgresStore {
             .prepare_cached(&EXPIRED_LEASES)
             .await
             .map_err(store_error)?;
-        client
+        let rows = client
             .query(&stmt, &[&i64::from(limit)])
             .await
-            .map_err(store_error)?
-            .iter()
-            .map(task_from_row)
-            .collect()
+            .map_err(store_error)?;
+        tasks_from_rows(&rows)
     }
 
     #[tracing::instrument(skip_all, fields(limit))]

@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::error::store_error;
 use super::pool::Pool;
-use super::rows::{event_from_row, status_of, task_columns, task_from_row};
+use super::rows::{
+    event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows, TaskColumns,
+};
 use super::setup::Opener;
 use crate::domain::{
     CorrelationId, Lifecycle, LifecycleEvent, NewTask, Source, Status, Task, TaskId, Tenant,
@@ -368,13 +370,8 @@ impl TaskRepository for PostgresStore {
         let _ = write!(sql, " ORDER BY id DESC LIMIT ${}", params.len());
         let client = self.client().await?;
         let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
-        client
-            .query(&stmt, &params)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(task_from_row)
-            .collect()
+        let rows = client.query(&stmt, &params).await.map_err(store_error)?;
+        tasks_from_rows(&rows)
     }
 
     async fn events(
@@ -520,10 +517,19 @@ impl WorkStore for PostgresStore {
             .query(&stmt, &[&ids_of(ids), &claimable, &lease_ms])
             .await
             .map_err(store_error)?;
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let columns = TaskColumns::of(first)?;
+        let from_status = first
+            .columns()
+            .iter()
+            .position(|c| c.name() == "from_status")
+            .ok_or_else(|| StoreError::Corrupt("from_status: not in the result".into()))?;
         rows.iter()
             .map(|row| {
-                let from = status_of(row.try_get("from_status").map_err(store_error)?)?;
-                let task = task_from_row(row)?;
+                let from = status_of(row.try_get(from_status).map_err(store_error)?)?;
+                let task = task_at(row, &columns)?;
                 check_claim(from, &task)?;
                 Ok(ClaimedTask { task, from })
             })
