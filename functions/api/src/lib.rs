@@ -41,7 +41,6 @@ pub struct AppState {
     pub repo: Arc<dyn TaskRepository>,
     pub imports: Arc<dyn ImportStore>,
     pub objects: Arc<dyn ObjectStore>,
-    pub queue: Arc<dyn WorkQueue>,
     pub tokens: Arc<auth::TokenVerifier>,
     pub cursor_key: cursor::CursorKey,
     pub policy: WebhookPolicy,
@@ -85,11 +84,10 @@ impl AppState {
             metrics,
         } = ports;
         Self {
-            outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
+            outbox: outbox::Outbox::new(queue, repo.clone()),
             repo,
             imports,
             objects,
-            queue,
             tokens: Arc::new(tokens),
             cursor_key: cursor::CursorKey::new(cursor_key),
             policy,

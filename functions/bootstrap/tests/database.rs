@@ -1,8 +1,7 @@
 //! The bootstrapper against the real cluster and the emulator's SSM: idempotent, concurrent-safe,
 //! least privilege, password rotation, secrets never leaked.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tms::adapters::postgres::bootstrap::quote_ident;
@@ -11,6 +10,7 @@ use tms::config::{DatabaseConfig, SslMode};
 use tms::ports::Secret;
 use tms_bootstrap::{Bootstrap, Config, DatabaseBootstrap};
 use tms_testkit::aws::{put_secret, put_secure_parameter, sdk_config};
+use tms_testkit::logs::Captured;
 use tms_testkit::{admin_client, pg_ca_file, repo_root, TestDb, TestRoles};
 
 fn admin_password() -> String {
@@ -189,20 +189,6 @@ async fn the_admin_secret_can_be_a_secrets_manager_secret_read_through_ssm() {
     }
 }
 
-/// Collects everything logged while a bootstrap runs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn passwords_never_appear_in_logs_errors_or_reports() {
     let roles = TestRoles::new();
@@ -228,7 +214,7 @@ async fn passwords_never_appear_in_logs_errors_or_reports() {
         err.contains("postgres"),
         "the error says who could not log in: {err}"
     );
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("migration applied"),
         "the capture works: {logs}"

@@ -3,9 +3,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -16,6 +15,7 @@ use tms::telemetry::metrics::{
     TASKS_SUCCEEDED, TASK_LATENCY_MS,
 };
 use tms::Status;
+use tms_testkit::logs::Captured;
 use tms_testkit::tasks::{new_task, noop};
 use tms_worker::function_handler;
 
@@ -373,20 +373,6 @@ async fn metrics_are_valid_emf_with_the_batch_counts() {
     );
 }
 
-/// Log lines written as JSON into memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A field of the line's event or of any span it is in.
 fn field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
     line["fields"].get(name).or_else(|| {
@@ -427,7 +413,7 @@ async fn every_log_line_about_a_task_carries_its_id_and_correlation_id() {
     )
     .await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -117,9 +117,9 @@ impl MetricSet {
         self
     }
 
-    /// Several observations of one metric, each a data point (CloudWatch takes up to
-    /// [`MAX_VALUES_PER_METRIC`] in one line; see [`MetricSet::emit_millis_each`]).
-    pub fn millis_each(mut self, name: &'static str, values: &[f64]) -> Self {
+    /// Several observations of one metric, each a data point (at most
+    /// [`MAX_VALUES_PER_METRIC`]: [`MetricSet::emit_millis_each`] splits them).
+    fn millis_each(mut self, name: &'static str, values: &[f64]) -> Self {
         self.values.push((name, Unit::Milliseconds, json!(values)));
         self
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 pub mod aws;
 pub mod fakes;
 pub mod http;
+pub mod logs;
 pub mod tasks;
 
 /// The repository root (this crate lives in `tools/testkit`).
