@@ -465,3 +465,52 @@ async fn mark_enqueued_sets_the_outbox_marker() {
         .enqueued_at
         .is_none());
 }
+
+/// The marker commits asynchronously inside its own statement: one statement, and the pooled
+/// connection it ran on still commits durably afterwards (a setting that outlived the marker
+/// would make the next create's commit asynchronous too).
+#[tokio::test]
+async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
+    let db = TestDb::new().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .unwrap();
+    let pool = db.app_settings().with_pool_size(1).pool().expect("pool");
+    let store = tms::adapters::postgres::PostgresStore::new(pool.clone());
+    let tasks = [noop("demo"), noop("demo"), noop("demo")];
+    for task in &tasks {
+        store.create(task).await.unwrap();
+    }
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+
+    let before = statements(&admin).await;
+    store.mark_enqueued(&ids).await.unwrap();
+    assert_eq!(
+        statements(&admin).await - before,
+        1,
+        "the markers of three tasks are one statement"
+    );
+    let t = tenant("demo");
+    for id in ids {
+        let task = store.get(&t, id).await.unwrap().unwrap();
+        assert!(task.enqueued_at.is_some(), "task {id} is marked");
+    }
+    let client = pool.get().await.expect("the pool's one connection");
+    let setting: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        setting, "on",
+        "the connection commits durably after a marker"
+    );
+}
+
+async fn statements(admin: &tokio_postgres::Client) -> i64 {
+    tms_testkit::statements_run_by(admin, "tms_app")
+        .await
+        .expect("pg_stat_statements: the local cluster preloads it (scripts/postgres.sh)")
+}

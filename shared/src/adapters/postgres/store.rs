@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{ClientWrapper, Transaction};
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
@@ -87,6 +87,16 @@ static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
         cols = task_columns(None)
     )
 });
+
+/// The outbox markers. A marker is advisory (a lost one means a harmless duplicate send), so
+/// its statement commits asynchronously: `set_config(..., true)` sets `synchronous_commit` for
+/// the statement's own transaction, which ends with the statement. One statement in one round
+/// trip, with no `BEGIN`/`SET LOCAL`/`COMMIT`. It is sent unnamed with its parameter's type
+/// (Parse, Bind and Execute at once), so PostgreSQL plans it for the table as it is at each
+/// write: a prepared statement keeps the generic plan it made first, and one made while the
+/// table was nearly empty scans the whole table for ever after.
+const MARK_ENQUEUED: &str = "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) \
+     UPDATE tms.tasks SET enqueued_at = now() FROM async WHERE id = ANY($1)";
 
 static SELECT_BY_KEY: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -422,20 +432,12 @@ impl TaskRepository for PostgresStore {
         if ids.is_empty() {
             return Ok(());
         }
-        // NOTE: the marker is advisory (a lost one means a harmless duplicate send), so it is
-        // committed asynchronously: one round trip, no wait for a WAL flush. The ids are UUIDs
-        // we format ourselves, so inlining them is safe.
-        let mut sql = String::from(
-            "SET LOCAL synchronous_commit = off; \
-             UPDATE tms.tasks SET enqueued_at = now() WHERE id IN (",
-        );
-        for (i, id) in ids.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(sql, "{sep}'{}'", id.as_uuid());
-        }
-        sql.push(')');
         let client = self.client().await?;
-        client.batch_execute(&sql).await.map_err(store_error)
+        client
+            .execute_typed(MARK_ENQUEUED, &[(&ids_of(ids), Type::UUID_ARRAY)])
+            .await
+            .map(drop)
+            .map_err(store_error)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
