@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use axum::body::Bytes;
+use http_body_util::{BodyExt as _, Full};
 
 use crate::bench::{Bench, Pgbench};
 use crate::null_sqs::NullSqs;
@@ -54,55 +56,48 @@ struct Load {
     latencies_ms: Vec<f64>,
 }
 
-/// `concurrency` connections, each sending creates back to back until `duration` is over.
+/// `concurrency` clients, each on one HTTP/1.1 keep-alive connection of its own, sending
+/// creates back to back until `duration` is over. The client is as bare as pgbench's (a
+/// connection, a request, the answer read whole): the load generator shares the two cores with
+/// the API and PostgreSQL, and a pooled client's own bookkeeping is CPU the API does not get.
 async fn drive(
-    url: &str,
+    addr: std::net::SocketAddr,
     token: &str,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
-    tms::tls::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let endpoint = Arc::new(format!("{url}/v1/tasks"));
     let auth = Arc::new(format!("Bearer {token}"));
     let started = Instant::now();
     let deadline = started + duration;
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, endpoint, auth) = (client.clone(), endpoint.clone(), auth.clone());
-            tokio::spawn(async move {
-                let mut load = Load::default();
-                while Instant::now() < deadline {
-                    let sent_at = Instant::now();
-                    let sent = client
-                        .post(endpoint.as_str())
-                        .header("authorization", auth.as_str())
-                        .header("content-type", "application/json")
-                        .body(BODY)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
-                            r.bytes().await.ok();
-                            load.latencies_ms
-                                .push(sent_at.elapsed().as_secs_f64() * 1000.0);
-                            load.accepted += 1;
-                        }
-                        other => {
-                            load.failed += 1;
-                            load.first_failure.get_or_insert_with(|| match other {
-                                Ok(r) => format!("HTTP {}", r.status()),
-                                Err(e) => e.to_string(),
-                            });
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let mut sender = connect(addr).await?;
+        let auth = auth.clone();
+        workers.push(tokio::spawn(async move {
+            let mut load = Load::default();
+            while Instant::now() < deadline {
+                let sent_at = Instant::now();
+                match create(&mut sender, addr, &auth).await {
+                    Ok(()) => {
+                        load.latencies_ms
+                            .push(sent_at.elapsed().as_secs_f64() * 1000.0);
+                        load.accepted += 1;
+                    }
+                    Err(e) => {
+                        load.failed += 1;
+                        load.first_failure.get_or_insert_with(|| format!("{e:#}"));
+                        if sender.is_closed() {
+                            match connect(addr).await {
+                                Ok(fresh) => sender = fresh,
+                                Err(_) => break,
+                            }
                         }
                     }
                 }
-                load
-            })
-        })
-        .collect();
+            }
+            load
+        }));
+    }
     let mut total = Load::default();
     for worker in workers {
         let load = worker.await?;
@@ -115,6 +110,35 @@ async fn drive(
     Ok(total)
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A keep-alive HTTP/1.1 connection to the API.
+async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect to the API on {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One `POST /v1/tasks`, answered 202 and read to the end.
+async fn create(sender: &mut Sender, addr: std::net::SocketAddr, auth: &str) -> anyhow::Result<()> {
+    sender.ready().await?;
+    let request = http::Request::post("/v1/tasks")
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::AUTHORIZATION, auth)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(BODY.as_bytes())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    ensure!(status == http::StatusCode::ACCEPTED, "HTTP {status}");
+    Ok(())
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -125,7 +149,7 @@ fn free_port() -> anyhow::Result<u16> {
 /// its work messages sent to the null SQS endpoint, and JSON logs as under Lambda.
 struct Api {
     process: tokio::process::Child,
-    url: String,
+    addr: std::net::SocketAddr,
 }
 
 impl Api {
@@ -157,7 +181,10 @@ impl Api {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { process, url })
+        Ok(Self {
+            process,
+            addr: ([127, 0, 0, 1], port).into(),
+        })
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
@@ -182,8 +209,8 @@ async fn api_runs(bench: &Bench, api: &Api, clients: usize) -> anyhow::Result<Se
     let mut series = Series::default();
     for run in 1..=bench.settings.runs {
         bench.reset_tables().await?;
-        drive(&api.url, token, clients, WARM_UP).await?;
-        let load = drive(&api.url, token, clients, duration).await?;
+        drive(api.addr, token, clients, WARM_UP).await?;
+        let load = drive(api.addr, token, clients, duration).await?;
         let rate = load.accepted as f64 / load.seconds;
         println!(
             "  API, {clients} client(s), run {run}/{}: {} req/s",
