@@ -3,7 +3,10 @@ use tms::adapters::aws;
 use tms::config::Env;
 use tms_api::{build_router, Config};
 
-#[tokio::main]
+// One thread: under Lambda an environment serves one request at a time, and as a local server
+// the API shares its cores with PostgreSQL. Worker threads only added cross-thread wake-ups to
+// every create: with 8 clients on 2 cores, 0.39 ms of the API's CPU per create instead of 0.32.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tms::telemetry::init_logging();
     let config = Config::from_env(&Env::process())?;
