@@ -484,6 +484,14 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
         store.create(task).await.unwrap();
     }
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    // Durable for this session whatever the cluster's default (the tests' cluster runs with
+    // `synchronous_commit = off`).
+    pool.get()
+        .await
+        .expect("the pool's one connection")
+        .batch_execute("SET synchronous_commit = on")
+        .await
+        .unwrap();
 
     let before = statements(&admin).await;
     store.mark_enqueued(&ids).await.unwrap();
