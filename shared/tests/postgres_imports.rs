@@ -60,11 +60,8 @@ async fn staged_insert_blocks(admin: &tokio_postgres::Client) -> i64 {
 async fn a_chunk_costs_the_same_however_many_rows_the_import_already_loaded() {
     let db = TestDb::new().await;
     let store = db.store();
+    db.track_statements().await;
     let admin = db.admin().await;
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .expect("pg_stat_statements: the local cluster preloads it (scripts/postgres.sh)");
     // The tables after retention deleted every task and autoanalyze ran: pages known to hold no
     // rows (a rolled-back import leaves the same). Every index then costs the same to the
     // planner for a lookup by id, and which one it takes is a tie; without index scans (which

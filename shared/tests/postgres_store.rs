@@ -472,11 +472,7 @@ async fn mark_enqueued_sets_the_outbox_marker() {
 #[tokio::test]
 async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
     let db = TestDb::new().await;
-    let admin = db.admin().await;
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .unwrap();
+    db.track_statements().await;
     let pool = db.app_settings().with_pool_size(1).pool().expect("pool");
     let store = tms::adapters::postgres::PostgresStore::new(pool.clone());
     let tasks = [noop("demo"), noop("demo"), noop("demo")];
@@ -493,10 +489,10 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
         .await
         .unwrap();
 
-    let before = statements(&admin).await;
+    let before = db.app_statements().await;
     store.mark_enqueued(&ids).await.unwrap();
     assert_eq!(
-        statements(&admin).await - before,
+        db.app_statements().await - before,
         1,
         "the markers of three tasks are one statement"
     );
@@ -515,10 +511,4 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
         setting, "on",
         "the connection commits durably after a marker"
     );
-}
-
-async fn statements(admin: &tokio_postgres::Client) -> i64 {
-    tms_testkit::statements_run_by(admin, "tms_app")
-        .await
-        .expect("pg_stat_statements: the local cluster preloads it (scripts/postgres.sh)")
 }

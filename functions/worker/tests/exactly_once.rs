@@ -77,30 +77,16 @@ async fn statuses(db: &TestDb) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Statements the application user ran in this database so far.
-async fn statements(db: &TestDb) -> i64 {
-    tms_testkit::statements_run_by(&db.admin().await, "tms_app")
-        .await
-        .expect(
-            "pg_stat_statements: the local cluster must preload it (scripts/postgres.sh does; \
-             restart a cluster started before that with `scripts/postgres.sh stop`)",
-        )
-}
-
 #[tokio::test]
 async fn statements_per_batch_do_not_grow_with_the_batch() {
     let f = fixture().await;
-    f.db.admin()
-        .await
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .unwrap();
+    f.db.track_statements().await;
     let mut counts = Vec::new();
     for n in [1, 10, 100] {
         let tasks = created(&f.store, n).await;
-        let before = statements(&f.db).await;
+        let before = f.db.app_statements().await;
         let response = handle(&f.deps, records_of(&tasks, &format!("w{n}"))).await;
-        let work = statements(&f.db).await - before;
+        let work = f.db.app_statements().await - before;
         assert!(failed_ids(&response).is_empty());
 
         let submissions: Vec<_> = (0..n)
@@ -112,9 +98,9 @@ async fn statements_per_batch_do_not_grow_with_the_batch() {
                 )
             })
             .collect();
-        let before = statements(&f.db).await;
+        let before = f.db.app_statements().await;
         let response = handle(&f.deps, submissions).await;
-        let submitted = statements(&f.db).await - before;
+        let submitted = f.db.app_statements().await - before;
         assert!(failed_ids(&response).is_empty());
         eprintln!("batch of {n}: {work} statements for work messages, {submitted} for submissions");
         counts.push((work, submitted));

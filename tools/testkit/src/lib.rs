@@ -115,6 +115,10 @@ pub async fn statements_run_by(
     Ok(row.get(0))
 }
 
+const STATEMENTS_PRELOADED: &str =
+    "pg_stat_statements: the local cluster must preload it (scripts/postgres.sh does; restart a \
+     cluster started before that with `scripts/postgres.sh stop`)";
+
 /// Connects as the superuser or fails the test saying how to start the cluster.
 pub async fn admin_client(dbname: &str) -> tokio_postgres::Client {
     admin_settings(dbname).connect().await.unwrap_or_else(|e| {
@@ -233,6 +237,23 @@ impl TestDb {
             .connect()
             .await
             .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+    }
+
+    /// Makes `pg_stat_statements` readable in this database.
+    pub async fn track_statements(&self) {
+        self.admin()
+            .await
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .expect(STATEMENTS_PRELOADED);
+    }
+
+    /// Statements the application user ran in this database so far (after
+    /// [`TestDb::track_statements`]).
+    pub async fn app_statements(&self) -> i64 {
+        statements_run_by(&self.admin().await, &Roles::default().app())
+            .await
+            .expect(STATEMENTS_PRELOADED)
     }
 
     pub fn store(&self) -> PostgresStore {
