@@ -10,7 +10,7 @@ use crate::domain::{
 };
 use crate::ports::StoreError;
 
-/// The task columns, in the order [`task_from_row`] reads them by name.
+/// The task columns; [`task_at`] reads them by their position in this list.
 pub(crate) const TASK_COLUMNS: [&str; 20] = [
     "id",
     "tenant",
@@ -64,13 +64,9 @@ pub(crate) struct TaskColumns([usize; TASK_COLUMNS.len()]);
 
 impl TaskColumns {
     pub(crate) fn of(row: &Row) -> Result<Self, StoreError> {
-        let columns = row.columns();
         let mut at = [0; TASK_COLUMNS.len()];
         for (slot, name) in at.iter_mut().zip(TASK_COLUMNS) {
-            *slot = columns
-                .iter()
-                .position(|c| c.name() == name)
-                .ok_or_else(|| corrupt(name, "not in the result"))?;
+            *slot = column(row, name)?;
         }
         Ok(Self(at))
     }
@@ -83,6 +79,14 @@ impl TaskColumns {
         row.try_get(self.0[column])
             .map_err(|e| corrupt(TASK_COLUMNS[column], e))
     }
+}
+
+/// Where the column `name` is in `row`'s result.
+pub(crate) fn column(row: &Row, name: &str) -> Result<usize, StoreError> {
+    row.columns()
+        .iter()
+        .position(|c| c.name() == name)
+        .ok_or_else(|| corrupt(name, "not in the result"))
 }
 
 pub(crate) fn status_of(raw: &str) -> Result<Status, StoreError> {

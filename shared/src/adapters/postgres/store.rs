@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::error::store_error;
 use super::pool::Pool;
 use super::rows::{
-    event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows, TaskColumns,
+    column, event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows,
+    TaskColumns,
 };
 use super::setup::Opener;
 use crate::domain::{
@@ -523,11 +524,7 @@ impl WorkStore for PostgresStore {
             return Ok(Vec::new());
         };
         let columns = TaskColumns::of(first)?;
-        let from_status = first
-            .columns()
-            .iter()
-            .position(|c| c.name() == "from_status")
-            .ok_or_else(|| StoreError::Corrupt("from_status: not in the result".into()))?;
+        let from_status = column(first, "from_status")?;
         rows.iter()
             .map(|row| {
                 let from = status_of(row.try_get(from_status).map_err(store_error)?)?;
