@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use axum::body::Bytes;
+use http::HeaderValue;
 use http_body_util::{BodyExt as _, Full};
 
 use crate::bench::{Bench, Pgbench};
@@ -66,18 +67,21 @@ async fn drive(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
-    let auth = Arc::new(format!("Bearer {token}"));
+    let headers = Arc::new(Headers {
+        host: HeaderValue::from_str(&addr.to_string())?,
+        auth: HeaderValue::from_str(&format!("Bearer {token}"))?,
+    });
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let mut sender = connect(addr).await?;
-        let auth = auth.clone();
+        let headers = headers.clone();
         workers.push(tokio::spawn(async move {
             let mut load = Load::default();
             while Instant::now() < deadline {
                 let sent_at = Instant::now();
-                match create(&mut sender, addr, &auth).await {
+                match create(&mut sender, &headers).await {
                     Ok(()) => {
                         load.latencies_ms
                             .push(sent_at.elapsed().as_secs_f64() * 1000.0);
@@ -112,6 +116,12 @@ async fn drive(
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// The headers every create carries, built once.
+struct Headers {
+    host: HeaderValue,
+    auth: HeaderValue,
+}
+
 /// A keep-alive HTTP/1.1 connection to the API.
 async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
     let stream = tokio::net::TcpStream::connect(addr)
@@ -125,12 +135,15 @@ async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
 }
 
 /// One `POST /v1/tasks`, answered 202 and read to the end.
-async fn create(sender: &mut Sender, addr: std::net::SocketAddr, auth: &str) -> anyhow::Result<()> {
+async fn create(sender: &mut Sender, headers: &Headers) -> anyhow::Result<()> {
     sender.ready().await?;
     let request = http::Request::post("/v1/tasks")
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::AUTHORIZATION, auth)
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::HOST, headers.host.clone())
+        .header(http::header::AUTHORIZATION, headers.auth.clone())
+        .header(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
         .body(Full::new(Bytes::from_static(BODY.as_bytes())))?;
     let response = sender.send_request(request).await?;
     let status = response.status();
