@@ -277,13 +277,21 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
     for &clients in &bench.settings.api_clients {
         measured.push((clients, api_runs(bench, &api, clients).await));
     }
-    api.stop().await?;
-    // What the last run left: every task created and marked sent.
+    // What the last run left: every task created and marked sent. The markers are written
+    // after the answers, so the API runs until they are in (or 5 s have passed).
     let admin = bench.admin(&bench.stack.names.database).await?;
-    let row = admin
-        .query_one("SELECT count(*), count(enqueued_at) FROM tms.tasks", &[])
-        .await?;
-    let (created, enqueued): (i64, i64) = (row.get(0), row.get(1));
+    let settled = Instant::now() + Duration::from_secs(5);
+    let (created, enqueued) = loop {
+        let row = admin
+            .query_one("SELECT count(*), count(enqueued_at) FROM tms.tasks", &[])
+            .await?;
+        let (created, enqueued): (i64, i64) = (row.get(0), row.get(1));
+        if created == enqueued || Instant::now() > settled {
+            break (created, enqueued);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    api.stop().await?;
 
     for (clients, series) in measured {
         let mut series = series?;
