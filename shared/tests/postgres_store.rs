@@ -369,6 +369,98 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
     );
 }
 
+/// Claims `ids` and records each as succeeded; returns the buffers the record statement touched.
+async fn claim_and_record(
+    store: &tms::adapters::postgres::PostgresStore,
+    admin: &tokio_postgres::Client,
+    ids: &[TaskId],
+) -> i64 {
+    let claimed = store.claim(ids, LEASE).await.unwrap();
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|c| Outcome {
+            id: c.task.id,
+            version: c.task.version,
+            to: Status::Succeeded,
+            result: Some(json!({})),
+            error: None,
+            retry_in: None,
+            enqueue: false,
+        })
+        .collect();
+    let before = record_blocks(admin).await;
+    let recorded = store.record(&outcomes).await.unwrap();
+    assert_eq!(recorded.len(), ids.len(), "every claimed task is recorded");
+    record_blocks(admin).await - before
+}
+
+async fn record_blocks(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0)::int8 FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND query LIKE '%UPDATE tms.tasks t SET%FROM input i%'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_statements is readable")
+        .get(0)
+}
+
+/// The worst case is statistics taken while no task was running (a fresh table, or a burst of
+/// work after a quiet night): the record statement once joined its batch to every running task
+/// read through the partial index of leases, so a batch cost grew with the tasks other workers
+/// held (40 ms for 100 outcomes with 400 running, against 4 ms looked up by id).
+#[tokio::test]
+async fn recording_a_batch_costs_the_same_however_many_other_tasks_are_running() {
+    const OTHERS: usize = 20_000;
+    const BATCH: usize = 10;
+    let db = TestDb::new().await;
+    db.track_statements().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO tms.tasks (id, tenant, kind, payload, correlation_id, source, run_after) \
+             SELECT gen_random_uuid(), 'demo', 'noop', '{{}}', 'c', 'api', now() - interval '1 minute' \
+             FROM generate_series(1, {}); \
+             ANALYZE tms.tasks",
+            OTHERS + 10 * BATCH
+        ))
+        .await
+        .unwrap();
+    let ids: Vec<TaskId> = admin
+        .query("SELECT id FROM tms.tasks ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| TaskId::from_uuid(row.get(0)))
+        .collect();
+    let (batches, others) = ids.split_at(10 * BATCH);
+    // One connection, so every batch runs the same prepared statement, past the first
+    // executions that PostgreSQL plans for their own parameters.
+    let pool = db.app_settings().with_pool_size(1).pool().expect("pool");
+    let store = tms::adapters::postgres::PostgresStore::new(pool);
+    let mut few_running = 0;
+    for batch in batches[..9 * BATCH].chunks(BATCH) {
+        few_running = claim_and_record(&store, &admin, batch).await;
+    }
+    assert_eq!(
+        store.claim(others, LEASE).await.unwrap().len(),
+        OTHERS,
+        "the other tasks are running"
+    );
+    let many_running = claim_and_record(&store, &admin, &batches[9 * BATCH..]).await;
+    assert!(
+        few_running > 0,
+        "pg_stat_statements saw the record statement"
+    );
+    assert!(
+        many_running <= few_running * 2,
+        "recording {BATCH} outcomes touched {few_running} buffers with none other running and \
+         {many_running} with {OTHERS} running: the statement reads the running tasks"
+    );
+}
+
 #[tokio::test]
 async fn cancel_and_redrive_follow_the_lifecycle() {
     let db = TestDb::new().await;

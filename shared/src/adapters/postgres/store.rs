@@ -162,6 +162,13 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Records the outcomes of a batch. A task is still the claimant's when its version is the one
+/// the claim left and it holds a lease (`lease_until IS NOT NULL`, which the table's CHECK makes
+/// the same as `status = 'running'`). Not written as `status = 'running'`: that is the predicate
+/// of the partial index `tasks_leases`, and when the statistics say few tasks are running (taken
+/// before a burst of work) the planner read every running task through it and joined the batch
+/// to them row by row, a cost that grew with the tasks other workers held. Said through the
+/// lease, the tasks can only be looked up by id.
 const RECORD: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::jsonb[],
                              $6::int8[], $7::bool[])
@@ -180,7 +187,7 @@ const RECORD: &str = "WITH input AS (
             version = t.version + 1,
             updated_at = now()
         FROM input i
-        WHERE t.id = i.id AND t.version = i.version AND t.status = 'running'
+        WHERE t.id = i.id AND t.version = i.version AND t.lease_until IS NOT NULL
         RETURNING t.id, t.attempts, t.correlation_id, i.to_status, i.error
      ), ev AS (
         INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, error, correlation_id)
