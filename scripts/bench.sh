@@ -10,7 +10,7 @@
 #   BENCH_ONLY=api,worker   only these measurements (init, package, import, api, worker)
 #   BENCH_RUNS (3)   runs per measurement; the report gives the median
 #   BENCH_API_CLIENTS (1,8), BENCH_API_SECONDS (10), BENCH_WORKER_BATCH_SIZES (10,100),
-#   BENCH_WORKER_TASKS (10000), BENCH_WORKER_CONCURRENCY (4), BENCH_INIT_RUNS (10)
+#   BENCH_WORKER_TASKS (30000), BENCH_WORKER_CONCURRENCY (4), BENCH_INIT_RUNS (10)
 # Results: the summary on standard output and BENCHMARKS.md; logs in .local/bench.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

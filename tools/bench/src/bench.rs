@@ -77,7 +77,7 @@ impl Settings {
             api_seconds: var("BENCH_API_SECONDS", if quick { 3 } else { 10 })?,
             worker_concurrency: var("BENCH_WORKER_CONCURRENCY", 4)?.max(1),
             worker_batch_sizes: list("BENCH_WORKER_BATCH_SIZES", &[10, 100])?,
-            worker_tasks: var("BENCH_WORKER_TASKS", if quick { 2_000 } else { 10_000 })?,
+            worker_tasks: var("BENCH_WORKER_TASKS", if quick { 2_000 } else { 30_000 })?,
             init_runs: var("BENCH_INIT_RUNS", if quick { 3 } else { 10 })?,
             only: std::env::var("BENCH_ONLY")
                 .ok()
