@@ -388,23 +388,64 @@ async fn claim_and_record(
             enqueue: false,
         })
         .collect();
-    let before = record_blocks(admin).await;
+    let before = statement_blocks(admin, RECORD_STATEMENT).await;
     let recorded = store.record(&outcomes).await.unwrap();
     assert_eq!(recorded.len(), ids.len(), "every claimed task is recorded");
-    record_blocks(admin).await - before
+    statement_blocks(admin, RECORD_STATEMENT).await - before
 }
 
-async fn record_blocks(admin: &tokio_postgres::Client) -> i64 {
+const RECORD_STATEMENT: &str = "%UPDATE tms.tasks t SET%FROM input i%";
+const CLEAR_STATEMENT: &str = "UPDATE tms.tasks SET enqueued_at =%";
+
+/// Buffers touched so far by the statements whose text is `LIKE pattern`.
+async fn statement_blocks(admin: &tokio_postgres::Client, pattern: &str) -> i64 {
     admin
         .query_one(
             "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0)::int8 FROM pg_stat_statements \
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query LIKE '%UPDATE tms.tasks t SET%FROM input i%'",
-            &[],
+               AND query LIKE $1",
+            &[&pattern],
         )
         .await
         .expect("pg_stat_statements is readable")
         .get(0)
+}
+
+/// The tasks as a quiet spell leaves them: `count` finished ones, analyzed, so the statistics
+/// say no task is waiting or running; autovacuum then stays off for the table, so they keep
+/// saying so whatever the test changes. Returns the ids in order.
+async fn finished_tasks_analyzed(admin: &tokio_postgres::Client, count: usize) -> Vec<TaskId> {
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO tms.tasks (id, tenant, kind, payload, correlation_id, source, status, \
+                 attempts, result, run_after) \
+             SELECT gen_random_uuid(), 'demo', 'noop', '{{}}', 'c', 'api', 'succeeded', 1, '{{}}', \
+                 now() - interval '1 minute' \
+             FROM generate_series(1, {count}); \
+             ANALYZE tms.tasks; \
+             ALTER TABLE tms.tasks SET (autovacuum_enabled = false)"
+        ))
+        .await
+        .unwrap();
+    admin
+        .query("SELECT id FROM tms.tasks ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| TaskId::from_uuid(row.get(0)))
+        .collect()
+}
+
+/// Makes finished tasks pending again, as new work would be (the statistics do not see it).
+async fn make_pending(admin: &tokio_postgres::Client, ids: &[TaskId]) {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+    admin
+        .execute(
+            "UPDATE tms.tasks SET status = 'pending', attempts = 0, result = NULL WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap();
 }
 
 /// The worst case is statistics taken while no task was running (a fresh table, or a burst of
@@ -418,23 +459,8 @@ async fn recording_a_batch_costs_the_same_however_many_other_tasks_are_running()
     let db = TestDb::new().await;
     db.track_statements().await;
     let admin = db.admin().await;
-    admin
-        .batch_execute(&format!(
-            "INSERT INTO tms.tasks (id, tenant, kind, payload, correlation_id, source, run_after) \
-             SELECT gen_random_uuid(), 'demo', 'noop', '{{}}', 'c', 'api', now() - interval '1 minute' \
-             FROM generate_series(1, {}); \
-             ANALYZE tms.tasks",
-            OTHERS + 10 * BATCH
-        ))
-        .await
-        .unwrap();
-    let ids: Vec<TaskId> = admin
-        .query("SELECT id FROM tms.tasks ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| TaskId::from_uuid(row.get(0)))
-        .collect();
+    let ids = finished_tasks_analyzed(&admin, OTHERS + 10 * BATCH).await;
+    make_pending(&admin, &ids).await;
     let (batches, others) = ids.split_at(10 * BATCH);
     // One connection, so every batch runs the same prepared statement, past the first
     // executions that PostgreSQL plans for their own parameters.
@@ -458,6 +484,55 @@ async fn recording_a_batch_costs_the_same_however_many_other_tasks_are_running()
         many_running <= few_running * 2,
         "recording {BATCH} outcomes touched {few_running} buffers with none other running and \
          {many_running} with {OTHERS} running: the statement reads the running tasks"
+    );
+}
+
+/// The same trap for the markers of unsent retries: a status in the statement's condition let
+/// the planner read every waiting task through the relay's partial index when the statistics
+/// said few were waiting (a million-row import waits there until autovacuum analyzes again).
+#[tokio::test]
+async fn clearing_markers_costs_the_same_however_many_tasks_are_waiting() {
+    const OTHERS: usize = 20_000;
+    let db = TestDb::new().await;
+    db.track_statements().await;
+    let admin = db.admin().await;
+    let ids = finished_tasks_analyzed(&admin, OTHERS + 2).await;
+    let (subject, finished, others) = (ids[0], ids[1], &ids[2..]);
+    make_pending(&admin, &[subject]).await;
+    let pool = db.app_settings().with_pool_size(1).pool().expect("pool");
+    let store = tms::adapters::postgres::PostgresStore::new(pool);
+    let clear = || async {
+        store.mark_enqueued(&[subject, finished]).await.unwrap();
+        let before = statement_blocks(&admin, CLEAR_STATEMENT).await;
+        store.clear_enqueued(&[subject, finished]).await.unwrap();
+        statement_blocks(&admin, CLEAR_STATEMENT).await - before
+    };
+    // Past the first executions of the prepared statement, which are planned for their own
+    // parameters.
+    let mut few_waiting = 0;
+    for _ in 0..8 {
+        few_waiting = clear().await;
+    }
+    make_pending(&admin, others).await;
+    let many_waiting = clear().await;
+
+    let t = tenant("demo");
+    let get = |id| store.get(&t, id);
+    assert_eq!(
+        get(subject).await.unwrap().unwrap().enqueued_at,
+        None,
+        "the pending task's marker is cleared"
+    );
+    assert!(
+        get(finished).await.unwrap().unwrap().enqueued_at.is_some(),
+        "a finished task keeps its marker"
+    );
+    assert!(few_waiting > 0, "pg_stat_statements saw the statement");
+    assert!(
+        many_waiting <= few_waiting * 2,
+        "clearing two markers touched {few_waiting} buffers with one task waiting and \
+         {many_waiting} with {} waiting: the statement reads the waiting tasks",
+        OTHERS + 1
     );
 }
 

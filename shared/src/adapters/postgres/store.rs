@@ -195,8 +195,13 @@ const RECORD: &str = "WITH input AS (
      )
      SELECT id FROM updated";
 
-const CLEAR_ENQUEUED: &str =
-    "UPDATE tms.tasks SET enqueued_at = NULL WHERE id = ANY($1) AND status IN ('pending', 'failed')";
+/// Clears the markers of tasks still waiting (pending or failed). The status decides the value,
+/// not which rows are read: `status IN ('pending', 'failed')` in the condition is the predicate
+/// of the partial index `tasks_relay`, and when the statistics say few tasks are waiting (taken
+/// before an import) the planner read every waiting task through it to find these few.
+const CLEAR_ENQUEUED: &str = "UPDATE tms.tasks \
+     SET enqueued_at = CASE WHEN status IN ('pending', 'failed') THEN NULL ELSE enqueued_at END \
+     WHERE id = ANY($1) AND enqueued_at IS NOT NULL";
 
 /// Inserts one task (and its creation event) or finds the one holding its idempotency key.
 /// What [`create_in`] needs of a pooled connection or of a transaction on one.
