@@ -7,7 +7,7 @@ use tms::adapters::postgres::copy::{encode_row, StagedRow, COPY_HEADER, COPY_TRA
 use tms::ports::{ImportClaim, ImportStore, NewImport};
 use tms::{CorrelationId, ImportFormat, ImportId, TaskId};
 use tms_testkit::tasks::tenant;
-use tms_testkit::TestDb;
+use tms_testkit::{statement_blocks, TestDb};
 
 const CHUNK_ROWS: i64 = 1_000;
 const CHUNKS: i64 = 12;
@@ -36,20 +36,8 @@ fn chunk(first: i64) -> bytes::Bytes {
     buf.freeze()
 }
 
-/// Shared buffers touched so far by the staged insert of this database (the insert and
-/// everything it fires, as pg_stat_statements attributes nested work to the top statement).
-async fn staged_insert_blocks(admin: &tokio_postgres::Client) -> i64 {
-    admin
-        .query_one(
-            "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0)::int8 FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query LIKE '%FROM pg_temp.tms_import_rows%'",
-            &[],
-        )
-        .await
-        .expect("pg_stat_statements is readable")
-        .get(0)
-}
+/// The staged insert of the import sessions (with everything it fires).
+const STAGED_INSERT: &str = "%FROM pg_temp.tms_import_rows%";
 
 /// The worst case is a table with pages but known to hold no rows when the import's connection
 /// plans its statements: the foreign key that events once had was checked with a plan made then and kept
@@ -92,7 +80,7 @@ async fn a_chunk_costs_the_same_however_many_rows_the_import_already_loaded() {
         panic!("a new import starts");
     };
     let mut blocks = Vec::new();
-    let mut before = staged_insert_blocks(&admin).await;
+    let mut before = statement_blocks(&admin, STAGED_INSERT).await;
     for i in 0..CHUNKS {
         let data = futures::stream::iter([chunk(1 + i * CHUNK_ROWS)]).boxed();
         let created = session.load_chunk(data).await.unwrap();
@@ -101,7 +89,7 @@ async fn a_chunk_costs_the_same_however_many_rows_the_import_already_loaded() {
             CHUNK_ROWS,
             "chunk {i} creates its rows"
         );
-        let after = staged_insert_blocks(&admin).await;
+        let after = statement_blocks(&admin, STAGED_INSERT).await;
         blocks.push(after - before);
         before = after;
     }

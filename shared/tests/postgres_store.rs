@@ -7,7 +7,7 @@ use serde_json::json;
 use tms::ports::{CommandOutcome, ListQuery, Outcome, TaskRepository, WorkStore};
 use tms::{CorrelationId, Status, TaskError, TaskId, TaskKind};
 use tms_testkit::tasks::{new_task, noop, tenant};
-use tms_testkit::TestDb;
+use tms_testkit::{statement_blocks, TestDb};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -396,20 +396,6 @@ async fn claim_and_record(
 
 const RECORD_STATEMENT: &str = "%UPDATE tms.tasks t SET%FROM input i%";
 const CLEAR_STATEMENT: &str = "UPDATE tms.tasks SET enqueued_at =%";
-
-/// Buffers touched so far by the statements whose text is `LIKE pattern`.
-async fn statement_blocks(admin: &tokio_postgres::Client, pattern: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0)::int8 FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query LIKE $1",
-            &[&pattern],
-        )
-        .await
-        .expect("pg_stat_statements is readable")
-        .get(0)
-}
 
 /// The tasks as a quiet spell leaves them: `count` finished ones, analyzed, so the statistics
 /// say no task is waiting or running; autovacuum then stays off for the table, so they keep

@@ -115,6 +115,21 @@ pub async fn statements_run_by(
     Ok(row.get(0))
 }
 
+/// Shared buffers touched so far in the connected database by the statements whose text is
+/// `LIKE pattern`, from `pg_stat_statements` (which counts a statement's nested work with it).
+pub async fn statement_blocks(admin: &tokio_postgres::Client, pattern: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0)::int8 FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND query LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .expect(STATEMENTS_PRELOADED)
+        .get(0)
+}
+
 const STATEMENTS_PRELOADED: &str =
     "pg_stat_statements: the local cluster must preload it (scripts/postgres.sh does; restart a \
      cluster started before that with `scripts/postgres.sh stop`)";
