@@ -96,10 +96,10 @@ impl AppState {
         }
     }
 
-    /// Sends the work messages of pending tasks due within 15 minutes; their outbox markers
-    /// are set after the response (see [`outbox`]). A failed send is logged and left to the
-    /// relay: the tasks are durable already.
-    pub async fn enqueue(&self, tasks: &mut [Task]) {
+    /// Hands the work messages of pending tasks due within 15 minutes to the outbox, which
+    /// sends them after the response and then sets their markers (see [`outbox`]). A failed
+    /// send is logged and left to the relay: the tasks are durable already.
+    pub fn enqueue(&self, tasks: &[Task]) {
         let now = Utc::now();
         let dispatches: Vec<Dispatch> = tasks
             .iter()
@@ -113,23 +113,11 @@ impl AppState {
                 Dispatch::when_due(message, t.run_after, now)
             })
             .collect();
-        let count = dispatches.len();
-        let sent = match self.outbox.send(dispatches).await {
-            Ok(sent) => sent,
-            Err(e) => {
-                tracing::warn!(error = %e, count, "work messages not sent; the relay will send them");
-                return;
-            }
-        };
-        let at = Utc::now();
-        for task in tasks.iter_mut().filter(|t| sent.contains(&t.id)) {
-            task.enqueued_at = Some(at);
-        }
+        self.outbox.submit(dispatches);
     }
 }
 
-/// The API as a deployment builds it: the database pool (created without connecting), S3, SQS
-/// and the token map in SSM, from `config`.
+/// The API as a deployment builds it, routed: see [`build_state`].
 ///
 /// # Errors
 /// When the database password cannot be read or the pool cannot be set up.
@@ -137,6 +125,18 @@ pub async fn build_router(
     config: &Config,
     aws: &aws_config::SdkConfig,
 ) -> Result<Router, tms::adapters::postgres::SetupError> {
+    Ok(router(build_state(config, aws).await?))
+}
+
+/// The state of the API as a deployment builds it: the database pool (created without
+/// connecting), S3, SQS and the token map in SSM, from `config`.
+///
+/// # Errors
+/// When the database password cannot be read or the pool cannot be set up.
+pub async fn build_state(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<AppState, tms::adapters::postgres::SetupError> {
     use tms::adapters::postgres::open_store;
     use tms::adapters::s3::{self, S3ObjectStore};
     use tms::adapters::{sqs::SqsWorkQueue, ssm::SsmSecrets};
@@ -155,12 +155,12 @@ pub async fn build_router(
         metrics: Arc::new(tms::telemetry::metrics::StdoutSink),
     };
     let tokens = auth::TokenVerifier::new(secrets, config.tokens_param.clone());
-    Ok(router(AppState::new(
+    Ok(AppState::new(
         ports,
         tokens,
         &config.cursor_key,
         config.webhook_policy,
-    )))
+    ))
 }
 
 async fn not_found() -> Problem {

@@ -1,39 +1,70 @@
-//! The create path's outbox: the work messages of new tasks go to the queue in shared rounds,
-//! and their outbox markers are written after the requests are answered.
+//! The create path's outbox: the work messages of new tasks go to the queue after the response,
+//! in shared rounds, and their outbox markers are written in batches.
 //!
-//! One task sends rounds: the creates that arrive while a round is in flight wait for the next
-//! one and share it, so under concurrent load one `SendMessageBatch` carries up to ten creates
-//! instead of one each (a database's group commit, for the queue). With one request at a time,
-//! as under Lambda, a round is that request's messages alone.
+//! A request hands its messages over ([`Outbox::submit`]) and answers: the task is durable once
+//! committed, and a message that is never sent is sent by the relay, so the client waits for one
+//! database round trip, not for the queue too. Under Lambda the runtime settles the outbox
+//! ([`Settle`]) after it has posted the response and before it asks for the next event, so an
+//! environment never freezes with a message unsent; as a local server the rounds simply run
+//! beside the requests.
 //!
-//! The marker is advisory: a task whose marker is lost is sent again by the relay, a harmless
-//! duplicate. So no request waits for it: a second task writes the markers of every round sent
-//! since its last write in one asynchronously committed statement.
+//! One task sends rounds: the messages that arrive while a round is in flight share the next one,
+//! so under concurrent load one `SendMessageBatch` carries up to ten creates instead of one each
+//! (a database's group commit, for the queue).
+//!
+//! The marker is advisory: a task whose marker is lost is sent again by the relay after 30 s, a
+//! harmless duplicate. So a second task writes the markers of the rounds sent in the last
+//! [`MARKER_LINGER`] in one asynchronously committed statement, or at once when the outbox is
+//! settled. One statement per create cost the next create's insert a quarter of a millisecond
+//! at one client (its commit waited behind the marker's WAL).
 
-use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use tms::ports::{Dispatch, QueueError, TaskRepository, WorkQueue};
+use futures::future::BoxFuture;
+use lambda_http::lambda_runtime::LambdaInvocation;
+use lambda_http::tower::{Layer, Service};
+use tms::ports::{Dispatch, TaskRepository, WorkQueue};
 use tms::TaskId;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most markers one statement sets.
 const MARKERS_PER_STATEMENT: usize = 1000;
 
-type Reply = oneshot::Sender<Result<Vec<TaskId>, QueueError>>;
+/// How long sent markers wait to share a statement (when nothing settles the outbox first).
+pub const MARKER_LINGER: Duration = Duration::from_millis(100);
 
-struct Request {
-    dispatches: Vec<Dispatch>,
-    reply: Reply,
+/// How long a message waits for others to share its `SendMessageBatch` (when nothing settles
+/// the outbox first): the SDK's request costs the API more CPU than the insert's round trip.
+pub const SEND_LINGER: Duration = Duration::from_millis(2);
+
+/// The most messages one `SendMessageBatch` takes.
+const SQS_BATCH: usize = 10;
+
+/// How long [`Settle`] waits for the outbox before it lets the runtime take the next event.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
+enum Command {
+    Send(Vec<Dispatch>),
+    /// Answered once everything submitted before it was sent and marked (or failed).
+    Settle(oneshot::Sender<()>),
 }
 
-/// Sends work messages in shared rounds; see the module documentation.
+enum Marks {
+    Sent(Vec<TaskId>),
+    Settle(oneshot::Sender<()>),
+}
+
+/// Sends work messages after the response, in shared rounds; see the module documentation.
 #[derive(Clone)]
 pub struct Outbox {
     queue: Arc<dyn WorkQueue>,
     repo: Arc<dyn TaskRepository>,
-    /// The round sender, started by the first send (it needs the runtime).
-    rounds: Arc<OnceLock<mpsc::UnboundedSender<Request>>>,
+    /// The round sender, started by the first submit (it needs the runtime).
+    commands: Arc<OnceLock<mpsc::UnboundedSender<Command>>>,
 }
 
 impl Outbox {
@@ -41,101 +72,245 @@ impl Outbox {
         Self {
             queue,
             repo,
-            rounds: Arc::default(),
+            commands: Arc::default(),
         }
     }
 
-    /// Sends the messages with the next round and returns the ids of the tasks whose message
-    /// the queue accepted; their markers are written soon after, not before this returns.
-    ///
-    /// # Errors
-    /// [`QueueError`] when the queue took none of them.
-    pub async fn send(&self, dispatches: Vec<Dispatch>) -> Result<Vec<TaskId>, QueueError> {
+    /// Hands the messages to the next round and returns at once. A round that fails is logged
+    /// and left to the relay.
+    pub fn submit(&self, dispatches: Vec<Dispatch>) {
         if dispatches.is_empty() {
-            return Ok(Vec::new());
+            return;
         }
-        let (reply, answer) = oneshot::channel();
-        let rounds = self.rounds.get_or_init(|| self.start());
-        rounds
-            .send(Request { dispatches, reply })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let count = dispatches.len();
+        let commands = self.commands.get_or_init(|| self.start());
+        if commands.send(Command::Send(dispatches)).is_err() {
+            tracing::warn!(
+                count,
+                "the outbox's sender stopped; the relay will send these tasks"
+            );
+        }
     }
 
-    fn start(&self) -> mpsc::UnboundedSender<Request> {
-        let (requests, received) = mpsc::unbounded_channel();
-        let (markers, marked) = mpsc::unbounded_channel();
-        tokio::spawn(send_rounds(received, self.queue.clone(), markers));
+    /// Waits until every message submitted before this call was sent (or its round failed) and
+    /// the markers of those sent are written.
+    pub async fn settle(&self) {
+        let Some(commands) = self.commands.get() else {
+            return;
+        };
+        let (done, settled) = oneshot::channel();
+        if commands.send(Command::Settle(done)).is_ok() {
+            let _ = settled.await;
+        }
+    }
+
+    fn start(&self) -> mpsc::UnboundedSender<Command> {
+        let (commands, received) = mpsc::unbounded_channel();
+        let (marks, marked) = mpsc::unbounded_channel();
+        tokio::spawn(send_rounds(received, self.queue.clone(), marks));
         tokio::spawn(write_markers(marked, self.repo.clone()));
-        requests
+        commands
     }
 }
 
-fn stopped() -> QueueError {
-    QueueError::Unavailable("the outbox's sender stopped".into())
+/// What a lingering task collects before it acts.
+trait Batch<T>: Default {
+    fn take(&mut self, item: T);
+    /// Whether to act now rather than wait out the linger.
+    fn urgent(&self) -> bool;
 }
 
-/// Sends every request waiting when the previous round ended as one round, answers each with
-/// its own tasks, and hands the sent ids to the marker writer. Ends when the outbox is dropped.
+/// The next item and those that follow within `linger` of it (fewer once the batch is urgent);
+/// `None` when the channel is closed.
+async fn gather<T, B: Batch<T>>(
+    receiver: &mut mpsc::UnboundedReceiver<T>,
+    linger: Duration,
+) -> Option<B> {
+    let mut batch = B::default();
+    batch.take(receiver.recv().await?);
+    let deadline = tokio::time::sleep(linger);
+    tokio::pin!(deadline);
+    loop {
+        while let Ok(item) = receiver.try_recv() {
+            batch.take(item);
+        }
+        if batch.urgent() {
+            break;
+        }
+        tokio::select! {
+            () = &mut deadline => break,
+            item = receiver.recv() => match item {
+                Some(item) => batch.take(item),
+                None => break,
+            },
+        }
+    }
+    Some(batch)
+}
+
+/// The messages of one round and the settles that came with them.
+#[derive(Default)]
+struct Round {
+    dispatches: Vec<Dispatch>,
+    settles: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch<Command> for Round {
+    fn take(&mut self, command: Command) {
+        match command {
+            Command::Send(more) => self.dispatches.extend(more),
+            Command::Settle(done) => self.settles.push(done),
+        }
+    }
+
+    fn urgent(&self) -> bool {
+        !self.settles.is_empty() || self.dispatches.len() >= SQS_BATCH
+    }
+}
+
+/// Sends the messages that arrive within [`SEND_LINGER`] of each other, and those that waited
+/// for the previous round, as one round; hands the sent ids to the marker writer, then the
+/// settles that came with them. Ends when the outbox is dropped.
 async fn send_rounds(
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     queue: Arc<dyn WorkQueue>,
-    markers: mpsc::UnboundedSender<Vec<TaskId>>,
+    marks: mpsc::UnboundedSender<Marks>,
 ) {
-    while let Some(first) = requests.recv().await {
-        let mut round = vec![first];
-        while let Ok(next) = requests.try_recv() {
-            round.push(next);
+    while let Some(round) = gather::<_, Round>(&mut commands, SEND_LINGER).await {
+        if !round.dispatches.is_empty() {
+            match queue.send(&round.dispatches).await {
+                Ok(sent) => {
+                    let _ = marks.send(Marks::Sent(sent));
+                }
+                Err(e) => tracing::warn!(error = %e, count = round.dispatches.len(),
+                    "work messages not sent; the relay will send them"),
+            }
         }
-        let dispatches: Vec<Dispatch> = round
-            .iter()
-            .flat_map(|r| r.dispatches.iter().cloned())
-            .collect();
-        match queue.send(&dispatches).await {
-            Ok(sent) => {
-                let accepted: HashSet<TaskId> = sent.iter().copied().collect();
-                for request in round {
-                    let mine = request
-                        .dispatches
-                        .iter()
-                        .map(|d| d.message.task_id)
-                        .filter(|id| accepted.contains(id))
-                        .collect();
-                    let _ = request.reply.send(Ok(mine));
-                }
-                let _ = markers.send(sent);
-            }
-            Err(e) => {
-                let QueueError::Unavailable(source) = &e;
-                let reason = source.to_string();
-                for request in round {
-                    let _ = request
-                        .reply
-                        .send(Err(QueueError::Unavailable(reason.clone().into())));
-                }
-            }
+        for done in round.settles {
+            let _ = marks.send(Marks::Settle(done));
         }
     }
 }
 
-/// Sets the markers of every round sent since the last write, in one statement.
-async fn write_markers(
-    mut rounds: mpsc::UnboundedReceiver<Vec<TaskId>>,
-    repo: Arc<dyn TaskRepository>,
-) {
-    while let Some(mut ids) = rounds.recv().await {
-        while ids.len() < MARKERS_PER_STATEMENT {
-            match rounds.try_recv() {
-                Ok(more) => ids.extend(more),
-                Err(_) => break,
-            }
+/// The marks received and not yet acted on.
+#[derive(Default)]
+struct Pending {
+    ids: Vec<TaskId>,
+    settles: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch<Marks> for Pending {
+    fn take(&mut self, mark: Marks) {
+        match mark {
+            Marks::Sent(sent) => self.ids.extend(sent),
+            Marks::Settle(done) => self.settles.push(done),
         }
-        for chunk in ids.chunks(MARKERS_PER_STATEMENT) {
+    }
+
+    fn urgent(&self) -> bool {
+        !self.settles.is_empty() || self.ids.len() >= MARKERS_PER_STATEMENT
+    }
+}
+
+/// Sets the markers of the rounds sent within [`MARKER_LINGER`] of the first, in one statement,
+/// or at once when a settle arrives.
+async fn write_markers(mut marks: mpsc::UnboundedReceiver<Marks>, repo: Arc<dyn TaskRepository>) {
+    while let Some(pending) = gather::<_, Pending>(&mut marks, MARKER_LINGER).await {
+        for chunk in pending.ids.chunks(MARKERS_PER_STATEMENT) {
             if let Err(e) = repo.mark_enqueued(chunk).await {
                 tracing::warn!(error = %e, count = chunk.len(),
                     "outbox markers not set; the relay may send duplicates");
             }
         }
+        for done in pending.settles {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// The Lambda runtime layer that settles the outbox after each response is posted and before the
+/// runtime asks for the next event: the client has its answer, and the environment is not frozen
+/// with a message unsent. Waits at most 10 s; what is left then is the relay's.
+#[derive(Clone)]
+pub struct Settle {
+    outbox: Outbox,
+}
+
+impl Settle {
+    pub fn new(outbox: Outbox) -> Self {
+        Self { outbox }
+    }
+}
+
+impl<S> Layer<S> for Settle {
+    type Service = Settled<S>;
+
+    fn layer(&self, inner: S) -> Settled<S> {
+        Settled {
+            inner,
+            outbox: self.outbox.clone(),
+        }
+    }
+}
+
+/// See [`Settle`].
+#[derive(Clone)]
+pub struct Settled<S> {
+    inner: S,
+    outbox: Outbox,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S> Service<LambdaInvocation> for Settled<S>
+where
+    S: Service<LambdaInvocation, Response = (), Error = BoxError>,
+{
+    type Response = ();
+    type Error = BoxError;
+    type Future = SettledFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        let outbox = self.outbox.clone();
+        SettledFuture {
+            posted: Box::pin(self.inner.call(invocation)),
+            result: None,
+            // Not polled, so not started, before the response is posted.
+            settling: Box::pin(async move {
+                if tokio::time::timeout(SETTLE_LIMIT, outbox.settle())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "the outbox did not settle within 10 s; the relay will send what is left"
+                    );
+                }
+            }),
+        }
+    }
+}
+
+/// The posted response, then the settled outbox.
+pub struct SettledFuture<F> {
+    posted: Pin<Box<F>>,
+    result: Option<Result<(), BoxError>>,
+    settling: BoxFuture<'static, ()>,
+}
+
+impl<F: Future<Output = Result<(), BoxError>>> Future for SettledFuture<F> {
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.result.is_none() {
+            this.result = Some(ready!(this.posted.as_mut().poll(cx)));
+        }
+        ready!(this.settling.as_mut().poll(cx));
+        Poll::Ready(this.result.take().unwrap_or(Ok(())))
     }
 }
 
@@ -145,7 +320,7 @@ mod tests {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use tms::ports::TaskRepository;
+    use tms::ports::{QueueError, TaskRepository};
     use tms::{CorrelationId, Tenant, WorkMessage};
     use tms_testkit::fakes::MemoryRepository;
     use tokio::sync::Semaphore;
@@ -215,87 +390,167 @@ mod tests {
         }
     }
 
+    fn ids(dispatches: &[&Dispatch]) -> Vec<TaskId> {
+        dispatches.iter().map(|d| d.message.task_id).collect()
+    }
+
+    async fn settled(outbox: &Outbox) {
+        tokio::time::timeout(Duration::from_secs(5), outbox.settle())
+            .await
+            .expect("the outbox settled");
+    }
+
     #[tokio::test]
-    async fn sends_waiting_for_a_round_in_flight_share_the_next_round() {
+    async fn messages_waiting_for_a_round_in_flight_share_the_next_round() {
         let (queue, repo) = (
             GatedQueue::new(false),
             Arc::new(MemoryRepository::default()),
         );
         let outbox = Outbox::new(queue.clone(), repo.clone());
-        let first = created(&repo).await;
-        let sending = {
-            let (outbox, first) = (outbox.clone(), first.clone());
-            tokio::spawn(async move { outbox.send(vec![first]).await })
-        };
+        outbox.submit(vec![created(&repo).await]);
         queue.until_batches(1).await;
-        let mut waiting = Vec::new();
         for _ in 0..3 {
-            let (outbox, next) = (outbox.clone(), created(&repo).await);
-            let id = next.message.task_id;
-            waiting.push((
-                id,
-                tokio::spawn(async move { outbox.send(vec![next]).await }),
-            ));
+            outbox.submit(vec![created(&repo).await]);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         queue.permits.add_permits(2);
-
-        assert_eq!(sending.await.unwrap().unwrap(), vec![first.message.task_id]);
-        for (id, send) in waiting {
-            assert_eq!(
-                send.await.unwrap().unwrap(),
-                vec![id],
-                "each gets its own task back"
-            );
-        }
+        settled(&outbox).await;
         assert_eq!(
             queue.batches(),
             vec![1, 3],
             "the three that waited went in one batch"
         );
+        assert!(repo.tasks().iter().all(|t| t.enqueued_at.is_some()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_submitted_within_the_send_linger_share_one_round() {
+        let (queue, repo) = (
+            GatedQueue::new(false),
+            Arc::new(MemoryRepository::default()),
+        );
+        queue.permits.add_permits(3);
+        let outbox = Outbox::new(queue.clone(), repo.clone());
+        outbox.submit(vec![created(&repo).await]);
+        tokio::time::sleep(SEND_LINGER / 2).await;
+        outbox.submit(vec![created(&repo).await]);
+        tokio::time::sleep(SEND_LINGER * 2).await;
+        outbox.submit(vec![created(&repo).await]);
+        settled(&outbox).await;
+        assert_eq!(
+            queue.batches(),
+            vec![2, 1],
+            "the second came within the linger of the first, the third after it"
+        );
     }
 
     #[tokio::test]
-    async fn markers_are_set_after_the_send_answers() {
+    async fn settling_waits_for_the_send_and_the_marker() {
         let (queue, repo) = (
             GatedQueue::new(false),
             Arc::new(MemoryRepository::default()),
         );
         let outbox = Outbox::new(queue.clone(), repo.clone());
-        let dispatch = created(&repo).await;
+        outbox.submit(vec![created(&repo).await]);
+        let settling = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.settle().await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!settling.is_finished(), "the queue has not answered yet");
+        assert_eq!(repo.tasks()[0].enqueued_at, None);
         queue.permits.add_permits(1);
-        outbox.send(vec![dispatch]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), settling)
+            .await
+            .expect("settled once the queue answered")
+            .unwrap();
+        assert!(
+            repo.tasks()[0].enqueued_at.is_some(),
+            "marked before settle returned"
+        );
+    }
+
+    #[tokio::test]
+    async fn rounds_sent_within_the_linger_share_one_marker_statement() {
+        let (queue, repo) = (
+            GatedQueue::new(false),
+            Arc::new(MemoryRepository::default()),
+        );
+        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let (first, second) = (created(&repo).await, created(&repo).await);
+        outbox.submit(vec![first.clone()]);
+        queue.until_batches(1).await;
+        outbox.submit(vec![second.clone()]);
+        queue.permits.add_permits(2);
+        queue.until_batches(2).await;
+        assert!(
+            repo.marker_statements().is_empty(),
+            "no marker written as soon as a round is sent"
+        );
         tokio::time::timeout(Duration::from_secs(5), async {
-            while repo.tasks()[0].enqueued_at.is_none() {
+            while repo.marker_statements().is_empty() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .expect("the marker is set");
+        .expect("the markers are written after the linger");
+        assert_eq!(repo.marker_statements(), vec![ids(&[&first, &second])]);
     }
 
     #[tokio::test]
-    async fn a_failed_round_fails_every_send_in_it_and_sets_no_marker() {
+    async fn a_failed_round_is_left_to_the_relay() {
         let (queue, repo) = (GatedQueue::new(true), Arc::new(MemoryRepository::default()));
         let outbox = Outbox::new(queue.clone(), repo.clone());
-        let first = created(&repo).await;
-        let sending = {
-            let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.send(vec![first]).await })
-        };
+        outbox.submit(vec![created(&repo).await]);
         queue.until_batches(1).await;
-        let second = {
-            let (outbox, next) = (outbox.clone(), created(&repo).await);
-            tokio::spawn(async move { outbox.send(vec![next]).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        outbox.submit(vec![created(&repo).await]);
         queue.permits.add_permits(2);
-
-        for send in [sending, second] {
-            let error = send.await.unwrap().unwrap_err().to_string();
-            assert_eq!(error, "queue unavailable: the gated queue is down");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        settled(&outbox).await;
+        assert_eq!(queue.batches(), vec![1, 1]);
         assert!(repo.tasks().iter().all(|t| t.enqueued_at.is_none()));
+        assert!(repo.marker_statements().is_empty());
+    }
+
+    #[tokio::test]
+    async fn under_lambda_the_outbox_settles_after_the_response_is_posted() {
+        let (queue, repo) = (
+            GatedQueue::new(false),
+            Arc::new(MemoryRepository::default()),
+        );
+        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let posted = Arc::new(Mutex::new(false));
+        let runtime_api = {
+            let (outbox, repo, posted) = (outbox.clone(), repo.clone(), posted.clone());
+            lambda_http::tower::service_fn(move |_: LambdaInvocation| {
+                let (outbox, repo, posted) = (outbox.clone(), repo.clone(), posted.clone());
+                async move {
+                    // The handler submits its message; the runtime posts the response.
+                    outbox.submit(vec![created(&repo).await]);
+                    *posted.lock().unwrap() = true;
+                    Ok::<(), BoxError>(())
+                }
+            })
+        };
+        let mut service = Settle::new(outbox).layer(runtime_api);
+        let invocation = LambdaInvocation {
+            parts: http::Response::new(()).into_parts().0,
+            body: Default::default(),
+            context: Default::default(),
+        };
+        let invoked = tokio::spawn(service.call(invocation));
+        queue.until_batches(1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(*posted.lock().unwrap(), "the response went first");
+        assert!(!invoked.is_finished(), "the next event waits for the send");
+        queue.permits.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(5), invoked)
+            .await
+            .expect("the invocation ended once the queue answered")
+            .unwrap()
+            .unwrap();
+        assert!(
+            repo.tasks()[0].enqueued_at.is_some(),
+            "marked before the next event"
+        );
     }
 }

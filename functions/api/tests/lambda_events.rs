@@ -17,6 +17,7 @@ use tower::ServiceExt;
 struct Fakes {
     repo: Arc<MemoryRepository>,
     queue: Arc<MemoryQueue>,
+    outbox: tms_api::outbox::Outbox,
     app: axum::Router,
 }
 
@@ -44,6 +45,7 @@ fn fakes() -> Fakes {
     Fakes {
         repo,
         queue,
+        outbox: state.outbox.clone(),
         app: router(state),
     }
 }
@@ -84,6 +86,7 @@ async fn a_base64_api_gateway_create_event_creates_and_queues_the_task() {
     let stored = f.repo.tasks();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].tenant.as_str(), "demo");
+    f.outbox.settle().await;
     assert_eq!(f.queue.sent.lock().unwrap().len(), 1);
     let (replay_status, replay_headers, _) = call(f.app, event("apigw-v2-create.json")).await;
     assert_eq!(replay_status, 200);
@@ -180,5 +183,6 @@ async fn a_failing_queue_still_answers_202() {
     let (status, _, body) = call(f.app, event("apigw-v2-create.json")).await;
     assert_eq!(status, 202);
     assert!(body["enqueued_at"].is_null());
+    f.outbox.settle().await;
     assert_eq!(f.repo.tasks()[0].enqueued_at, None, "left for the relay");
 }

@@ -17,9 +17,16 @@ use tms::{CorrelationId, LifecycleEvent, NewTask, Status, Task, TaskEvent, TaskI
 pub struct MemoryRepository {
     tasks: Mutex<Vec<(Task, [u8; 32])>>,
     events: Mutex<Vec<TaskEvent>>,
+    /// The ids of every `mark_enqueued` call, one entry per statement.
+    marks: Mutex<Vec<Vec<TaskId>>>,
 }
 
 impl MemoryRepository {
+    /// The ids each `mark_enqueued` statement set, in order.
+    pub fn marker_statements(&self) -> Vec<Vec<TaskId>> {
+        self.marks.lock().unwrap().clone()
+    }
+
     pub fn tasks(&self) -> Vec<Task> {
         self.tasks
             .lock()
@@ -164,6 +171,7 @@ impl TaskRepository for MemoryRepository {
     }
 
     async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        self.marks.lock().unwrap().push(ids.to_vec());
         for (t, _) in self.tasks.lock().unwrap().iter_mut() {
             if ids.contains(&t.id) {
                 t.enqueued_at = Some(Utc::now());

@@ -132,8 +132,8 @@ pub async fn create_task(
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         return Ok(response);
     }
-    let mut task = created.task;
-    state.enqueue(std::slice::from_mut(&mut task)).await;
+    let task = created.task;
+    state.enqueue(std::slice::from_ref(&task));
     created_metric(&state, 1);
     tracing::info!(task_id = %task.id, kind = %task.kind, "task created");
     let mut response = json_response(StatusCode::ACCEPTED, &TaskView::from(&task));
@@ -171,12 +171,12 @@ pub async fn create_batch(
         .collect();
     let valid = validate_all(&state, &tenant, &correlation_id, submissions)?;
     let created = state.repo.create_batch(&valid).await?;
-    let mut fresh: Vec<Task> = created
+    let fresh: Vec<Task> = created
         .iter()
         .filter(|c| !c.replayed)
         .map(|c| c.task.clone())
         .collect();
-    state.enqueue(&mut fresh).await;
+    state.enqueue(&fresh);
     created_metric(&state, fresh.len());
     let results = created
         .into_iter()
@@ -192,19 +192,11 @@ pub async fn create_batch(
                         "this idempotency_key was already used with a different request",
                     )),
                 }
-            } else if c.replayed {
-                BatchResult {
-                    index,
-                    status: 200,
-                    task: Some(TaskView::from(&c.task)),
-                    error: None,
-                }
             } else {
-                let task = fresh.iter().find(|t| t.id == c.task.id).unwrap_or(&c.task);
                 BatchResult {
                     index,
-                    status: 202,
-                    task: Some(TaskView::from(task)),
+                    status: if c.replayed { 200 } else { 202 },
+                    task: Some(TaskView::from(&c.task)),
                     error: None,
                 }
             }
@@ -401,8 +393,8 @@ pub async fn redrive_task(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = task_id(&id)?;
-    let mut task = command_response(state.repo.redrive(&tenant, id, &correlation_id).await?)?;
-    state.enqueue(std::slice::from_mut(&mut task)).await;
+    let task = command_response(state.repo.redrive(&tenant, id, &correlation_id).await?)?;
+    state.enqueue(std::slice::from_ref(&task));
     tracing::info!(task_id = %task.id, "task redriven");
     Ok(json_response(StatusCode::OK, &TaskView::from(&task)))
 }

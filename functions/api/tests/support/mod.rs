@@ -29,6 +29,8 @@ pub struct TestApi {
     pub queue: TestQueue,
     pub store: PostgresStore,
     pub metrics: Arc<MemorySink>,
+    /// The API's outbox, to wait for the sends that follow a response.
+    pub outbox: tms_api::outbox::Outbox,
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
     pub http: Client,
@@ -75,6 +77,7 @@ impl TestApi {
             "test-cursor-key",
             options.policy,
         );
+        let outbox = state.outbox.clone();
         let addr = serve(router(state)).await;
         Self {
             url: format!("http://{addr}"),
@@ -82,6 +85,7 @@ impl TestApi {
             queue,
             store,
             metrics,
+            outbox,
             s3,
             bucket,
             http: {
