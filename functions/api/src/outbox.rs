@@ -35,11 +35,11 @@ use tokio::sync::{mpsc, oneshot};
 const MARKERS_PER_STATEMENT: usize = 1000;
 
 /// How long sent markers wait to share a statement (when nothing settles the outbox first).
-pub const MARKER_LINGER: Duration = Duration::from_millis(100);
+const MARKER_LINGER: Duration = Duration::from_millis(100);
 
 /// How long a message waits for others to share its `SendMessageBatch` (when nothing settles
 /// the outbox first): the SDK's request costs the API more CPU than the insert's round trip.
-pub const SEND_LINGER: Duration = Duration::from_millis(2);
+const SEND_LINGER: Duration = Duration::from_millis(2);
 
 /// The most messages one `SendMessageBatch` takes.
 const SQS_BATCH: usize = 10;
@@ -47,14 +47,10 @@ const SQS_BATCH: usize = 10;
 /// How long [`Settle`] waits for the outbox before it lets the runtime take the next event.
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
-enum Command {
-    Send(Vec<Dispatch>),
+/// What the round sender (`T`: messages to send) and the marker writer (`T`: ids sent) receive.
+enum Item<T> {
+    Add(Vec<T>),
     /// Answered once everything submitted before it was sent and marked (or failed).
-    Settle(oneshot::Sender<()>),
-}
-
-enum Marks {
-    Sent(Vec<TaskId>),
     Settle(oneshot::Sender<()>),
 }
 
@@ -64,7 +60,7 @@ pub struct Outbox {
     queue: Arc<dyn WorkQueue>,
     repo: Arc<dyn TaskRepository>,
     /// The round sender, started by the first submit (it needs the runtime).
-    commands: Arc<OnceLock<mpsc::UnboundedSender<Command>>>,
+    commands: Arc<OnceLock<mpsc::UnboundedSender<Item<Dispatch>>>>,
 }
 
 impl Outbox {
@@ -84,7 +80,7 @@ impl Outbox {
         }
         let count = dispatches.len();
         let commands = self.commands.get_or_init(|| self.start());
-        if commands.send(Command::Send(dispatches)).is_err() {
+        if commands.send(Item::Add(dispatches)).is_err() {
             tracing::warn!(
                 count,
                 "the outbox's sender stopped; the relay will send these tasks"
@@ -99,12 +95,12 @@ impl Outbox {
             return;
         };
         let (done, settled) = oneshot::channel();
-        if commands.send(Command::Settle(done)).is_ok() {
+        if commands.send(Item::Settle(done)).is_ok() {
             let _ = settled.await;
         }
     }
 
-    fn start(&self) -> mpsc::UnboundedSender<Command> {
+    fn start(&self) -> mpsc::UnboundedSender<Item<Dispatch>> {
         let (commands, received) = mpsc::unbounded_channel();
         let (marks, marked) = mpsc::unbounded_channel();
         tokio::spawn(send_rounds(received, self.queue.clone(), marks));
@@ -113,20 +109,32 @@ impl Outbox {
     }
 }
 
-/// What a lingering task collects before it acts.
-trait Batch<T>: Default {
-    fn take(&mut self, item: T);
-    /// Whether to act now rather than wait out the linger.
-    fn urgent(&self) -> bool;
+/// What a lingering task collected: the items to act on and the settles that came with them.
+struct Batch<T> {
+    items: Vec<T>,
+    settles: Vec<oneshot::Sender<()>>,
 }
 
-/// The next item and those that follow within `linger` of it (fewer once the batch is urgent);
-/// `None` when the channel is closed.
-async fn gather<T, B: Batch<T>>(
-    receiver: &mut mpsc::UnboundedReceiver<T>,
+impl<T> Batch<T> {
+    fn take(&mut self, item: Item<T>) {
+        match item {
+            Item::Add(more) => self.items.extend(more),
+            Item::Settle(done) => self.settles.push(done),
+        }
+    }
+}
+
+/// The next item and those that follow within `linger` of it, until a settle arrives or `full`
+/// items are in; `None` when the channel is closed.
+async fn gather<T>(
+    receiver: &mut mpsc::UnboundedReceiver<Item<T>>,
     linger: Duration,
-) -> Option<B> {
-    let mut batch = B::default();
+    full: usize,
+) -> Option<Batch<T>> {
+    let mut batch = Batch {
+        items: Vec::new(),
+        settles: Vec::new(),
+    };
     batch.take(receiver.recv().await?);
     let deadline = tokio::time::sleep(linger);
     tokio::pin!(deadline);
@@ -134,7 +142,7 @@ async fn gather<T, B: Batch<T>>(
         while let Ok(item) = receiver.try_recv() {
             batch.take(item);
         }
-        if batch.urgent() {
+        if !batch.settles.is_empty() || batch.items.len() >= full {
             break;
         }
         tokio::select! {
@@ -148,81 +156,44 @@ async fn gather<T, B: Batch<T>>(
     Some(batch)
 }
 
-/// The messages of one round and the settles that came with them.
-#[derive(Default)]
-struct Round {
-    dispatches: Vec<Dispatch>,
-    settles: Vec<oneshot::Sender<()>>,
-}
-
-impl Batch<Command> for Round {
-    fn take(&mut self, command: Command) {
-        match command {
-            Command::Send(more) => self.dispatches.extend(more),
-            Command::Settle(done) => self.settles.push(done),
-        }
-    }
-
-    fn urgent(&self) -> bool {
-        !self.settles.is_empty() || self.dispatches.len() >= SQS_BATCH
-    }
-}
-
 /// Sends the messages that arrive within [`SEND_LINGER`] of each other, and those that waited
 /// for the previous round, as one round; hands the sent ids to the marker writer, then the
 /// settles that came with them. Ends when the outbox is dropped.
 async fn send_rounds(
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Item<Dispatch>>,
     queue: Arc<dyn WorkQueue>,
-    marks: mpsc::UnboundedSender<Marks>,
+    marks: mpsc::UnboundedSender<Item<TaskId>>,
 ) {
-    while let Some(round) = gather::<_, Round>(&mut commands, SEND_LINGER).await {
-        if !round.dispatches.is_empty() {
-            match queue.send(&round.dispatches).await {
+    while let Some(round) = gather(&mut commands, SEND_LINGER, SQS_BATCH).await {
+        if !round.items.is_empty() {
+            match queue.send(&round.items).await {
                 Ok(sent) => {
-                    let _ = marks.send(Marks::Sent(sent));
+                    let _ = marks.send(Item::Add(sent));
                 }
-                Err(e) => tracing::warn!(error = %e, count = round.dispatches.len(),
+                Err(e) => tracing::warn!(error = %e, count = round.items.len(),
                     "work messages not sent; the relay will send them"),
             }
         }
         for done in round.settles {
-            let _ = marks.send(Marks::Settle(done));
+            let _ = marks.send(Item::Settle(done));
         }
-    }
-}
-
-/// The marks received and not yet acted on.
-#[derive(Default)]
-struct Pending {
-    ids: Vec<TaskId>,
-    settles: Vec<oneshot::Sender<()>>,
-}
-
-impl Batch<Marks> for Pending {
-    fn take(&mut self, mark: Marks) {
-        match mark {
-            Marks::Sent(sent) => self.ids.extend(sent),
-            Marks::Settle(done) => self.settles.push(done),
-        }
-    }
-
-    fn urgent(&self) -> bool {
-        !self.settles.is_empty() || self.ids.len() >= MARKERS_PER_STATEMENT
     }
 }
 
 /// Sets the markers of the rounds sent within [`MARKER_LINGER`] of the first, in one statement,
 /// or at once when a settle arrives.
-async fn write_markers(mut marks: mpsc::UnboundedReceiver<Marks>, repo: Arc<dyn TaskRepository>) {
-    while let Some(pending) = gather::<_, Pending>(&mut marks, MARKER_LINGER).await {
-        for chunk in pending.ids.chunks(MARKERS_PER_STATEMENT) {
+async fn write_markers(
+    mut marks: mpsc::UnboundedReceiver<Item<TaskId>>,
+    repo: Arc<dyn TaskRepository>,
+) {
+    while let Some(sent) = gather(&mut marks, MARKER_LINGER, MARKERS_PER_STATEMENT).await {
+        for chunk in sent.items.chunks(MARKERS_PER_STATEMENT) {
             if let Err(e) = repo.mark_enqueued(chunk).await {
                 tracing::warn!(error = %e, count = chunk.len(),
                     "outbox markers not set; the relay may send duplicates");
             }
         }
-        for done in pending.settles {
+        for done in sent.settles {
             let _ = done.send(());
         }
     }

@@ -247,13 +247,11 @@ impl Api {
     }
 }
 
-/// The figures of one client count: each run's rate, and the latencies of every run.
+/// The figures of one client count: each run's rate, and every run's requests together.
 #[derive(Default)]
 struct Series {
     rates: Vec<f64>,
-    latencies_ms: Vec<f64>,
-    failed: u64,
-    first_failure: Option<String>,
+    all: Load,
 }
 
 /// Waits until every task of the last run has its marker set (they are written after the
@@ -303,9 +301,7 @@ async fn paired_runs(
             number(created as f64)
         );
         series.rates.push(rate);
-        series.latencies_ms.extend(load.latencies_ms);
-        series.failed += load.failed;
-        series.first_failure = series.first_failure.or(load.first_failure);
+        series.all.absorb(load);
 
         bench.reset_tables().await?;
         let result = bench
@@ -355,25 +351,25 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
         )
         .baseline("pgbench insert", median(&tps))
         .promise(Promise::RatioAtLeast(0.70));
-        if series.failed > 0 {
+        if series.all.failed > 0 {
             line = line.note(format!(
                 "{} requests failed (first: {})",
-                series.failed,
-                series.first_failure.take().unwrap_or_default()
+                series.all.failed,
+                series.all.first_failure.take().unwrap_or_default()
             ));
         }
         report.push(line);
-        series.latencies_ms.sort_by(f64::total_cmp);
+        series.all.latencies_ms.sort_by(f64::total_cmp);
         for (label, q) in [("p50", 0.50), ("p99", 0.99)] {
             report.push(
                 Line::new(
                     format!("API create, {clients} client(s): latency {label}"),
-                    quantile(&series.latencies_ms, q),
+                    quantile(&series.all.latencies_ms, q),
                     "ms",
                 )
                 .note(format!(
                     "of {} requests; pgbench's mean transaction latency {} ms",
-                    number(series.latencies_ms.len() as f64),
+                    number(series.all.latencies_ms.len() as f64),
                     number(median(&latency))
                 )),
             );
