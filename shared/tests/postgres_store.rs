@@ -665,3 +665,58 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
         "the connection commits durably after a marker"
     );
 }
+
+/// The outbox marker is a HOT update: every marked row stays on its page (`enqueued_at` is in
+/// no index, so a version on the same page needs no index entry). On pages packed full by the
+/// inserts each marked version moved to another page and added five index entries.
+#[tokio::test]
+async fn marking_a_page_of_new_tasks_keeps_every_row_on_its_page() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let tasks: Vec<_> = (0..300).map(|_| noop("demo")).collect();
+    for task in &tasks {
+        store.create(task).await.unwrap();
+    }
+    let admin = db.admin().await;
+    let pages = || async {
+        admin
+            .query(
+                "SELECT id, (ctid::text::point)[0]::int AS page FROM tms.tasks ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, i32>(1)))
+            .collect::<Vec<_>>()
+    };
+    let before = pages().await;
+    assert_eq!(before.len(), 300);
+    let distinct: HashSet<i32> = before.iter().map(|(_, p)| *p).collect();
+    assert!(
+        distinct.len() > 2,
+        "the tasks fill several pages: {distinct:?}"
+    );
+
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    store.mark_enqueued(&ids).await.unwrap();
+    let after = pages().await;
+    let moved: Vec<_> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .map(|(b, a)| format!("{} {} -> {}", b.0, b.1, a.1))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "{} of 300 marked rows moved to another page, e.g. {:?}",
+        moved.len(),
+        moved.first()
+    );
+    let marked: i64 = admin
+        .query_one("SELECT count(enqueued_at) FROM tms.tasks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(marked, 300);
+}
