@@ -135,7 +135,8 @@ pub async fn create_task(
     let task = created.task;
     state.enqueue(std::slice::from_ref(&task));
     created_metric(&state, 1);
-    tracing::info!(task_id = %task.id, kind = %task.kind, "task created");
+    // On the request's line rather than a line of its own (one line per create, not two).
+    tracing::Span::current().record("task_id", tracing::field::display(task.id));
     let mut response = json_response(StatusCode::ACCEPTED, &TaskView::from(&task));
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/tasks/{}", task.id)) {
         response.headers_mut().insert(header::LOCATION, location);
