@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use axum::body::Bytes;
-use http::HeaderValue;
-use http_body_util::{BodyExt as _, Full};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::bench::{Bench, Pgbench};
 use crate::null_sqs::NullSqs;
@@ -72,30 +70,28 @@ impl Load {
 /// creates back to back until `duration` is over. The client is as bare as pgbench's: its
 /// clients run on `min(concurrency, 2)` threads of their own (pgbench's `--jobs`), each a
 /// single-threaded runtime, apart from the bench's runtime and its null SQS endpoint; a client
-/// sends a request and reads the answer whole. The load generator shares the two cores with the
-/// API and PostgreSQL, as pgbench's client does.
+/// writes a request built once and reads the answer whole into one buffer ([`Connection`]).
+/// The load generator shares the two cores with the API and PostgreSQL, as pgbench's client
+/// does.
 async fn drive(
     addr: std::net::SocketAddr,
     token: &str,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
-    let headers = Arc::new(Headers {
-        host: HeaderValue::from_str(&addr.to_string())?,
-        auth: HeaderValue::from_str(&format!("Bearer {token}"))?,
-    });
+    let request: Arc<[u8]> = create_request(addr, token).into();
     let started = Instant::now();
     let deadline = started + duration;
     let jobs = concurrency.clamp(1, 2);
     let threads: Vec<_> = (0..jobs)
         .map(|job| {
             let clients = concurrency / jobs + usize::from(job < concurrency % jobs);
-            let headers = headers.clone();
+            let request = request.clone();
             std::thread::spawn(move || -> anyhow::Result<Load> {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
-                    .block_on(job_clients(addr, headers, clients, deadline))
+                    .block_on(job_clients(addr, request, clients, deadline))
             })
         })
         .collect();
@@ -113,19 +109,23 @@ async fn drive(
 /// The clients of one load generator thread, until `deadline`.
 async fn job_clients(
     addr: std::net::SocketAddr,
-    headers: Arc<Headers>,
+    request: Arc<[u8]>,
     clients: usize,
     deadline: Instant,
 ) -> anyhow::Result<Load> {
     let mut workers = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let mut sender = connect(addr).await?;
-        let headers = headers.clone();
+        let mut connection = Connection::open(addr).await?;
+        let request = request.clone();
         workers.push(tokio::spawn(async move {
             let mut load = Load::default();
             while Instant::now() < deadline {
                 let sent_at = Instant::now();
-                match create(&mut sender, &headers).await {
+                let answer = connection.exchange(&request).await.and_then(|status| {
+                    ensure!(status == 202, "HTTP {status}");
+                    Ok(())
+                });
+                match answer {
                     Ok(()) => {
                         load.latencies_ms
                             .push(sent_at.elapsed().as_secs_f64() * 1000.0);
@@ -134,11 +134,10 @@ async fn job_clients(
                     Err(e) => {
                         load.failed += 1;
                         load.first_failure.get_or_insert_with(|| format!("{e:#}"));
-                        if sender.is_closed() {
-                            match connect(addr).await {
-                                Ok(fresh) => sender = fresh,
-                                Err(_) => break,
-                            }
+                        // The connection may be mid-answer or closed: start a fresh one.
+                        match Connection::open(addr).await {
+                            Ok(fresh) => connection = fresh,
+                            Err(_) => break,
                         }
                     }
                 }
@@ -154,42 +153,70 @@ async fn job_clients(
     Ok(total)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// The headers every create carries, built once.
-struct Headers {
-    host: HeaderValue,
-    auth: HeaderValue,
+/// `POST /v1/tasks` with the noop body, as bytes on the wire.
+fn create_request(addr: std::net::SocketAddr, token: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/tasks HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    )
+    .into_bytes()
 }
 
-/// A keep-alive HTTP/1.1 connection to the API.
-async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect to the API on {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
+/// A keep-alive HTTP/1.1 connection to the API, one request at a time.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    /// The answer being read; reused.
+    buffer: Vec<u8>,
 }
 
-/// One `POST /v1/tasks`, answered 202 and read to the end.
-async fn create(sender: &mut Sender, headers: &Headers) -> anyhow::Result<()> {
-    sender.ready().await?;
-    let request = http::Request::post("/v1/tasks")
-        .header(http::header::HOST, headers.host.clone())
-        .header(http::header::AUTHORIZATION, headers.auth.clone())
-        .header(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )
-        .body(Full::new(Bytes::from_static(BODY.as_bytes())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    response.into_body().collect().await?;
-    ensure!(status == http::StatusCode::ACCEPTED, "HTTP {status}");
-    Ok(())
+impl Connection {
+    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to the API on {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buffer: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Writes `request` and reads its answer to the end of its body; returns its status.
+    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<u16> {
+        self.stream.write_all(request).await?;
+        self.buffer.clear();
+        let (status, end) = loop {
+            self.fill().await?;
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = response.parse(&self.buffer)? {
+                let status = response.code.context("an answer without a status")?;
+                let length = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .context("an answer without Content-Length")?;
+                let length: usize = std::str::from_utf8(length.value)?.trim().parse()?;
+                break (status, head + length);
+            }
+        };
+        while self.buffer.len() < end {
+            self.fill().await?;
+        }
+        ensure!(
+            self.buffer.len() == end,
+            "the API sent more than one answer"
+        );
+        Ok(status)
+    }
+
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        if self.stream.read_buf(&mut self.buffer).await? == 0 {
+            bail!("the API closed the connection");
+        }
+        Ok(())
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -376,8 +403,9 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
         }
     }
     println!(
-        "  {} messages sent to the null SQS endpoint in all",
-        number(sqs.accepted() as f64)
+        "  {} messages sent to the null SQS endpoint in all, in {} SendMessageBatch requests",
+        number(sqs.accepted() as f64),
+        number(sqs.requests() as f64)
     );
     Ok(())
 }

@@ -15,8 +15,15 @@ use serde_json::{json, Value};
 
 pub struct NullSqs {
     pub url: String,
-    accepted: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// What the endpoint took: `SendMessageBatch` requests and the messages in them.
+#[derive(Default)]
+struct Counts {
+    requests: AtomicU64,
+    messages: AtomicU64,
 }
 
 impl NullSqs {
@@ -25,23 +32,28 @@ impl NullSqs {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let accepted = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         let app = axum::Router::new()
             .fallback(answer)
-            .with_state(accepted.clone());
+            .with_state(counts.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self {
             url,
-            accepted,
+            counts,
             server,
         })
     }
 
     /// Messages accepted so far.
     pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.counts.messages.load(Ordering::Relaxed)
+    }
+
+    /// `SendMessageBatch` requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Ordering::Relaxed)
     }
 }
 
@@ -60,11 +72,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-async fn answer(
-    State(accepted): State<Arc<AtomicU64>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer(State(counts): State<Arc<Counts>>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -87,7 +95,10 @@ async fn answer(
                 "MD5OfMessageBody": "00000000000000000000000000000000"})
         })
         .collect();
-    accepted.fetch_add(successful.len() as u64, Ordering::Relaxed);
+    counts.requests.fetch_add(1, Ordering::Relaxed);
+    counts
+        .messages
+        .fetch_add(successful.len() as u64, Ordering::Relaxed);
     json_response(
         StatusCode::OK,
         &json!({"Successful": successful, "Failed": []}),
