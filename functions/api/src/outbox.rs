@@ -18,10 +18,8 @@
 //! settled. One statement per create cost the next create's insert a quarter of a millisecond
 //! at one client (its commit waited behind the marker's WAL).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -239,52 +237,32 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 impl<S> Service<LambdaInvocation> for Settled<S>
 where
     S: Service<LambdaInvocation, Response = (), Error = BoxError>,
+    S::Future: Send + 'static,
 {
     type Response = ();
     type Error = BoxError;
-    type Future = SettledFuture<S::Future>;
+    type Future = BoxFuture<'static, Result<(), BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
     }
 
+    /// The posted response, then the settled outbox.
     fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        let posted = self.inner.call(invocation);
         let outbox = self.outbox.clone();
-        SettledFuture {
-            posted: Box::pin(self.inner.call(invocation)),
-            result: None,
-            // Not polled, so not started, before the response is posted.
-            settling: Box::pin(async move {
-                if tokio::time::timeout(SETTLE_LIMIT, outbox.settle())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "the outbox did not settle within 10 s; the relay will send what is left"
-                    );
-                }
-            }),
-        }
-    }
-}
-
-/// The posted response, then the settled outbox.
-pub struct SettledFuture<F> {
-    posted: Pin<Box<F>>,
-    result: Option<Result<(), BoxError>>,
-    settling: BoxFuture<'static, ()>,
-}
-
-impl<F: Future<Output = Result<(), BoxError>>> Future for SettledFuture<F> {
-    type Output = Result<(), BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if this.result.is_none() {
-            this.result = Some(ready!(this.posted.as_mut().poll(cx)));
-        }
-        ready!(this.settling.as_mut().poll(cx));
-        Poll::Ready(this.result.take().unwrap_or(Ok(())))
+        Box::pin(async move {
+            let result = posted.await;
+            if tokio::time::timeout(SETTLE_LIMIT, outbox.settle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the outbox did not settle within 10 s; the relay will send what is left"
+                );
+            }
+            result
+        })
     }
 }
 
@@ -348,6 +326,13 @@ mod tests {
         }
     }
 
+    /// An outbox over a [`GatedQueue`] (down: every send fails) and an in-memory repository.
+    fn gated(down: bool) -> (Arc<GatedQueue>, Arc<MemoryRepository>, Outbox) {
+        let (queue, repo) = (GatedQueue::new(down), Arc::new(MemoryRepository::default()));
+        let outbox = Outbox::new(queue.clone(), repo.clone());
+        (queue, repo, outbox)
+    }
+
     async fn created(repo: &MemoryRepository) -> Dispatch {
         let task = repo
             .create(&tms_testkit::tasks::noop("demo"))
@@ -376,11 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_waiting_for_a_round_in_flight_share_the_next_round() {
-        let (queue, repo) = (
-            GatedQueue::new(false),
-            Arc::new(MemoryRepository::default()),
-        );
-        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let (queue, repo, outbox) = gated(false);
         outbox.submit(vec![created(&repo).await]);
         queue.until_batches(1).await;
         for _ in 0..3 {
@@ -399,12 +380,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn messages_submitted_within_the_send_linger_share_one_round() {
-        let (queue, repo) = (
-            GatedQueue::new(false),
-            Arc::new(MemoryRepository::default()),
-        );
+        let (queue, repo, outbox) = gated(false);
         queue.permits.add_permits(3);
-        let outbox = Outbox::new(queue.clone(), repo.clone());
         outbox.submit(vec![created(&repo).await]);
         tokio::time::sleep(SEND_LINGER / 2).await;
         outbox.submit(vec![created(&repo).await]);
@@ -420,11 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn settling_waits_for_the_send_and_the_marker() {
-        let (queue, repo) = (
-            GatedQueue::new(false),
-            Arc::new(MemoryRepository::default()),
-        );
-        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let (queue, repo, outbox) = gated(false);
         outbox.submit(vec![created(&repo).await]);
         let settling = {
             let outbox = outbox.clone();
@@ -446,11 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn rounds_sent_within_the_linger_share_one_marker_statement() {
-        let (queue, repo) = (
-            GatedQueue::new(false),
-            Arc::new(MemoryRepository::default()),
-        );
-        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let (queue, repo, outbox) = gated(false);
         let (first, second) = (created(&repo).await, created(&repo).await);
         outbox.submit(vec![first.clone()]);
         queue.until_batches(1).await;
@@ -473,8 +442,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_round_is_left_to_the_relay() {
-        let (queue, repo) = (GatedQueue::new(true), Arc::new(MemoryRepository::default()));
-        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let (queue, repo, outbox) = gated(true);
         outbox.submit(vec![created(&repo).await]);
         queue.until_batches(1).await;
         outbox.submit(vec![created(&repo).await]);
@@ -487,11 +455,7 @@ mod tests {
 
     #[tokio::test]
     async fn under_lambda_the_outbox_settles_after_the_response_is_posted() {
-        let (queue, repo) = (
-            GatedQueue::new(false),
-            Arc::new(MemoryRepository::default()),
-        );
-        let outbox = Outbox::new(queue.clone(), repo.clone());
+        let (queue, repo, outbox) = gated(false);
         let posted = Arc::new(Mutex::new(false));
         let runtime_api = {
             let (outbox, repo, posted) = (outbox.clone(), repo.clone(), posted.clone());
