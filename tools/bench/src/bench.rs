@@ -104,7 +104,8 @@ impl Settings {
         format!(
             "- runs per measurement: {} (init: {} starts per binary)\n\
              - import sizes: {} and {} rows\n\
-             - API: {} s per run at {} concurrent clients\n\
+             - API: {} s per run at {} concurrent clients; a pair of runs during which the host \
+             took more than {} of the CPU is measured again, at most {} times\n\
              - worker: {} tasks per run in batches of {}, {} batches at a time\n\
              - PostgreSQL: the bench's own cluster, fsync and synchronous_commit on{}",
             self.runs,
@@ -113,6 +114,8 @@ impl Settings {
             self.import_rows[1],
             self.api_seconds,
             join(&self.api_clients),
+            crate::api::percent(crate::api::MAX_STEAL),
+            crate::api::STEAL_RETRIES,
             self.worker_tasks,
             join(&self.worker_batch_sizes),
             self.worker_concurrency,
@@ -369,6 +372,53 @@ impl Pgbench {
     }
 }
 
+/// The machine's CPU time so far, as `/proc/stat` counts it: all of it, and the part the
+/// hypervisor gave to other guests while this one had work ("steal"). On a shared virtual
+/// machine that part comes and goes by the minute, and a run that lost a sixth of the machine
+/// to it measures the neighbours, not TMS.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuClock {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuClock {
+    /// Now; all zero where `/proc/stat` cannot be read (no steal is then ever seen).
+    pub fn now() -> Self {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| Self::parse(&stat))
+            .unwrap_or_default()
+    }
+
+    /// The first line: `cpu  user nice system idle iowait irq softirq steal guest guest_nice`
+    /// (guest time is already counted in user time).
+    fn parse(stat: &str) -> Option<Self> {
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Self {
+            total: fields.iter().sum(),
+            steal: *fields.get(7).unwrap_or(&0),
+        })
+    }
+
+    /// The share of the machine's CPU time stolen since `earlier`, 0 to 1.
+    pub fn stolen_since(&self, earlier: &CpuClock) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.steal.saturating_sub(earlier.steal) as f64 / total as f64
+    }
+}
+
 async fn admin_client(stack: &Stack, dbname: &str) -> anyhow::Result<tokio_postgres::Client> {
     let db = DatabaseConfig {
         url: format!("postgres://postgres@127.0.0.1:{}/{dbname}", stack.pg_port),
@@ -473,6 +523,16 @@ pub async fn insert_pending_tasks(bench: &Bench, tenant: &str, count: i64) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_the_share_of_all_cpu_time_between_two_readings() {
+        let before = CpuClock::parse("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3\n").unwrap();
+        let after = CpuClock::parse("cpu  400 0 150 1200 0 0 0 250 7 0\n").unwrap();
+        // 1,000 jiffies passed, 200 of them stolen; guest time is not counted twice.
+        assert_eq!(after.stolen_since(&before), 0.2);
+        assert_eq!(after.stolen_since(&after), 0.0);
+        assert_eq!(CpuClock::parse("intr 1 2 3\n"), None);
+    }
 
     #[test]
     fn pgbench_output_gives_rate_and_latency() {
