@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::bench::{Bench, CpuClock, Pgbench};
+use crate::bench::{with_steal, Bench, Pgbench, Steal};
 use crate::null_sqs::NullSqs;
 use crate::report::{median, number, quantile, Line, Promise, Report};
 
@@ -274,14 +274,13 @@ impl Api {
     }
 }
 
-/// The figures of one client count: each run's rate, every run's requests together, and the
-/// host's steal (the most any counted run saw, and how many pairs were measured again for it).
+/// The figures of one client count: each run's rate, every run's requests together, and what
+/// the host took.
 #[derive(Default)]
 struct Series {
     rates: Vec<f64>,
     all: Load,
-    max_steal: f64,
-    repeated: usize,
+    steal: Steal,
 }
 
 /// Waits until every task of the last run has its marker set (they are written after the
@@ -306,18 +305,8 @@ async fn all_marked(bench: &Bench) -> anyhow::Result<i64> {
     }
 }
 
-/// The most of the machine's CPU time the hypervisor may take from a pair's runs (see
-/// [`CpuClock`]) before the pair is measured again.
-pub const MAX_STEAL: f64 = 0.05;
-/// How many times one pair is measured again for steal; the last attempt counts regardless.
-pub const STEAL_RETRIES: usize = 2;
-
-/// The runs of one client count, each API run followed by a pgbench run with as many clients:
-/// the disks' speed drifts over minutes here (pgbench's one-client insert from 556 to 1,936 tps
-/// in one hour), so each figure has its baseline from the same minute. A pair during which the
-/// host took more than [`MAX_STEAL`] of the CPU is measured again, at most [`STEAL_RETRIES`]
-/// times: one API run that lost 15% of the machine ran at 1,583 req/s, the next, with none
-/// lost, at 2,512.
+/// The runs of one client count, each API run followed by a pgbench run with as many clients,
+/// measured again while the host steals (see [`Steal`]).
 async fn paired_runs(
     bench: &Bench,
     api: &Api,
@@ -327,95 +316,69 @@ async fn paired_runs(
     let mut series = Series::default();
     let mut baseline = Vec::new();
     for run in 1..=runs {
-        for attempt in 0..=STEAL_RETRIES {
-            let pair = one_pair(bench, api, clients).await?;
-            let steal = pair.api_steal.max(pair.pgbench_steal);
-            let rate = pair.load.accepted as f64 / pair.load.seconds;
-            println!(
-                "  API, {clients} client(s), run {run}/{runs}: {} req/s ({} tasks, all sent and \
-                 marked); pgbench insert: {} tps; host steal {} and {}",
-                number(rate),
-                number(pair.created as f64),
-                number(pair.pgbench.tps),
-                percent(pair.api_steal),
-                percent(pair.pgbench_steal)
-            );
-            if steal > MAX_STEAL && attempt < STEAL_RETRIES {
-                println!(
-                    "  the host took more than {} of the CPU: run {run} measured again",
-                    percent(MAX_STEAL)
-                );
-                series.repeated += 1;
-                continue;
-            }
-            series.max_steal = series.max_steal.max(steal);
-            series.rates.push(rate);
-            series.all.absorb(pair.load);
-            baseline.push(pair.pgbench);
-            break;
-        }
+        let pair = series
+            .steal
+            .pair(
+                &format!("API, {clients} client(s), run {run}/{runs}"),
+                || one_pair(bench, api, clients),
+                |pair: &Pair| {
+                    format!(
+                        "{} req/s ({} tasks, all sent and marked); pgbench insert: {} tps",
+                        number(pair.rate()),
+                        number(pair.created as f64),
+                        number(pair.pgbench.tps)
+                    )
+                },
+            )
+            .await?;
+        series.rates.push(pair.rate());
+        series.all.absorb(pair.load);
+        baseline.push(pair.pgbench);
     }
     Ok((series, baseline))
 }
 
-/// A share (0 to 1) as a percentage with one decimal.
-pub fn percent(share: f64) -> String {
-    format!("{:.1}%", share * 100.0)
-}
-
-/// One API run and its pgbench run, with the host's steal during each.
+/// One API run and its pgbench run.
 struct Pair {
     load: Load,
     created: i64,
-    api_steal: f64,
     pgbench: Pgbench,
-    pgbench_steal: f64,
 }
 
-async fn one_pair(bench: &Bench, api: &Api, clients: usize) -> anyhow::Result<Pair> {
+impl Pair {
+    fn rate(&self) -> f64 {
+        self.load.accepted as f64 / self.load.seconds
+    }
+}
+
+/// One pair, with the larger steal of its two runs.
+async fn one_pair(bench: &Bench, api: &Api, clients: usize) -> anyhow::Result<(Pair, f64)> {
     let token = &bench.stack.tokens[0].1;
     let duration = Duration::from_secs(bench.settings.api_seconds);
     bench.reset_tables().await?;
     drive(api.addr, token, clients, WARM_UP).await?;
-    let clock = CpuClock::now();
-    let load = drive(api.addr, token, clients, duration).await?;
-    let api_steal = CpuClock::now().stolen_since(&clock);
+    let (load, api_steal) = with_steal(drive(api.addr, token, clients, duration)).await?;
     let created = all_marked(bench).await?;
 
     bench.reset_tables().await?;
-    let clock = CpuClock::now();
-    let pgbench = bench
-        .pgbench(
-            &format!("api-insert-{clients}"),
-            &insert_script(&bench.stack.tokens[0].0),
-            &[
-                format!("--client={clients}"),
-                format!("--jobs={}", clients.min(2)),
-                format!("--time={}", bench.settings.api_seconds),
-            ],
-        )
-        .await?;
-    let pgbench_steal = CpuClock::now().stolen_since(&clock);
-    Ok(Pair {
-        load,
-        created,
-        api_steal,
-        pgbench,
-        pgbench_steal,
-    })
-}
-
-/// What the host took: the most any counted run lost, and the pairs measured again.
-fn steal_note(series: &Series) -> String {
-    let mut note = format!("host steal at most {}", percent(series.max_steal));
-    if series.repeated > 0 {
-        note.push_str(&format!(
-            " ({} pair(s) measured again for more than {})",
-            series.repeated,
-            percent(MAX_STEAL)
-        ));
-    }
-    note
+    let (pgbench, pgbench_steal) = with_steal(bench.pgbench(
+        &format!("api-insert-{clients}"),
+        &insert_script(&bench.stack.tokens[0].0),
+        &[
+            format!("--client={clients}"),
+            format!("--jobs={}", clients.min(2)),
+            format!("--time={}", bench.settings.api_seconds),
+        ],
+    ))
+    .await?;
+    Ok((
+        Pair {
+            load,
+            created,
+            pgbench,
+        },
+        api_steal.max(pgbench_steal),
+    ))
 }
 
 pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
@@ -445,7 +408,7 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
         )
         .baseline("pgbench insert", median(&tps))
         .promise(Promise::RatioAtLeast(0.70))
-        .note(steal_note(&series));
+        .note(series.steal.note());
         if series.all.failed > 0 {
             line = line.note(format!(
                 "{} requests failed (first: {})",

@@ -104,21 +104,22 @@ impl Settings {
         format!(
             "- runs per measurement: {} (init: {} starts per binary)\n\
              - import sizes: {} and {} rows\n\
-             - API: {} s per run at {} concurrent clients; a pair of runs during which the host \
-             took more than {} of the CPU is measured again, at most {} times\n\
+             - API: {} s per run at {} concurrent clients\n\
              - worker: {} tasks per run in batches of {}, {} batches at a time\n\
-             - PostgreSQL: the bench's own cluster, fsync and synchronous_commit on{}",
+             - PostgreSQL: the bench's own cluster, fsync and synchronous_commit on\n\
+             - a run and its baseline during which the host took more than {} of the CPU \
+             (steal) are measured again, at most {} times{}",
             self.runs,
             self.init_runs,
             self.import_rows[0],
             self.import_rows[1],
             self.api_seconds,
             join(&self.api_clients),
-            crate::api::percent(crate::api::MAX_STEAL),
-            crate::api::STEAL_RETRIES,
             self.worker_tasks,
             join(&self.worker_batch_sizes),
             self.worker_concurrency,
+            percent(MAX_STEAL),
+            STEAL_RETRIES,
             if self.quick {
                 "\n- BENCH_QUICK=1: smoke-run sizes"
             } else {
@@ -419,6 +420,88 @@ impl CpuClock {
     }
 }
 
+/// The most of the machine's CPU time the host may take from a run and its baseline (see
+/// [`CpuClock`]) before the pair is measured again.
+pub const MAX_STEAL: f64 = 0.05;
+/// How many times one pair is measured again for steal; the last attempt counts regardless.
+pub const STEAL_RETRIES: usize = 2;
+
+/// A share (0 to 1) as a percentage with one decimal.
+pub fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+/// `work`'s result and the share of the machine's CPU the host stole while it ran.
+pub async fn with_steal<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, f64)> {
+    let clock = CpuClock::now();
+    let value = work.await?;
+    Ok((value, CpuClock::now().stolen_since(&clock)))
+}
+
+/// What the host took from one measurement's counted pairs (a run and its baseline), and how
+/// many pairs were measured again because it took more than [`MAX_STEAL`] from either side:
+/// one API run that lost 15% of the machine ran at 1,583 req/s, the next, with none lost, at
+/// 2,512; the disks and pgbench's rates drift by the minute as well, which is why each run has
+/// its baseline from the same minute.
+#[derive(Debug, Default)]
+pub struct Steal {
+    most: f64,
+    repeated: usize,
+}
+
+impl Steal {
+    /// Measures one pair: `pair` returns its result and the larger steal of its two sides;
+    /// `describe` gives the figures for the progress line, which `label` starts.
+    ///
+    /// # Errors
+    /// The first error of an attempt.
+    pub async fn pair<T, F, Fut>(
+        &mut self,
+        label: &str,
+        mut pair: F,
+        describe: impl Fn(&T) -> String,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<(T, f64)>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let (value, steal) = pair().await?;
+            println!(
+                "  {label}: {}; host steal {}",
+                describe(&value),
+                percent(steal)
+            );
+            if steal <= MAX_STEAL || attempt == STEAL_RETRIES {
+                self.most = self.most.max(steal);
+                return Ok(value);
+            }
+            attempt += 1;
+            self.repeated += 1;
+            println!(
+                "  the host took more than {} of the CPU: measured again",
+                percent(MAX_STEAL)
+            );
+        }
+    }
+
+    /// For the report: the most any counted pair lost, and the pairs measured again.
+    pub fn note(&self) -> String {
+        let mut note = format!("host steal at most {}", percent(self.most));
+        if self.repeated > 0 {
+            note.push_str(&format!(
+                " ({} pair(s) measured again for more than {})",
+                self.repeated,
+                percent(MAX_STEAL)
+            ));
+        }
+        note
+    }
+}
+
 async fn admin_client(stack: &Stack, dbname: &str) -> anyhow::Result<tokio_postgres::Client> {
     let db = DatabaseConfig {
         url: format!("postgres://postgres@127.0.0.1:{}/{dbname}", stack.pg_port),
@@ -532,6 +615,48 @@ mod tests {
         assert_eq!(after.stolen_since(&before), 0.2);
         assert_eq!(after.stolen_since(&after), 0.0);
         assert_eq!(CpuClock::parse("intr 1 2 3\n"), None);
+    }
+
+    /// Attempt `n` of a pair returns `n` and the `n`th steal of `steals`.
+    async fn pairs_with(steals: &[f64]) -> (Vec<usize>, usize, Steal) {
+        let mut steal = Steal::default();
+        let mut attempts = Vec::new();
+        let kept = steal
+            .pair(
+                "run",
+                || {
+                    attempts.push(attempts.len());
+                    let n = attempts.len() - 1;
+                    let stolen = steals[n];
+                    async move { Ok((n, stolen)) }
+                },
+                |n| format!("attempt {n}"),
+            )
+            .await
+            .unwrap();
+        (attempts, kept, steal)
+    }
+
+    #[tokio::test]
+    async fn a_pair_the_host_stole_from_is_measured_again_at_most_twice() {
+        let (attempts, kept, steal) = pairs_with(&[0.01]).await;
+        assert_eq!((attempts.len(), kept), (1, 0));
+        assert_eq!(steal.note(), "host steal at most 1.0%");
+
+        let (attempts, kept, steal) = pairs_with(&[0.20, 0.03]).await;
+        assert_eq!((attempts.len(), kept), (2, 1));
+        assert_eq!(
+            steal.note(),
+            "host steal at most 3.0% (1 pair(s) measured again for more than 5.0%)"
+        );
+
+        // The third attempt counts whatever the host took.
+        let (attempts, kept, steal) = pairs_with(&[0.20, 0.10, 0.08, 0.0]).await;
+        assert_eq!((attempts.len(), kept), (3, 2));
+        assert_eq!(
+            steal.note(),
+            "host steal at most 8.0% (2 pair(s) measured again for more than 5.0%)"
+        );
     }
 
     #[test]

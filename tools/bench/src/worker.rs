@@ -16,7 +16,7 @@ use tms::telemetry::metrics::MetricSink;
 use tms::{CorrelationId, TaskId, Tenant, WorkMessage, CORRELATION_ATTRIBUTE};
 use tms_testkit::fakes::MemoryQueue;
 
-use crate::bench::{insert_pending_tasks, task_id, Bench, SQL_TASK_ID};
+use crate::bench::{insert_pending_tasks, task_id, with_steal, Bench, Steal, SQL_TASK_ID};
 use crate::report::{median, number, Line, Promise, Report};
 
 const TENANT: &str = "bench";
@@ -181,8 +181,15 @@ async fn statements(bench: &Bench) -> anyhow::Result<i64> {
     )
 }
 
-/// One run through the handler: `(tasks/s, statements per batch)`.
-async fn handler_run(bench: &Bench, size: i64, tenant: &Tenant) -> anyhow::Result<(f64, f64)> {
+/// One run through the handler and the host's steal during it (see [`Steal`]).
+struct HandlerRun {
+    tasks_per_second: f64,
+    statements_per_batch: f64,
+    steal: f64,
+}
+
+/// One run through the handler.
+async fn handler_run(bench: &Bench, size: i64, tenant: &Tenant) -> anyhow::Result<HandlerRun> {
     let concurrency = bench.settings.worker_concurrency;
     let batches = (bench.settings.worker_tasks as i64 / size).max(concurrency as i64);
     let tasks = batches * size;
@@ -205,7 +212,7 @@ async fn handler_run(bench: &Bench, size: i64, tenant: &Tenant) -> anyhow::Resul
     run_batches(&deps, warm, concurrency).await?;
     let events: Vec<SqsEvent> = (0..batches).map(|b| batch_event(b, size, tenant)).collect();
     let before = statements(bench).await?;
-    let (seconds, failures) = run_batches(&deps, events, concurrency).await?;
+    let ((seconds, failures), steal) = with_steal(run_batches(&deps, events, concurrency)).await?;
     let sent = statements(bench).await? - before;
     drop(deps);
     let succeeded = bench.count_tasks("succeeded").await?;
@@ -214,36 +221,39 @@ async fn handler_run(bench: &Bench, size: i64, tenant: &Tenant) -> anyhow::Resul
         "the handler left {failures} failures and {succeeded} of {} tasks succeeded",
         tasks + warm_up * size
     );
-    Ok((tasks as f64 / seconds, sent as f64 / batches as f64))
+    Ok(HandlerRun {
+        tasks_per_second: tasks as f64 / seconds,
+        statements_per_batch: sent as f64 / batches as f64,
+        steal,
+    })
 }
 
-/// One pgbench run of the same batches: tasks/s.
-async fn pgbench_run(bench: &Bench, size: i64) -> anyhow::Result<f64> {
+/// One pgbench run of the same batches: tasks/s, and the host's steal during it.
+async fn pgbench_run(bench: &Bench, size: i64) -> anyhow::Result<(f64, f64)> {
     let concurrency = bench.settings.worker_concurrency;
     let batches = (bench.settings.worker_tasks as i64 / size).max(concurrency as i64);
     let per_client = batches / concurrency as i64;
     let tasks = per_client * concurrency as i64 * size;
     bench.reset_tables().await?;
     insert_pending_tasks(bench, TENANT, tasks).await?;
-    let run = bench
-        .pgbench(
-            &format!("worker-batch-{size}"),
-            &batch_script(size as usize),
-            &[
-                format!("--client={concurrency}"),
-                format!("--jobs={}", concurrency.min(2)),
-                format!("--transactions={per_client}"),
-                "--define=i=0".into(),
-                format!("--define=per_client={per_client}"),
-            ],
-        )
-        .await?;
+    let (run, steal) = with_steal(bench.pgbench(
+        &format!("worker-batch-{size}"),
+        &batch_script(size as usize),
+        &[
+            format!("--client={concurrency}"),
+            format!("--jobs={}", concurrency.min(2)),
+            format!("--transactions={per_client}"),
+            "--define=i=0".into(),
+            format!("--define=per_client={per_client}"),
+        ],
+    ))
+    .await?;
     let succeeded = bench.count_tasks("succeeded").await?;
     ensure!(
         succeeded == tasks,
         "pgbench's batches left {succeeded} of {tasks} tasks succeeded: its script did not name every batch"
     );
-    Ok(run.tps * size as f64)
+    Ok((run.tps * size as f64, steal))
 }
 
 pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
@@ -257,17 +267,29 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
     for &size in &bench.settings.worker_batch_sizes {
         let size = size as i64;
         let (mut rates, mut per_batch, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+        let mut steal = Steal::default();
         for run in 1..=runs {
-            let (rate, statements) = handler_run(bench, size, &tenant).await?;
-            let pgbench = pgbench_run(bench, size).await?;
-            println!(
-                "  batches of {size}, run {run}/{runs}: handler {} tasks/s ({} statements per batch), pgbench {} tasks/s",
-                number(rate),
-                number(statements),
-                number(pgbench)
-            );
-            rates.push(rate);
-            per_batch.push(statements);
+            let (handler, pgbench) = steal
+                .pair(
+                    &format!("batches of {size}, run {run}/{runs}"),
+                    || async {
+                        let handler = handler_run(bench, size, &tenant).await?;
+                        let (pgbench, pgbench_steal) = pgbench_run(bench, size).await?;
+                        let steal = handler.steal.max(pgbench_steal);
+                        Ok(((handler, pgbench), steal))
+                    },
+                    |(handler, pgbench)| {
+                        format!(
+                            "handler {} tasks/s ({} statements per batch), pgbench {} tasks/s",
+                            number(handler.tasks_per_second),
+                            number(handler.statements_per_batch),
+                            number(*pgbench)
+                        )
+                    },
+                )
+                .await?;
+            rates.push(handler.tasks_per_second);
+            per_batch.push(handler.statements_per_batch);
             baseline.push(pgbench);
         }
         report.push(
@@ -281,7 +303,8 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
             .note(format!(
                 "{} batches at a time",
                 bench.settings.worker_concurrency
-            )),
+            ))
+            .note(steal.note()),
         );
         report.push(
             Line::runs(
