@@ -5,11 +5,20 @@ use std::time::Duration;
 
 use serde_json::json;
 use tms::ports::{CommandOutcome, ListQuery, Outcome, TaskRepository, WorkStore};
-use tms::{CorrelationId, Status, TaskError, TaskId, TaskKind};
+use tms::{CorrelationId, NewTask, Status, TaskError, TaskId, TaskKind};
 use tms_testkit::tasks::{new_task, noop, tenant};
 use tms_testkit::{statement_blocks, TestDb};
 
 const LEASE: Duration = Duration::from_secs(60);
+
+/// `count` noop tasks of tenant `demo`, created one by one.
+async fn created_noops(store: &impl TaskRepository, count: usize) -> Vec<NewTask> {
+    let tasks: Vec<_> = (0..count).map(|_| noop("demo")).collect();
+    for task in &tasks {
+        store.create(task).await.unwrap();
+    }
+    tasks
+}
 
 #[tokio::test]
 async fn create_inserts_the_task_and_its_first_event() {
@@ -284,10 +293,7 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
 async fn record_writes_every_outcome_and_its_event_in_one_statement() {
     let db = TestDb::new().await;
     let store = db.store();
-    let tasks: Vec<_> = (0..3).map(|_| noop("demo")).collect();
-    for t in &tasks {
-        store.create(t).await.unwrap();
-    }
+    let tasks = created_noops(&store, 3).await;
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
     let claimed = store.claim(&ids, LEASE).await.unwrap();
     let version = |id: TaskId| {
@@ -628,10 +634,7 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
     db.track_statements().await;
     let pool = db.app_settings().with_pool_size(1).pool().expect("pool");
     let store = tms::adapters::postgres::PostgresStore::new(pool.clone());
-    let tasks = [noop("demo"), noop("demo"), noop("demo")];
-    for task in &tasks {
-        store.create(task).await.unwrap();
-    }
+    let tasks = created_noops(&store, 3).await;
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
     // Durable for this session whatever the cluster's default (the tests' cluster runs with
     // `synchronous_commit = off`).
@@ -673,10 +676,7 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
 async fn marking_a_page_of_new_tasks_keeps_every_row_on_its_page() {
     let db = TestDb::new().await;
     let store = db.store();
-    let tasks: Vec<_> = (0..300).map(|_| noop("demo")).collect();
-    for task in &tasks {
-        store.create(task).await.unwrap();
-    }
+    let tasks = created_noops(&store, 300).await;
     let admin = db.admin().await;
     let pages = || async {
         admin
