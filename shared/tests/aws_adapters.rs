@@ -25,7 +25,7 @@ fn dispatch(delay: Duration) -> Dispatch {
 async fn sends_work_pointers_in_batches_with_the_correlation_attribute() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, None).await;
-    let queue = SqsWorkQueue::new(q.client.clone(), &q.url);
+    let queue = SqsWorkQueue::new(q.sqs.clone(), &q.url);
     let dispatches: Vec<_> = (0..25).map(|_| dispatch(Duration::ZERO)).collect();
     let mut sent = queue.send(&dispatches).await.unwrap();
     sent.sort();
@@ -54,7 +54,7 @@ async fn sends_work_pointers_in_batches_with_the_correlation_attribute() {
 async fn a_delayed_message_stays_invisible_until_due() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, None).await;
-    let queue = SqsWorkQueue::new(q.client.clone(), &q.url);
+    let queue = SqsWorkQueue::new(q.sqs.clone(), &q.url);
     queue
         .send(&[dispatch(Duration::from_secs(3))])
         .await
@@ -79,7 +79,7 @@ async fn dead_letter_carries_the_reason() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, Some(5)).await;
     let dlq = q.dlq_url.clone().unwrap();
-    let queue = SqsWorkQueue::new(q.client.clone(), &q.url).with_dead_letter_queue(&dlq);
+    let queue = SqsWorkQueue::new(q.sqs.clone(), &q.url).with_dead_letter_queue(&dlq);
     queue
         .dead_letter("not json", "malformed: expected value")
         .await
@@ -92,7 +92,7 @@ async fn dead_letter_carries_the_reason() {
         .get(REASON_ATTRIBUTE)
         .unwrap();
     assert_eq!(reason.string_value(), Some("malformed: expected value"));
-    let without = SqsWorkQueue::new(q.client.clone(), &q.url);
+    let without = SqsWorkQueue::new(q.sqs.clone(), &q.url);
     assert!(without.dead_letter("x", "y").await.is_err());
 }
 
@@ -101,7 +101,7 @@ async fn an_unreachable_queue_is_an_error_not_a_silent_success() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, None).await;
     let missing = format!("{}-missing", q.url);
-    let queue = SqsWorkQueue::new(q.client.clone(), missing);
+    let queue = SqsWorkQueue::new(q.sqs.clone(), missing);
     assert!(queue.send(&[dispatch(Duration::ZERO)]).await.is_err());
 }
 

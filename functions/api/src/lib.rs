@@ -149,7 +149,7 @@ pub async fn build_state(
         imports: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
         queue: Arc::new(SqsWorkQueue::new(
-            aws_sdk_sqs::Client::new(aws),
+            tms::adapters::sqs::SqsClient::new(aws),
             &config.work_queue_url,
         )),
         metrics: Arc::new(tms::telemetry::metrics::StdoutSink),

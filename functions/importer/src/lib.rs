@@ -67,7 +67,7 @@ impl Deps {
             tasks: store,
             objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
             queue: Arc::new(SqsWorkQueue::new(
-                aws_sdk_sqs::Client::new(aws),
+                tms::adapters::sqs::SqsClient::new(aws),
                 &config.work_queue_url,
             )),
             metrics: Arc::new(StdoutSink),

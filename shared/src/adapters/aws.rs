@@ -3,7 +3,7 @@
 
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_http_client::{Builder, Connector, ConnectorBuilder};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
@@ -25,17 +25,23 @@ pub async fn load_config() -> aws_config::SdkConfig {
 /// file of the certificate directory took a third of a function's init (about 3 ms of 8), for
 /// clients that often make their first request much later, or never.
 pub fn lazy_https_client() -> SharedHttpClient {
-    let inner = Builder::new().build_with_connector_fn(|settings, components| {
-        let mut builder =
-            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
-        builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
-        builder.set_proxy_config(Some(ProxyConfig::from_env()));
-        builder.build()
-    });
+    let inner = Builder::new().build_with_connector_fn(https_connector);
     LazyHttpsClient { inner }.into_shared()
+}
+
+/// A connector of the SDK's default HTTPS client: hyper 1, rustls on aws-lc, proxy settings from
+/// the environment. Building one loads the system's root certificates.
+pub(crate) fn https_connector(
+    settings: Option<&HttpConnectorSettings>,
+    components: Option<&RuntimeComponents>,
+) -> Connector {
+    let mut builder = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+    builder.set_connector_settings(settings.cloned());
+    if let Some(components) = components {
+        builder.set_sleep_impl(components.sleep_impl());
+    }
+    builder.set_proxy_config(Some(ProxyConfig::from_env()));
+    builder.build()
 }
 
 #[derive(Debug)]

@@ -92,7 +92,10 @@ pub async fn put_secret(name: &str, value: &str) -> String {
 pub struct TestQueue {
     pub url: String,
     pub dlq_url: Option<String>,
+    /// The SDK's client, for what the tests set up and read back.
     pub client: aws_sdk_sqs::Client,
+    /// The functions' client, for the adapter under test.
+    pub sqs: tms::adapters::sqs::SqsClient,
 }
 
 impl TestQueue {
@@ -140,6 +143,7 @@ impl TestQueue {
             url,
             dlq_url,
             client,
+            sqs: tms::adapters::sqs::SqsClient::new(config),
         }
     }
 

@@ -1,13 +1,19 @@
-//! [`SqsWorkQueue`]: work messages on SQS, sent in batches of ten, several batches in flight.
+//! [`SqsWorkQueue`]: work messages on SQS, sent in batches of ten, several batches in flight,
+//! through [`SqsClient`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{TaskId, CORRELATION_ATTRIBUTE};
 use crate::ports::{Dispatch, QueueError, WorkQueue, MAX_MESSAGE_DELAY};
+
+mod client;
+
+pub use client::{SqsClient, SqsError};
 
 /// SQS accepts at most ten messages per batch.
 pub const BATCH_SIZE: usize = 10;
@@ -27,15 +33,86 @@ fn delay_seconds(delay: Duration) -> i32 {
     whole.min(MAX_MESSAGE_DELAY.as_secs()) as i32
 }
 
+/// A `String` message attribute, as SQS's JSON protocol writes one.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StringAttribute<'a> {
+    data_type: &'static str,
+    string_value: &'a str,
+}
+
+fn attribute<'a>(name: &'a str, value: &'a str) -> BTreeMap<&'a str, StringAttribute<'a>> {
+    BTreeMap::from([(
+        name,
+        StringAttribute {
+            data_type: "String",
+            string_value: value,
+        },
+    )])
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendMessageBatch<'a> {
+    queue_url: &'a str,
+    entries: Vec<BatchEntry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchEntry<'a> {
+    id: String,
+    message_body: String,
+    delay_seconds: i32,
+    message_attributes: BTreeMap<&'a str, StringAttribute<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendMessageBatchResult {
+    #[serde(default)]
+    successful: Vec<BatchSent>,
+    #[serde(default)]
+    failed: Vec<BatchFailed>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchSent {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchFailed {
+    id: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendMessage<'a> {
+    queue_url: &'a str,
+    message_body: &'a str,
+    message_attributes: BTreeMap<&'a str, StringAttribute<'a>>,
+}
+
+fn unavailable(e: SqsError) -> QueueError {
+    QueueError::Unavailable(e.into())
+}
+
 #[derive(Clone)]
 pub struct SqsWorkQueue {
-    client: aws_sdk_sqs::Client,
+    client: SqsClient,
     queue_url: String,
     dead_letter_url: Option<String>,
 }
 
 impl SqsWorkQueue {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+    pub fn new(client: SqsClient, queue_url: impl Into<String>) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
@@ -48,58 +125,41 @@ impl SqsWorkQueue {
         self
     }
 
-    fn string_attribute(value: &str) -> MessageAttributeValue {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(value)
-            .build()
-            .expect("data type is set")
-    }
-
     async fn send_batch(&self, batch: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
         let entries = batch
             .iter()
             .enumerate()
-            .map(|(i, d)| {
-                let body = serde_json::to_string(&d.message).expect("a work message serialises");
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(body)
-                    .delay_seconds(delay_seconds(d.delay))
-                    .message_attributes(
-                        CORRELATION_ATTRIBUTE,
-                        Self::string_attribute(d.message.correlation_id.as_str()),
-                    )
-                    .build()
-                    .expect("id and body are set")
+            .map(|(i, d)| BatchEntry {
+                id: i.to_string(),
+                message_body: serde_json::to_string(&d.message).expect("a work message serialises"),
+                delay_seconds: delay_seconds(d.delay),
+                message_attributes: attribute(
+                    CORRELATION_ATTRIBUTE,
+                    d.message.correlation_id.as_str(),
+                ),
             })
             .collect();
-        let out = self
+        let request = SendMessageBatch {
+            queue_url: &self.queue_url,
+            entries,
+        };
+        let out: SendMessageBatchResult = self
             .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
+            .call(&self.queue_url, "SendMessageBatch", &request)
             .await
-            .map_err(|e| {
-                QueueError::Unavailable(
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                        .to_string()
-                        .into(),
-                )
-            })?;
-        for failed in out.failed() {
+            .map_err(unavailable)?;
+        for failed in &out.failed {
             tracing::warn!(
-                entry = failed.id(),
-                code = failed.code(),
-                message = failed.message(),
+                entry = failed.id,
+                code = failed.code,
+                message = failed.message,
                 "work message not accepted; the relay will send it"
             );
         }
         Ok(out
-            .successful()
+            .successful
             .iter()
-            .filter_map(|ok| ok.id().parse::<usize>().ok())
+            .filter_map(|ok| ok.id.parse::<usize>().ok())
             .filter_map(|i| batch.get(i).map(|d| d.message.task_id))
             .collect())
     }
@@ -139,20 +199,16 @@ impl WorkQueue for SqsWorkQueue {
             .dead_letter_url
             .as_deref()
             .ok_or_else(|| QueueError::Unavailable("no dead-letter queue is configured".into()))?;
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .message_attributes(REASON_ATTRIBUTE, Self::string_attribute(reason))
-            .send()
+        let request = SendMessage {
+            queue_url: url,
+            message_body: body,
+            message_attributes: attribute(REASON_ATTRIBUTE, reason),
+        };
+        let _: serde::de::IgnoredAny = self
+            .client
+            .call(url, "SendMessage", &request)
             .await
-            .map_err(|e| {
-                QueueError::Unavailable(
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                        .to_string()
-                        .into(),
-                )
-            })?;
+            .map_err(unavailable)?;
         Ok(())
     }
 }
