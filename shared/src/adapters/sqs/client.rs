@@ -8,7 +8,9 @@
 //! and what the SDK's client gave that matters is kept:
 //! - the endpoint: `AWS_ENDPOINT_URL_SQS` (or `endpoint_url` in the profile's `services`
 //!   section), else `AWS_ENDPOINT_URL`, else the queue URL's origin, which is SQS's endpoint in
-//!   the queue's region;
+//!   the queue's region. FIPS and dual-stack endpoints (`AWS_USE_FIPS_ENDPOINT`,
+//!   `AWS_USE_DUALSTACK_ENDPOINT`) are not derived: with either set and no endpoint configured, a
+//!   call fails and says to set `AWS_ENDPOINT_URL_SQS`, rather than using the plain endpoint;
 //! - credentials from the SDK's provider chain, cached until five minutes before they expire
 //!   (fifteen minutes when they carry no expiry), loaded by one caller at a time; while a reload
 //!   fails, credentials that have not expired yet are still used;
@@ -97,6 +99,8 @@ pub struct SqsClient {
 
 struct Inner {
     endpoint: Option<String>,
+    /// `AWS_USE_FIPS_ENDPOINT` or `AWS_USE_DUALSTACK_ENDPOINT` is set.
+    variant_endpoint: bool,
     region: Option<String>,
     provider: Option<SharedCredentialsProvider>,
     credentials: tokio::sync::Mutex<Option<Cached>>,
@@ -126,6 +130,8 @@ impl SqsClient {
         Self {
             inner: Arc::new(Inner {
                 endpoint,
+                variant_endpoint: config.use_fips() == Some(true)
+                    || config.use_dual_stack() == Some(true),
                 region: config.region().map(|r| r.as_ref().to_owned()),
                 provider: config.credentials_provider(),
                 credentials: tokio::sync::Mutex::new(None),
@@ -145,6 +151,13 @@ impl SqsClient {
         operation: &str,
         input: &I,
     ) -> Result<O, SqsError> {
+        if self.inner.variant_endpoint && self.inner.endpoint.is_none() {
+            return Err(SqsError::Config(
+                "FIPS or dual-stack endpoints are asked for: set AWS_ENDPOINT_URL_SQS to the SQS \
+                 endpoint to use"
+                    .into(),
+            ));
+        }
         let uri = endpoint(self.inner.endpoint.as_deref(), queue_url)?;
         let body = Bytes::from(serde_json::to_vec(input).expect("an SQS request serialises"));
         let mut attempt = 1;

@@ -406,6 +406,45 @@ async fn without_credentials_or_a_region_nothing_is_sent() {
     assert_eq!(sqs.requests(), 0);
 }
 
+#[tokio::test]
+async fn fips_or_dual_stack_without_an_endpoint_is_refused_not_ignored() {
+    let sqs = FakeSqs::start(vec![(200, json!({}))]).await;
+    let queue = format!("{}/123456789012/work", sqs.url);
+    for (sent, (fips, dual_stack)) in [(true, false), (false, true)].into_iter().enumerate() {
+        let config = |endpoint: Option<&str>| {
+            let mut config = SdkConfig::builder()
+                .region(Region::new(REGION))
+                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                    "AKIDEXAMPLE",
+                    SECRET,
+                    None,
+                    None,
+                    "test",
+                )))
+                .use_fips(fips)
+                .use_dual_stack(dual_stack);
+            if let Some(url) = endpoint {
+                config = config.endpoint_url(url);
+            }
+            SqsClient::new(&config.build())
+        };
+        let error = config(None)
+            .call::<_, Value>(&queue, "SendMessage", &json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("AWS_ENDPOINT_URL_SQS"),
+            "{error}"
+        );
+        assert_eq!(sqs.requests(), sent, "the refused call sent nothing");
+        let _: Value = config(Some(&sqs.url))
+            .call(&queue, "SendMessage", &json!({}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sqs.requests(), 2);
+}
+
 #[test]
 fn credentials_are_refreshed_five_minutes_before_they_expire() {
     let (now, clock) = (SystemTime::now(), Instant::now());
