@@ -33,15 +33,19 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::service_config::ServiceConfigKey;
 use aws_types::SdkConfig;
 use bytes::Bytes;
-use rand::RngExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::Backoff;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// Attempts per call, the first included.
 const ATTEMPTS: u32 = 3;
-/// The ceiling of the first backoff; it doubles per attempt (full jitter).
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The wait between attempts: full jitter under 100 ms, then 200 ms.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(1),
+};
 /// How long one attempt may take, connection and answer included.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SDK's default connect timeout.
@@ -181,7 +185,8 @@ impl SqsClient {
                 }
                 Err(e) if e.retryable() && attempt < ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, operation, "SQS call failed; retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    let wait = BACKOFF.delay(attempt, &mut rand::rng());
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -334,12 +339,6 @@ fn refresh_at(expiry: Option<SystemTime>, now: SystemTime, clock: Instant) -> In
         None => UNEXPIRING_TTL,
     };
     clock + keep
-}
-
-/// The wait before attempt `attempt + 1`: uniform up to `FIRST_BACKOFF × 2^(attempt−1)`.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = FIRST_BACKOFF * 2u32.pow(attempt.saturating_sub(1).min(10));
-    ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
 }
 
 /// The error an SQS answer describes: `{"__type":"com.amazonaws.sqs#Code","message":"..."}`.
