@@ -229,9 +229,48 @@ impl DatabaseConfig {
     }
 }
 
+/// The rules every submission is validated against, the same in the API, the importer and
+/// the worker: `TMS_WEBHOOK_ALLOW` (which non-public webhook targets are allowed),
+/// and `TMS_WEBHOOK_DENY_PORTS` (ports of non-public addresses no webhook may target).
+///
+/// # Errors
+/// The first invalid variable.
+pub fn submission_rules(env: &Env) -> Result<crate::SubmissionRules, ConfigError> {
+    use crate::domain::webhook::{PortList, WebhookPolicy};
+    let policy: WebhookPolicy = env.or("TMS_WEBHOOK_ALLOW", WebhookPolicy::default())?;
+    let denied: PortList = env.or("TMS_WEBHOOK_DENY_PORTS", PortList::default())?;
+    Ok(crate::SubmissionRules {
+        webhook: policy.with_denied_ports(denied),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submission_rules_come_from_two_variables() {
+        let rules = submission_rules(&Env::from_pairs([
+            ("TMS_WEBHOOK_ALLOW", "http,loopback"),
+            ("TMS_WEBHOOK_DENY_PORTS", "4566,3000"),
+        ]))
+        .unwrap();
+        assert!(rules.webhook.allow_loopback);
+        assert_eq!(rules.webhook.denied_ports.as_slice(), [4566, 3000]);
+        assert_eq!(
+            submission_rules(&Env::from_pairs([])).unwrap(),
+            crate::SubmissionRules::default()
+        );
+        for (name, value) in [
+            ("TMS_WEBHOOK_ALLOW", "everything"),
+            ("TMS_WEBHOOK_DENY_PORTS", "http"),
+        ] {
+            match submission_rules(&Env::from_pairs([(name, value)])).unwrap_err() {
+                ConfigError::Invalid { name: got, .. } => assert_eq!(got, name),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn missing_and_invalid_variables_are_named() {

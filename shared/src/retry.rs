@@ -31,6 +31,7 @@ pub fn failure_outcome(
         error: Some(error),
         retry_in,
         enqueue: retry_in.is_some_and(|d| d <= MAX_MESSAGE_DELAY),
+        released: false,
     })
 }
 

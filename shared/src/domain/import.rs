@@ -6,7 +6,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use sha2::{Digest, Sha256};
+
 use super::ids::{CorrelationId, ImportId, Tenant};
+use super::submission::is_idempotency_key;
 
 pub const IMPORTS_PREFIX: &str = "imports/";
 pub const REPORTS_PREFIX: &str = "reports/";
@@ -108,8 +111,62 @@ impl ImportKey {
 
 /// The default idempotency key of an import row: `{bucket}/{key}#{version or etag}:{line}`,
 /// so a redelivered notification creates nothing twice and a new version is a new import.
+/// It follows the one idempotency-key rule: bytes of the key and version outside visible ASCII
+/// (and `%`) are percent-encoded, and a key that would still be longer than the rule allows is
+/// `sha256:{hex of bucket/key#version}:{line}` instead (as stable, only less readable).
 pub fn import_row_key(bucket: &str, key: &str, version: &str, line: u64) -> String {
-    format!("{bucket}/{key}#{version}:{line}")
+    let natural = format!("{bucket}/{}#{}:{line}", encode(key), encode(version));
+    if is_idempotency_key(&natural) {
+        return natural;
+    }
+    let digest = Sha256::digest(format!("{bucket}/{key}#{version}").as_bytes());
+    format!("sha256:{}:{line}", hex::encode(digest))
+}
+
+fn encode(raw: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The bounds of one import. Each is configurable (the variable in brackets); a file over one
+/// ends `failed` with a reason naming it, and creates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Bytes of one CSV record or JSON line (`TMS_IMPORT_MAX_RECORD_BYTES`, 1 MiB). A longer
+    /// JSON line is rejected as a row; a longer CSV record fails the file (an unterminated quote
+    /// makes the rest of a CSV one record, and no later row can be told apart).
+    pub max_record_bytes: usize,
+    /// Bytes read after decompression (`TMS_IMPORT_MAX_BYTES`, 1 GiB): a small gzip cannot
+    /// expand without bound.
+    pub max_bytes: u64,
+    /// Data rows (`TMS_IMPORT_MAX_ROWS`, 2 000 000).
+    pub max_rows: u64,
+    /// Rejected rows kept in the errors file (`TMS_IMPORT_MAX_ERRORS`, 10 000); the report
+    /// still counts them all.
+    pub max_errors: u64,
+    /// Bytes of the uploaded object (`TMS_IMPORT_MAX_OBJECT_BYTES`, 256 MiB): what a presigned
+    /// upload may carry, and what the importer reads at most.
+    pub max_object_bytes: u64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 1024 * 1024,
+            max_bytes: 1024 * 1024 * 1024,
+            max_rows: 2_000_000,
+            max_errors: 10_000,
+            max_object_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -222,5 +279,29 @@ mod tests {
             import_row_key("b", "imports/demo/x.csv", "v1", 7),
             "b/imports/demo/x.csv#v1:7"
         );
+        assert_eq!(
+            import_row_key("b", "imports/demo/my file ü%.csv", "v1", 7),
+            "b/imports/demo/my%20file%20%C3%BC%25.csv#v1:7"
+        );
+    }
+
+    #[test]
+    fn every_row_key_follows_the_idempotency_key_rule() {
+        let long = format!("imports/demo/{}.csv", "d/".repeat(300));
+        let key = import_row_key("bucket", &long, "v1", 123_456_789);
+        assert!(
+            key.starts_with("sha256:") && key.ends_with(":123456789"),
+            "{key}"
+        );
+        assert!(crate::validate_idempotency_key(&key).is_ok());
+        assert_eq!(
+            key,
+            import_row_key("bucket", &long, "v1", 123_456_789),
+            "stable"
+        );
+        assert_ne!(key, import_row_key("bucket", &long, "v2", 123_456_789));
+        for k in ["imports/demo/\u{1}.csv", "imports/demo/tab\tx.csv"] {
+            assert!(crate::validate_idempotency_key(&import_row_key("b", k, "v", 1)).is_ok());
+        }
     }
 }

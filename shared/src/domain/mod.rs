@@ -15,15 +15,16 @@ pub mod webhook;
 pub use backoff::Backoff;
 pub use ids::{CorrelationId, ImportId, TaskId, Tenant};
 pub use import::{
-    import_row_key, Import, ImportCounts, ImportFormat, ImportKey, ImportKeyError, ImportStatus,
-    IMPORTS_PREFIX, REPORTS_PREFIX,
+    import_row_key, Import, ImportCounts, ImportFormat, ImportKey, ImportKeyError, ImportLimits,
+    ImportStatus, IMPORTS_PREFIX, REPORTS_PREFIX,
 };
 pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
 pub use status::{Lifecycle, LifecycleEvent, Status, TransitionError, ALLOWED_TRANSITIONS};
 pub use submission::{
-    parse_rfc3339, validate_idempotency_key, NewTask, Source, Submission, DEFAULT_MAX_ATTEMPTS,
-    IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES,
+    check_run_after, parse_rfc3339, validate_idempotency_key, NewTask, Source, Submission,
+    SubmissionRules, DEFAULT_MAX_ATTEMPTS, IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN,
+    MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES, RUN_AFTER_EARLIEST, RUN_AFTER_LATEST, RUN_AFTER_PATTERN,
 };
 pub use task::{ErrorClass, Task, TaskError, TaskEvent};
 pub use validation::{

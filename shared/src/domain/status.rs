@@ -20,10 +20,11 @@ pub enum Status {
 }
 
 /// Every transition the lifecycle allows, as (from, to). Anything else is rejected.
-pub const ALLOWED_TRANSITIONS: [(Status, Status); 9] = [
+pub const ALLOWED_TRANSITIONS: [(Status, Status); 10] = [
     (Status::Pending, Status::Running),   // claim
     (Status::Failed, Status::Running),    // retry claim once run_after passed
     (Status::Running, Status::Running),   // re-claim after the lease expired
+    (Status::Running, Status::Pending),   // release: claimed, never started
     (Status::Running, Status::Succeeded), // executor succeeded
     (Status::Running, Status::Failed),    // retryable failure, attempts remain
     (Status::Running, Status::Dead),      // permanent failure or attempts exhausted
@@ -106,6 +107,11 @@ pub enum LifecycleEvent {
     Cancel,
     /// An operator redrives a dead task.
     Redrive,
+    /// The worker claimed the task but did not start it before its deadline: the claim is
+    /// given back (its attempt not counted). `claimed_from` is the status the claim took it
+    /// from: a `pending` task becomes `pending` again; a `failed` one, or one re-claimed after
+    /// an expired lease, `failed` (claimable again at once).
+    Release { claimed_from: Status },
 }
 
 impl LifecycleEvent {
@@ -117,6 +123,7 @@ impl LifecycleEvent {
             Self::LeaseExpired => "expire the lease of",
             Self::Cancel => "cancel",
             Self::Redrive => "redrive",
+            Self::Release { .. } => "release",
         }
     }
 }
@@ -197,6 +204,17 @@ impl Lifecycle {
             }
             (S::Pending | S::Failed, E::Cancel) => to(S::Cancelled, self.attempts),
             (S::Dead, E::Redrive) => to(S::Pending, 0),
+            (S::Running, E::Release { claimed_from }) => {
+                if self.attempts == 0 {
+                    return Err(refuse(" that was never claimed"));
+                }
+                let back = if claimed_from == S::Pending {
+                    S::Pending
+                } else {
+                    S::Failed
+                };
+                to(back, self.attempts - 1)
+            }
             _ => return Err(refuse("")),
         };
         debug_assert!(Status::can_transition(self.status, next.status));
@@ -216,7 +234,7 @@ mod tests {
         let expected: [(Status, [bool; 6]); 6] = [
             //            Pending Running Succeeded Failed Dead  Cancelled
             (Pending, [false, true, false, false, false, true]),
-            (Running, [false, true, true, true, true, false]),
+            (Running, [true, true, true, true, true, false]),
             (Succeeded, [false, false, false, false, false, false]),
             (Failed, [false, true, false, false, false, true]),
             (Dead, [true, false, false, false, false, false]),
@@ -242,7 +260,7 @@ mod tests {
         use Status::*;
         assert_eq!(Status::sources_of(Running), vec![Pending, Failed, Running]);
         assert_eq!(Status::sources_of(Cancelled), vec![Pending, Failed]);
-        assert_eq!(Status::sources_of(Pending), vec![Dead]);
+        assert_eq!(Status::sources_of(Pending), vec![Running, Dead]);
     }
 
     fn state(status: Status, attempts: u32, max: u32) -> Lifecycle {
@@ -326,6 +344,41 @@ mod tests {
             (state(Succeeded, 1, 5), CLAIM_DUE, None),
             (state(Cancelled, 0, 5), CLAIM_DUE, None),
             (state(Dead, 1, 5), CLAIM_DUE, None),
+            (
+                state(Running, 1, 1),
+                E::Release {
+                    claimed_from: Pending,
+                },
+                Some(state(Pending, 0, 1)),
+            ),
+            (
+                state(Running, 3, 5),
+                E::Release {
+                    claimed_from: Failed,
+                },
+                Some(state(Failed, 2, 5)),
+            ),
+            (
+                state(Running, 3, 5),
+                E::Release {
+                    claimed_from: Running,
+                },
+                Some(state(Failed, 2, 5)),
+            ),
+            (
+                state(Pending, 0, 5),
+                E::Release {
+                    claimed_from: Pending,
+                },
+                None,
+            ),
+            (
+                state(Succeeded, 1, 5),
+                E::Release {
+                    claimed_from: Pending,
+                },
+                None,
+            ),
         ];
         for (from, event, want) in cases {
             let got = from.apply(event);
@@ -356,13 +409,19 @@ mod tests {
             Just(LifecycleEvent::LeaseExpired),
             Just(LifecycleEvent::Cancel),
             Just(LifecycleEvent::Redrive),
+            prop_oneof![
+                Just(Status::Pending),
+                Just(Status::Failed),
+                Just(Status::Running)
+            ]
+            .prop_map(|claimed_from| LifecycleEvent::Release { claimed_from }),
         ]
     }
 
     proptest! {
         /// Random event sequences never reach a state the table forbids, never exceed the
-        /// attempt budget, and never lose an attempt: only a claim changes the count (by one)
-        /// and only a redrive resets it.
+        /// attempt budget, and never lose an attempt: a claim adds one, a release of a claim
+        /// never started gives it back, and only a redrive resets the count.
         #[test]
         fn random_event_sequences_respect_the_table(
             max in 1u32..=20,
@@ -385,6 +444,10 @@ mod tests {
                             LifecycleEvent::Redrive => {
                                 prop_assert_eq!(next.attempts, 0);
                                 claims_since_redrive = 0;
+                            }
+                            LifecycleEvent::Release { .. } => {
+                                prop_assert_eq!(next.attempts + 1, current.attempts);
+                                claims_since_redrive -= 1;
                             }
                             _ => prop_assert_eq!(next.attempts, current.attempts),
                         }

@@ -1,7 +1,7 @@
 //! A submission (from the API, a queue message or an import row) and its validation into a
 //! [`NewTask`] ready to be stored.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -14,7 +14,43 @@ use super::webhook::WebhookPolicy;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
-pub const IDEMPOTENCY_KEY_MAX: usize = 2048;
+/// The one idempotency-key rule (API header and body, queue submissions, import rows): 1-255
+/// visible ASCII characters (`!` to `~`), which every transport carries unchanged.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// [`validate_idempotency_key`] as a regular expression, for the OpenAPI document.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+/// The earliest `run_after` accepted: anything earlier is no more due than this, and chrono
+/// parses instants (signed, five-digit years) PostgreSQL cannot store.
+pub const RUN_AFTER_EARLIEST: &str = "1970-01-01T00:00:00Z";
+/// The latest `run_after` accepted: the last instant with a four-digit year, as RFC 3339 writes
+/// them.
+pub const RUN_AFTER_LATEST: &str = "9999-12-31T23:59:59.999999Z";
+/// [`check_run_after`]'s bounds as a regular expression on the RFC 3339 text, for the OpenAPI
+/// document: a four-digit year from 1970.
+pub const RUN_AFTER_PATTERN: &str = "^(19[7-9][0-9]|[2-9][0-9]{3})-";
+
+/// The one rule that bounds `run_after`, wherever a task comes from (API, import row, queue
+/// message): from [`RUN_AFTER_EARLIEST`] to [`RUN_AFTER_LATEST`].
+///
+/// # Errors
+/// A [`FieldError`] at `/run_after` naming the bounds.
+pub fn check_run_after(run_after: DateTime<Utc>) -> Result<(), FieldError> {
+    let year = run_after.year();
+    if !(1970..=9999).contains(&year) {
+        return Err(FieldError::new(
+            "/run_after",
+            format!("must be between {RUN_AFTER_EARLIEST} and {RUN_AFTER_LATEST}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a submission is validated against: the webhook targets the deployment allows. Built
+/// once from the configuration; the API, the importer and the worker pass the same rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubmissionRules {
+    pub webhook: WebhookPolicy,
+}
 
 /// Where a task came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +108,7 @@ impl Submission {
         tenant: Tenant,
         correlation_id: CorrelationId,
         source: Source,
-        policy: &WebhookPolicy,
+        rules: &SubmissionRules,
     ) -> Result<NewTask, ValidationErrors> {
         let mut errors = Vec::new();
         let kind = TaskKind::parse(&self.kind).map_err(|e| errors.push(e)).ok();
@@ -85,7 +121,7 @@ impl Submission {
         } else if let Some(pointer) = first_nul(&self.payload, "/payload") {
             errors.push(FieldError::new(pointer, "must not contain NUL characters"));
         } else if let Some(kind) = kind {
-            if let Err(e) = validate_payload(kind, &self.payload, policy) {
+            if let Err(e) = validate_payload(kind, &self.payload, &rules.webhook) {
                 errors.extend(e.0);
             }
         }
@@ -98,6 +134,11 @@ impl Submission {
         }
         if let Some(key) = &self.idempotency_key {
             if let Err(e) = validate_idempotency_key(key) {
+                errors.push(e);
+            }
+        }
+        if let Some(run_after) = self.run_after {
+            if let Err(e) = check_run_after(run_after) {
                 errors.push(e);
             }
         }
@@ -185,19 +226,25 @@ pub fn parse_rfc3339(raw: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// An idempotency key is 1–2048 characters without control characters.
+/// An idempotency key is 1-255 visible ASCII characters (`!` to `~`): see
+/// [`IDEMPOTENCY_KEY_MAX`].
 ///
 /// # Errors
 /// A [`FieldError`] at `/idempotency_key`.
 pub fn validate_idempotency_key(key: &str) -> Result<(), FieldError> {
-    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
+    if is_idempotency_key(key) {
+        Ok(())
+    } else {
         Err(FieldError::new(
             "/idempotency_key",
-            "must be 1-2048 characters without control characters",
+            "must be 1-255 visible ASCII characters ('!' to '~', no spaces)",
         ))
-    } else {
-        Ok(())
     }
+}
+
+pub(crate) fn is_idempotency_key(key: &str) -> bool {
+    (1..=IDEMPOTENCY_KEY_MAX).contains(&key.len())
+        && key.bytes().all(|b| (b'!'..=b'~').contains(&b))
 }
 
 /// SHA-256 of the request in a canonical form (object keys sorted at every level), so a replay
@@ -274,7 +321,7 @@ mod tests {
             Tenant::parse("demo").unwrap(),
             CorrelationId::generate(),
             Source::Api,
-            &WebhookPolicy::default(),
+            &SubmissionRules::default(),
         )
     }
 
@@ -341,6 +388,70 @@ mod tests {
         );
         let fits = "x".repeat(MAX_PAYLOAD_BYTES - 10);
         assert!(validate(submission("noop", json!({ "b": fits }))).is_ok());
+    }
+
+    #[test]
+    fn one_idempotency_key_rule() {
+        for ok in ["a", "order-1:2/3#x", &"k".repeat(255), "!~"] {
+            assert!(validate_idempotency_key(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            " lead",
+            "with space",
+            "tab\t",
+            "ünï",
+            &"k".repeat(256),
+            "nul\u{0}",
+        ] {
+            assert!(validate_idempotency_key(bad).is_err(), "{bad:?}");
+        }
+        let pattern = regex::Regex::new(IDEMPOTENCY_KEY_PATTERN).unwrap();
+        for key in [
+            "a",
+            "x y",
+            &"k".repeat(255),
+            &"k".repeat(256),
+            "é",
+            "a\u{7f}",
+        ] {
+            assert_eq!(
+                pattern.is_match(key),
+                validate_idempotency_key(key).is_ok(),
+                "{key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn run_after_is_bounded_by_one_window() {
+        // chrono parses what the strict API parser refuses (signed years): the window must
+        // still hold for every instant a transport may hand over.
+        let at = |raw: &str| raw.parse::<DateTime<Utc>>().unwrap();
+        let pattern = regex::Regex::new(RUN_AFTER_PATTERN).unwrap();
+        for edge in [
+            RUN_AFTER_EARLIEST,
+            RUN_AFTER_LATEST,
+            "2026-12-02T10:00:00+01:00",
+        ] {
+            assert!(check_run_after(at(edge)).is_ok(), "{edge}");
+            assert!(pattern.is_match(edge), "{edge}");
+        }
+        for far in [
+            "-5000-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+            "+200000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            let err = check_run_after(at(far)).unwrap_err();
+            assert_eq!(err.pointer, "/run_after");
+            assert!(err.message.contains(RUN_AFTER_EARLIEST), "{}", err.message);
+            assert!(!pattern.is_match(far), "{far}");
+        }
+        let mut s = submission("noop", json!({}));
+        s.run_after = Some(at("-5000-01-01T00:00:00Z"));
+        assert_eq!(pointers(s), ["/run_after"]);
     }
 
     #[test]

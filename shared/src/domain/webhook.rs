@@ -123,13 +123,64 @@ pub fn classify_host(host: &Host<&str>) -> Option<AddressClass> {
 }
 
 /// Which otherwise-refused targets a deployment allows. Everything is refused by default;
-/// `make dev` allows `http` and `loopback` so a local receiver can be called.
+/// `make dev` allows `http` and `loopback` so a local receiver can be called, and reserves the
+/// ports of the stack's own services so no webhook reaches them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WebhookPolicy {
     pub allow_http: bool,
     pub allow_loopback: bool,
     pub allow_private: bool,
     pub allow_link_local: bool,
+    /// `TMS_WEBHOOK_DENY_PORTS`: ports no webhook to a non-public address may target (the
+    /// local stack's emulator, database, API and runner).
+    pub denied_ports: PortList,
+}
+
+/// A short list of TCP ports, `Copy` so the policy stays a plain value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortList {
+    ports: [u16; PortList::CAPACITY],
+    len: u8,
+}
+
+impl PortList {
+    pub const CAPACITY: usize = 16;
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.as_slice().contains(&port)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u16] {
+        &self.ports[..usize::from(self.len)]
+    }
+}
+
+/// `3000,4566,55432`: at most [`PortList::CAPACITY`] ports of 1-65535.
+impl FromStr for PortList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut list = Self::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let port: u16 = item
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{item:?} is not a port number (1-65535)"))?;
+            if list.contains(port) {
+                continue;
+            }
+            if usize::from(list.len) == Self::CAPACITY {
+                return Err(format!("at most {} ports", Self::CAPACITY));
+            }
+            list.ports[usize::from(list.len)] = port;
+            list.len += 1;
+        }
+        Ok(list)
+    }
 }
 
 impl WebhookPolicy {
@@ -142,6 +193,25 @@ impl WebhookPolicy {
             AddressClass::Loopback => self.allow_loopback,
             AddressClass::LinkLocal => self.allow_link_local,
             AddressClass::Metadata | AddressClass::Reserved => false,
+        }
+    }
+
+    /// Whether a call to `port` of an address of `class` may go out: the class is permitted
+    /// and, for a non-public address, the port is not one of the stack's own.
+    pub fn permits_port(&self, class: AddressClass, port: u16) -> bool {
+        self.permits(class) && (class == AddressClass::Public || !self.denied_ports.contains(port))
+    }
+
+    /// Whether some ports are reserved (then a non-public target must be addressed literally,
+    /// or as `localhost`, so that its port is checked).
+    pub fn reserves_ports(&self) -> bool {
+        !self.denied_ports.is_empty()
+    }
+
+    pub fn with_denied_ports(self, denied_ports: PortList) -> Self {
+        Self {
+            denied_ports,
+            ..self
         }
     }
 }
@@ -186,6 +256,8 @@ pub enum UrlError {
     Path,
     #[error("targets a {0} address, which this deployment refuses")]
     Refused(AddressClass),
+    #[error("targets port {0} of a {1} address, which a service of this stack uses")]
+    ReservedPort(u16, AddressClass),
 }
 
 pub const URL_MAX_LEN: usize = 2048;
@@ -302,10 +374,14 @@ pub fn validate_url(raw: &str, policy: &WebhookPolicy) -> Result<Url, UrlError> 
     }
     let url = Url::parse(raw).map_err(|_| UrlError::Malformed)?;
     let host = url.host().ok_or(UrlError::Malformed)?;
+    let port = url.port_or_known_default().unwrap_or_default();
     match classify_host(&host) {
         // Public services are addressed by name.
         Some(AddressClass::Public) => Err(UrlError::Malformed),
         Some(class) if !policy.permits(class) => Err(UrlError::Refused(class)),
+        Some(class) if !policy.permits_port(class, port) => {
+            Err(UrlError::ReservedPort(port, class))
+        }
         _ => Ok(url),
     }
 }
@@ -484,6 +560,41 @@ mod tests {
             "".parse::<WebhookPolicy>().unwrap(),
             WebhookPolicy::default()
         );
+    }
+
+    #[test]
+    fn the_stacks_own_ports_are_refused_even_where_loopback_is_allowed() {
+        let p = WebhookPolicy {
+            denied_ports: "3000, 4566,55432".parse().unwrap(),
+            .."http,loopback".parse().unwrap()
+        };
+        assert!(validate_url("http://127.0.0.1:9000/hook", &p).is_ok());
+        for url in [
+            "http://127.0.0.1:4566/tms-data/imports/acme/x.jsonl",
+            "http://localhost:3000/v1/tasks",
+            "http://[::1]:55432/",
+            "http://127.0.0.2:4566/",
+        ] {
+            assert!(
+                matches!(
+                    validate_url(url, &p),
+                    Err(UrlError::ReservedPort(_, AddressClass::Loopback))
+                ),
+                "{url}"
+            );
+        }
+        assert!(
+            p.permits_port(AddressClass::Public, 4566),
+            "public hosts are not the stack's"
+        );
+        assert!(!p.permits_port(AddressClass::Loopback, 4566));
+        assert!("1,2,x".parse::<PortList>().is_err());
+        assert!("0".parse::<PortList>().is_err());
+        let many: String = (1..=17)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(many.parse::<PortList>().is_err());
     }
 
     #[test]
