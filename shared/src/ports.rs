@@ -23,6 +23,10 @@ pub enum StoreError {
     /// A row the store read does not fit the domain (a bug or a manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database refused the content it was given (a value out of range, a constraint, a
+    /// limit): sending the same content again fails the same way.
+    #[error("the database refused the content: {0}")]
+    Refused(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] BoxError),
@@ -31,6 +35,10 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
+    }
+
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Self::Refused(_))
     }
 }
 
@@ -154,17 +162,25 @@ pub struct Outcome {
     /// The caller sends the retry message itself right after recording, so the outbox marker
     /// is set in the same statement (and cleared again if that send fails).
     pub enqueue: bool,
+    /// The attempt never started (the invocation's time ran out first): the claim is given
+    /// back, its attempt not counted, and `to` is the status it was claimed from.
+    pub released: bool,
 }
 
 /// The tasks as workers see them: by id, whatever the tenant.
 #[async_trait]
 pub trait WorkStore: Send + Sync {
-    /// Claims every claimable task among `ids` in one statement: due `pending` or `failed`
-    /// tasks, and `running` tasks whose lease expired, all with attempts left.
+    /// Claims every claimable task among `pointers` (each a task id and the tenant its work
+    /// message names; a task of another tenant is not claimed) in one statement: due `pending`
+    /// or `failed` tasks, and `running` tasks whose lease expired, all with attempts left.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails; nothing is claimed then.
-    async fn claim(&self, ids: &[TaskId], lease: Duration) -> Result<Vec<ClaimedTask>, StoreError>;
+    async fn claim(
+        &self,
+        pointers: &[(TaskId, Tenant)],
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTask>, StoreError>;
 
     /// Records every outcome, with its event, in one statement. Returns the ids recorded; an
     /// outcome whose task moved on meanwhile (another claim) is not.
@@ -434,6 +450,20 @@ pub enum ObjectError {
 pub struct ObjectReader {
     pub body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     pub size: Option<u64>,
+    /// The version read, in a versioned bucket.
+    pub version_id: Option<String>,
+    /// The ETag of what is read, without its quotes.
+    pub e_tag: Option<String>,
+}
+
+impl ObjectReader {
+    /// What names the content read: its version id, else its ETag.
+    pub fn identity(&self) -> Option<&str> {
+        self.version_id
+            .as_deref()
+            .filter(|v| !v.is_empty() && *v != "null")
+            .or(self.e_tag.as_deref().filter(|t| !t.is_empty()))
+    }
 }
 
 /// The data bucket.

@@ -88,7 +88,10 @@ async fn submit_creates_each_key_once_and_answers_in_input_order() {
 async fn failed_task(store: &tms::adapters::postgres::PostgresStore, enqueue: bool) -> TaskId {
     let task = noop("demo");
     store.create(&task).await.unwrap();
-    let claimed = store.claim(&[task.id], LEASE).await.unwrap();
+    let claimed = store
+        .claim(&tms_testkit::tasks::pointers("demo", &[task.id]), LEASE)
+        .await
+        .unwrap();
     let recorded = store
         .record(&[Outcome {
             id: task.id,
@@ -98,6 +101,7 @@ async fn failed_task(store: &tms::adapters::postgres::PostgresStore, enqueue: bo
             error: Some(TaskError::retryable("http_503", "unavailable")),
             retry_in: Some(Duration::ZERO),
             enqueue,
+            released: false,
         }])
         .await
         .unwrap();
@@ -282,10 +286,16 @@ async fn expired_leases_purge_and_stats_see_the_right_rows() {
     // 0: running with an expired lease, 1: running, 2: succeeded long ago, 3: succeeded
     // recently, 4: dead long ago, 5: pending and overdue by an hour.
     store
-        .claim(&ids[0..1], Duration::from_millis(1))
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &ids[0..1]),
+            Duration::from_millis(1),
+        )
         .await
         .unwrap();
-    let claimed = store.claim(&ids[1..5], LEASE).await.unwrap();
+    let claimed = store
+        .claim(&tms_testkit::tasks::pointers("demo", &ids[1..5]), LEASE)
+        .await
+        .unwrap();
     let version = |id| {
         claimed
             .iter()
@@ -302,6 +312,7 @@ async fn expired_leases_purge_and_stats_see_the_right_rows() {
         error: (to == Status::Dead).then(|| TaskError::permanent("boom", "x")),
         retry_in: None,
         enqueue: false,
+        released: false,
     };
     store
         .record(&[

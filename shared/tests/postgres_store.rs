@@ -240,7 +240,10 @@ async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
         .unwrap();
     let unknown = TaskId::new();
     let claimed = store
-        .claim(&[due.id, cancelled.id, later.id, unknown], LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[due.id, cancelled.id, later.id, unknown]),
+            LEASE,
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -251,7 +254,11 @@ async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
     );
     assert!(c.task.lease_until.is_some());
     assert!(
-        store.claim(&[due.id], LEASE).await.unwrap().is_empty(),
+        store
+            .claim(&tms_testkit::tasks::pointers("demo", &[due.id]), LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
         "a leased task is not claimable"
     );
     let events = store.events(&due.tenant, due.id).await.unwrap().unwrap();
@@ -268,11 +275,17 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
     let task = noop("demo");
     store.create(&task).await.unwrap();
     let first = store
-        .claim(&[task.id], Duration::from_millis(1))
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[task.id]),
+            Duration::from_millis(1),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let again = store.claim(&[task.id], LEASE).await.unwrap();
+    let again = store
+        .claim(&tms_testkit::tasks::pointers("demo", &[task.id]), LEASE)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].from, Status::Running);
     assert_eq!(again[0].task.attempts, 2);
@@ -285,6 +298,7 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
         error: None,
         retry_in: None,
         enqueue: false,
+        released: false,
     };
     assert!(store.record(&[stale]).await.unwrap().is_empty());
 }
@@ -295,7 +309,10 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
     let store = db.store();
     let tasks = created_noops(&store, 3).await;
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-    let claimed = store.claim(&ids, LEASE).await.unwrap();
+    let claimed = store
+        .claim(&tms_testkit::tasks::pointers("demo", &ids), LEASE)
+        .await
+        .unwrap();
     let version = |id: TaskId| {
         claimed
             .iter()
@@ -313,6 +330,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             error: None,
             retry_in: None,
             enqueue: false,
+            released: false,
         },
         Outcome {
             id: ids[1],
@@ -322,6 +340,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             error: Some(TaskError::retryable("http_503", "unavailable")),
             retry_in: Some(Duration::from_secs(30)),
             enqueue: true,
+            released: false,
         },
         Outcome {
             id: ids[2],
@@ -331,6 +350,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             error: Some(TaskError::permanent("http_404", "not found")),
             retry_in: None,
             enqueue: false,
+            released: false,
         },
     ];
     let mut recorded = store.record(&outcomes).await.unwrap();
@@ -381,7 +401,10 @@ async fn claim_and_record(
     admin: &tokio_postgres::Client,
     ids: &[TaskId],
 ) -> i64 {
-    let claimed = store.claim(ids, LEASE).await.unwrap();
+    let claimed = store
+        .claim(&tms_testkit::tasks::pointers("demo", ids), LEASE)
+        .await
+        .unwrap();
     let outcomes: Vec<Outcome> = claimed
         .iter()
         .map(|c| Outcome {
@@ -392,6 +415,7 @@ async fn claim_and_record(
             error: None,
             retry_in: None,
             enqueue: false,
+            released: false,
         })
         .collect();
     let before = statement_blocks(admin, RECORD_STATEMENT).await;
@@ -463,7 +487,11 @@ async fn recording_a_batch_costs_the_same_however_many_other_tasks_are_running()
         few_running = claim_and_record(&store, &admin, batch).await;
     }
     assert_eq!(
-        store.claim(others, LEASE).await.unwrap().len(),
+        store
+            .claim(&tms_testkit::tasks::pointers("demo", others), LEASE)
+            .await
+            .unwrap()
+            .len(),
         OTHERS,
         "the other tasks are running"
     );
@@ -554,7 +582,10 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
 
     let doomed = noop("demo");
     store.create(&doomed).await.unwrap();
-    let claimed = store.claim(&[doomed.id], LEASE).await.unwrap();
+    let claimed = store
+        .claim(&tms_testkit::tasks::pointers("demo", &[doomed.id]), LEASE)
+        .await
+        .unwrap();
     store
         .record(&[Outcome {
             id: doomed.id,
@@ -564,6 +595,7 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
             error: Some(TaskError::permanent("boom", "x")),
             retry_in: None,
             enqueue: false,
+            released: false,
         }])
         .await
         .unwrap();
@@ -593,7 +625,11 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
     );
     assert_eq!(events.last().unwrap().correlation_id, c);
     assert_eq!(
-        store.claim(&[doomed.id], LEASE).await.unwrap().len(),
+        store
+            .claim(&tms_testkit::tasks::pointers("demo", &[doomed.id]), LEASE)
+            .await
+            .unwrap()
+            .len(),
         1,
         "a redriven task runs again"
     );

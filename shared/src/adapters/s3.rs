@@ -105,6 +105,8 @@ impl ObjectStore for S3ObjectStore {
             })?;
         Ok(ObjectReader {
             size: out.content_length().and_then(|n| u64::try_from(n).ok()),
+            version_id: out.version_id().map(str::to_owned),
+            e_tag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
             body: Box::new(out.body.into_async_read()),
         })
     }

@@ -1,8 +1,7 @@
 //! Building valid tasks for tests.
 
 use serde_json::{json, Value};
-use tms::domain::webhook::WebhookPolicy;
-use tms::{CorrelationId, NewTask, Source, Submission, Tenant};
+use tms::{CorrelationId, NewTask, Source, Submission, SubmissionRules, Tenant};
 
 pub fn tenant(name: &str) -> Tenant {
     Tenant::parse(name).expect("valid tenant")
@@ -21,11 +20,16 @@ pub fn new_task(tenant_name: &str, kind: &str, payload: Value, key: Option<&str>
         tenant(tenant_name),
         CorrelationId::generate(),
         Source::Api,
-        &WebhookPolicy::default(),
+        &SubmissionRules::default(),
     )
     .expect("valid submission")
 }
 
 pub fn noop(tenant_name: &str) -> NewTask {
     new_task(tenant_name, "noop", json!({}), None)
+}
+
+/// Work pointers (task id and tenant) for a claim, all of `tenant_name`.
+pub fn pointers(tenant_name: &str, ids: &[tms::TaskId]) -> Vec<(tms::TaskId, Tenant)> {
+    ids.iter().map(|id| (*id, tenant(tenant_name))).collect()
 }

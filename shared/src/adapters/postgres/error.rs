@@ -4,13 +4,26 @@ use tokio_postgres::error::SqlState;
 
 use crate::ports::StoreError;
 
-/// Connection-level failures are `Unavailable` (retry later); the rest are `Database`.
+/// Connection-level failures are `Unavailable` (retry later); content the server refuses
+/// (data exceptions, integrity constraints, program limits such as an index row's size) is
+/// `Refused`; the rest are `Database`.
 pub fn store_error(err: tokio_postgres::Error) -> StoreError {
     if is_connectivity(&err) {
-        StoreError::Unavailable(Box::new(err))
-    } else {
-        StoreError::Database(Box::new(err))
+        return StoreError::Unavailable(Box::new(err));
     }
+    match err.as_db_error() {
+        Some(db) if refuses_content(db.code()) => StoreError::Refused(match db.constraint() {
+            Some(constraint) => format!("{} (constraint {constraint})", db.message()),
+            None => db.message().to_owned(),
+        }),
+        _ => StoreError::Database(Box::new(err)),
+    }
+}
+
+/// SQLSTATE classes 22 (data exception), 23 (integrity constraint violation) and 54 (program
+/// limit exceeded).
+fn refuses_content(code: &SqlState) -> bool {
+    matches!(&code.code()[..2], "22" | "23" | "54")
 }
 
 fn is_connectivity(err: &tokio_postgres::Error) -> bool {

@@ -142,14 +142,17 @@ static APPLY_COMMAND: LazyLock<String> = LazyLock::new(|| {
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH candidates AS (
-            SELECT id, status AS from_status FROM tms.tasks
-            WHERE id = ANY($1) AND status = ANY($2) AND attempts < max_attempts
-              AND CASE WHEN status = 'running' THEN lease_until < now() ELSE run_after <= now() END
-            ORDER BY id
-            FOR UPDATE
+            SELECT t.id, t.status AS from_status
+            FROM unnest($1::uuid[], $2::text[]) AS p(id, tenant)
+            JOIN tms.tasks t ON t.id = p.id AND t.tenant = p.tenant
+            WHERE t.status = ANY($3) AND t.attempts < t.max_attempts
+              AND CASE WHEN t.status = 'running' THEN t.lease_until < now()
+                       ELSE t.run_after <= now() END
+            ORDER BY t.id
+            FOR UPDATE OF t
          ), claimed AS (
             UPDATE tms.tasks t SET status = 'running', attempts = t.attempts + 1,
-                lease_until = now() + $3::int8 * interval '1 millisecond',
+                lease_until = now() + $4::int8 * interval '1 millisecond',
                 version = t.version + 1, updated_at = now()
             FROM candidates c WHERE t.id = c.id
             RETURNING {cols}, c.from_status
@@ -168,20 +171,23 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 /// of the partial index `tasks_leases`, and when the statistics say few tasks are running (taken
 /// before a burst of work) the planner read every running task through it and joined the batch
 /// to them row by row, a cost that grew with the tasks other workers held. Said through the
-/// lease, the tasks can only be looked up by id.
+/// lease, the tasks can only be looked up by id. A released claim (never started) gets its
+/// attempt back and keeps its outbox marker: its own message comes back to run it.
 const RECORD: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::jsonb[],
-                             $6::int8[], $7::bool[])
-            AS i(id, version, to_status, result, error, retry_ms, enqueue)
+                             $6::int8[], $7::bool[], $8::bool[])
+            AS i(id, version, to_status, result, error, retry_ms, enqueue, released)
      ), updated AS (
         UPDATE tms.tasks t SET
             status = i.to_status,
             result = i.result,
             last_error = COALESCE(i.error, t.last_error),
             lease_until = NULL,
+            attempts = CASE WHEN i.released THEN t.attempts - 1 ELSE t.attempts END,
             run_after = CASE WHEN i.retry_ms IS NULL THEN t.run_after
                              ELSE now() + i.retry_ms * interval '1 millisecond' END,
             enqueued_at = CASE WHEN i.enqueue THEN now()
+                               WHEN i.released THEN t.enqueued_at
                                WHEN i.to_status = 'failed' THEN NULL
                                ELSE t.enqueued_at END,
             version = t.version + 1,
@@ -517,11 +523,17 @@ impl PostgresStore {
 
 #[async_trait]
 impl WorkStore for PostgresStore {
-    #[tracing::instrument(skip_all, fields(count = ids.len()))]
-    async fn claim(&self, ids: &[TaskId], lease: Duration) -> Result<Vec<ClaimedTask>, StoreError> {
-        if ids.is_empty() {
+    #[tracing::instrument(skip_all, fields(count = pointers.len()))]
+    async fn claim(
+        &self,
+        pointers: &[(TaskId, Tenant)],
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        if pointers.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<Uuid> = pointers.iter().map(|(id, _)| *id.as_uuid()).collect();
+        let tenants: Vec<&str> = pointers.iter().map(|(_, t)| t.as_str()).collect();
         let claimable: Vec<&str> = Status::sources_of(Status::Running)
             .iter()
             .map(Status::as_str)
@@ -530,7 +542,7 @@ impl WorkStore for PostgresStore {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&CLAIM).await.map_err(store_error)?;
         let rows = client
-            .query(&stmt, &[&ids_of(ids), &claimable, &lease_ms])
+            .query(&stmt, &[&ids, &tenants, &claimable, &lease_ms])
             .await
             .map_err(store_error)?;
         let Some(first) = rows.first() else {
@@ -570,12 +582,15 @@ impl WorkStore for PostgresStore {
             .map(|o| o.retry_in.map(|d| d.as_millis() as i64))
             .collect();
         let enqueue: Vec<bool> = outcomes.iter().map(|o| o.enqueue).collect();
+        let released: Vec<bool> = outcomes.iter().map(|o| o.released).collect();
         let client = self.client().await?;
         let stmt = client.prepare_cached(RECORD).await.map_err(store_error)?;
         let rows = client
             .query(
                 &stmt,
-                &[&ids, &versions, &to, &results, &errors, &retry_ms, &enqueue],
+                &[
+                    &ids, &versions, &to, &results, &errors, &retry_ms, &enqueue, &released,
+                ],
             )
             .await
             .map_err(store_error)?;
