@@ -3,7 +3,7 @@
 //! Gateway's authorizer already verified (`custom:tenant`, else `sub`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -12,14 +12,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tms::ports::{Secrets, SecretsError};
+use tms::cache::CachedSecret;
+use tms::ports::Secrets;
 use tms::Tenant;
-use tokio::sync::RwLock;
 
 use crate::problem::Problem;
 use crate::AppState;
 
-pub const CACHE_TTL: Duration = Duration::from_secs(300);
+pub const CACHE_TTL: Duration = tms::cache::SECRET_TTL;
 
 type Digest32 = [u8; 32];
 
@@ -51,11 +51,6 @@ pub fn parse_token_map(json: &str) -> Result<Vec<(Digest32, Tenant)>, String> {
         .collect()
 }
 
-struct Cached {
-    loaded: Instant,
-    entries: Arc<Vec<(Digest32, Tenant)>>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("API tokens cannot be loaded: {0}")]
@@ -64,48 +59,15 @@ pub enum AuthError {
 
 /// Looks tokens up in the token map, reloading it every [`CACHE_TTL`].
 pub struct TokenVerifier {
-    secrets: Arc<dyn Secrets>,
-    param: Option<String>,
-    cache: RwLock<Option<Cached>>,
+    map: CachedSecret<Vec<(Digest32, Tenant)>>,
 }
 
 impl TokenVerifier {
     /// `param`: the SSM parameter holding the token map; `None` disables API tokens.
     pub fn new(secrets: Arc<dyn Secrets>, param: Option<String>) -> Self {
         Self {
-            secrets,
-            param,
-            cache: RwLock::new(None),
+            map: CachedSecret::new(secrets, param, parse_token_map),
         }
-    }
-
-    async fn entries(&self) -> Result<Arc<Vec<(Digest32, Tenant)>>, AuthError> {
-        if let Some(c) = self.cache.read().await.as_ref() {
-            if c.loaded.elapsed() < CACHE_TTL {
-                return Ok(c.entries.clone());
-            }
-        }
-        let Some(param) = &self.param else {
-            return Ok(Arc::new(Vec::new()));
-        };
-        let mut cache = self.cache.write().await;
-        if let Some(c) = cache.as_ref() {
-            if c.loaded.elapsed() < CACHE_TTL {
-                return Ok(c.entries.clone());
-            }
-        }
-        let raw = self.secrets.get(param).await.map_err(|e| match e {
-            SecretsError::NotFound(_) => {
-                AuthError::Unavailable(format!("parameter {param} not found"))
-            }
-            other => AuthError::Unavailable(other.to_string()),
-        })?;
-        let entries = Arc::new(parse_token_map(raw.expose()).map_err(AuthError::Unavailable)?);
-        *cache = Some(Cached {
-            loaded: Instant::now(),
-            entries: entries.clone(),
-        });
-        Ok(entries)
     }
 
     /// The tenant of `token`, if it is known. Every entry is compared, in constant time.
@@ -114,7 +76,14 @@ impl TokenVerifier {
     /// [`AuthError::Unavailable`] when the token map cannot be loaded.
     pub async fn tenant_for(&self, token: &str) -> Result<Option<Tenant>, AuthError> {
         let digest: Digest32 = Sha256::digest(token.as_bytes()).into();
-        let entries = self.entries().await?;
+        let Some(entries) = self
+            .map
+            .get()
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+        else {
+            return Ok(None);
+        };
         let mut found = None;
         for (known, tenant) in entries.iter() {
             if bool::from(known.ct_eq(&digest)) {
@@ -197,7 +166,7 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tms::ports::Secret;
+    use tms::ports::{Secret, SecretsError};
 
     struct CountingSecrets {
         value: String,

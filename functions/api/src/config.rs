@@ -1,7 +1,8 @@
 //! The API's configuration.
 
+use tms::config::submission_rules;
 use tms::config::{ConfigError, DatabaseConfig, Env};
-use tms::domain::webhook::WebhookPolicy;
+use tms::SubmissionRules;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -15,8 +16,8 @@ pub struct Config {
     pub tokens_param: Option<String>,
     /// `TMS_CURSOR_KEY`: the key that signs pagination cursors (stable per deployment).
     pub cursor_key: String,
-    /// `TMS_WEBHOOK_ALLOW`: which otherwise-refused webhook targets are accepted.
-    pub webhook_policy: WebhookPolicy,
+    /// `TMS_WEBHOOK_ALLOW`, `TMS_WEBHOOK_DENY_PORTS`: what a submission is validated against.
+    pub rules: SubmissionRules,
     /// `TMS_API_PORT`: the local HTTP port when not running under Lambda (default 3000).
     pub port: u16,
 }
@@ -31,7 +32,7 @@ impl Config {
             bucket: env.required("TMS_BUCKET")?,
             tokens_param: env.optional("TMS_TOKENS_PARAM")?,
             cursor_key: env.required("TMS_CURSOR_KEY")?,
-            webhook_policy: env.or("TMS_WEBHOOK_ALLOW", WebhookPolicy::default())?,
+            rules: submission_rules(env)?,
             port: env.or("TMS_API_PORT", 3000)?,
         })
     }
@@ -56,7 +57,7 @@ mod tests {
     fn reads_every_variable_and_names_the_missing_ones() {
         let cfg = Config::from_env(&Env::from_pairs(ALL)).unwrap();
         assert_eq!(cfg.port, 3000);
-        assert_eq!(cfg.webhook_policy, WebhookPolicy::default());
+        assert_eq!(cfg.rules, SubmissionRules::default());
         for name in [
             "TMS_DATABASE_URL",
             "TMS_WORK_QUEUE_URL",

@@ -18,9 +18,9 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
-use tms::domain::webhook::WebhookPolicy;
 use tms::ports::{Dispatch, ImportStore, ObjectStore, TaskRepository, WorkQueue};
 use tms::telemetry::metrics::MetricSink;
+use tms::SubmissionRules;
 use tms::{Status, Task, WorkMessage};
 
 pub use config::Config;
@@ -43,7 +43,7 @@ pub struct AppState {
     pub objects: Arc<dyn ObjectStore>,
     pub tokens: Arc<auth::TokenVerifier>,
     pub cursor_key: cursor::CursorKey,
-    pub policy: WebhookPolicy,
+    pub rules: SubmissionRules,
     pub metrics: Arc<dyn MetricSink>,
     /// Sends the work messages of created tasks and sets their markers.
     pub outbox: outbox::Outbox,
@@ -74,7 +74,7 @@ impl AppState {
         ports: Ports,
         tokens: auth::TokenVerifier,
         cursor_key: &str,
-        policy: WebhookPolicy,
+        rules: SubmissionRules,
     ) -> Self {
         let Ports {
             repo,
@@ -90,7 +90,7 @@ impl AppState {
             objects,
             tokens: Arc::new(tokens),
             cursor_key: cursor::CursorKey::new(cursor_key),
-            policy,
+            rules,
             metrics,
             pages: Arc::default(),
         }
@@ -159,7 +159,7 @@ pub async fn build_state(
         ports,
         tokens,
         &config.cursor_key,
-        config.webhook_policy,
+        config.rules,
     ))
 }
 

@@ -176,11 +176,14 @@ pub fn submission_schema(batch_item: bool) -> Value {
                 "kind": {"type": "string", "const": kind},
                 "payload": payload,
                 "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT, "default": 5},
-                "run_after": {"type": "string", "format": "date-time", "description": "Not before this instant (RFC 3339)."}
+                "run_after": {
+                    "type": "string", "format": "date-time", "pattern": tms::RUN_AFTER_PATTERN,
+                    "description": format!("Not before this instant (RFC 3339), from {} to {}.", tms::RUN_AFTER_EARLIEST, tms::RUN_AFTER_LATEST)
+                }
             });
             if batch_item {
                 properties["idempotency_key"] = json!({
-                    "type": "string", "pattern": crate::routes::tasks::IDEMPOTENCY_KEY_PATTERN,
+                    "type": "string", "pattern": tms::IDEMPOTENCY_KEY_PATTERN,
                     "description": "Makes the create idempotent per tenant."
                 });
             }

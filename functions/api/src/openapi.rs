@@ -76,7 +76,7 @@ pub fn document() -> Value {
                 params.as_array_mut().expect("parameters").push(json!({
                     "name": "Idempotency-Key", "in": "header", "required": false,
                     "description": "Makes the create idempotent: a replay with the same body returns the same task.",
-                    "schema": {"type": "string", "pattern": tasks::IDEMPOTENCY_KEY_PATTERN}
+                    "schema": {"type": "string", "pattern": tms::IDEMPOTENCY_KEY_PATTERN}
                 }));
             }
             let has_body = op.contains_key("requestBody");

@@ -126,13 +126,21 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Store failures: 503 when the database is unreachable (retry later), 500 otherwise; the cause
-/// is logged, never returned.
+/// Store failures: 503 when the database is unreachable (retry later), 422 when it refused the
+/// request's content (the same request would fail again), 500 otherwise; the cause of a 500 is
+/// logged, never returned.
 impl From<StoreError> for Problem {
     fn from(err: StoreError) -> Self {
         if err.is_unavailable() {
             tracing::warn!(error = %err, "database unavailable");
             Self::unavailable("the database is unavailable; retry later")
+        } else if let StoreError::Refused(reason) = &err {
+            tracing::warn!(error = %err, "the database refused the request's content");
+            Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refused",
+                format!("the database refused the request's content: {reason}"),
+            )
         } else {
             tracing::error!(error = %err, "database error");
             Self::internal()

@@ -420,7 +420,10 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
     api.queue.drain(&api.queue.url, 2).await;
     let claimed = api
         .store
-        .claim(&[dead], std::time::Duration::from_secs(60))
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[dead]),
+            std::time::Duration::from_secs(60),
+        )
         .await
         .unwrap();
     api.store
@@ -432,6 +435,7 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
             error: Some(TaskError::permanent("http_404", "gone")),
             retry_in: None,
             enqueue: false,
+            released: false,
         }])
         .await
         .unwrap();

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::body::to_bytes;
 use serde_json::{json, Value};
-use tms::domain::webhook::WebhookPolicy;
 use tms::ports::TaskRepository;
 use tms::telemetry::metrics::MemorySink;
+use tms::SubmissionRules;
 use tms_api::auth::{token_hash, TokenVerifier};
 use tms_api::{router, AppState, Ports};
 use tms_testkit::fakes::{MemoryQueue, MemoryRepository, StaticSecrets};
@@ -40,7 +40,7 @@ fn fakes() -> Fakes {
         ports,
         TokenVerifier::new(secrets, Some("/tms/api-tokens".into())),
         "k",
-        WebhookPolicy::default(),
+        SubmissionRules::default(),
     );
     Fakes {
         repo,

@@ -23,21 +23,17 @@ use crate::problem::Problem;
 use crate::AppState;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (b'!'..=b'~').contains(&b)))
-        .ok_or_else(|| {
-            Problem::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
-        })?;
-    validate_idempotency_key(key).map_err(|e| Problem::bad_request(e.message))?;
+    let key = value.to_str().map_err(|_| {
+        Problem::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
+    })?;
+    validate_idempotency_key(key)
+        .map_err(|e| Problem::bad_request(format!("Idempotency-Key {}", e.message)))?;
     Ok(Some(key.to_owned()))
 }
 
@@ -68,7 +64,7 @@ fn validate_all(
             tenant.clone(),
             correlation_id.clone(),
             Source::Api,
-            &state.policy,
+            &state.rules,
         ) {
             Ok(task) => valid.push(task),
             Err(e) => errors.extend(e.0.into_iter().map(|mut f| {

@@ -11,9 +11,9 @@ use tms::adapters::postgres::PostgresStore;
 use tms::adapters::s3::S3ObjectStore;
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
-use tms::domain::webhook::WebhookPolicy;
 use tms::ports::{TaskRepository, WorkQueue};
 use tms::telemetry::metrics::MemorySink;
+use tms::SubmissionRules;
 use tms_api::auth::{token_hash, TokenVerifier};
 use tms_api::{router, AppState, Ports};
 use tms_testkit::aws::{put_secure_parameter, sdk_config, test_bucket, TestQueue};
@@ -40,7 +40,7 @@ pub struct TestApi {
 pub struct Options {
     pub queue_url: Option<String>,
     pub repo: Option<Arc<dyn TaskRepository>>,
-    pub policy: WebhookPolicy,
+    pub rules: SubmissionRules,
 }
 
 impl TestApi {
@@ -75,7 +75,7 @@ impl TestApi {
             ports,
             TokenVerifier::new(secrets, Some(param)),
             "test-cursor-key",
-            options.policy,
+            options.rules,
         );
         let outbox = state.outbox.clone();
         let addr = serve(router(state)).await;
