@@ -1,6 +1,8 @@
-//! One batch of records: submissions created in one statement, every claimable task claimed in
-//! one statement, the claimed tasks run concurrently under the invocation's deadline, and every
-//! outcome recorded in one statement. Only what the database did not take is reported failed.
+//! One batch of records: submissions authorised by producer and created in one statement, every
+//! claimable task claimed in one statement, the claimed tasks run concurrently under the
+//! invocation's deadline, and every outcome recorded in one statement. A record whose content
+//! the database refuses is dead-lettered like any malformed message; only what the database
+//! could not be asked (it is down) is reported failed.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -17,12 +19,23 @@ use tms::telemetry::metrics::{
     MetricSet, BATCH_ITEM_FAILURES, EXECUTOR_DURATION_MS, TASKS_DEAD, TASKS_FAILED,
     TASKS_SUCCEEDED, TASK_LATENCY_MS,
 };
-use tms::{LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, WorkMessage};
+use tms::{
+    LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, Tenant, WorkMessage,
+};
 use tracing::{Instrument, Span};
 
 use crate::config::RECORD_RESERVE;
 use crate::message::{self, Parsed};
 use crate::Deps;
+
+/// What became of one submission in the submit statement.
+enum Stored {
+    Done(Option<Submitted>),
+    /// The database refused this submission's content.
+    Refused(String),
+    /// The database failed while this submission was tried alone.
+    Unavailable,
+}
 
 /// What a record stands for once parsed and its submission stored.
 enum Target {
@@ -89,8 +102,9 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
     }
     let parsed: Vec<Parsed> = records
         .iter()
-        .map(|r| message::parse(r, &settings.webhook_policy))
+        .map(|r| message::parse(r, &settings.rules))
         .collect();
+    let parsed = authorise(deps, records, parsed).await;
     let submitted = match submit(deps, &parsed).await {
         Ok(s) => s,
         Err(e) => return database_failed(records, "submit", &e),
@@ -104,16 +118,16 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
             target: target(parsed, submitted.get(&i)),
         })
         .collect();
-    let mut ids: Vec<TaskId> = entries
+    let mut pointers: Vec<(TaskId, Tenant)> = entries
         .iter()
         .filter_map(|e| match &e.target {
-            Target::Task(m) => Some(m.task_id),
+            Target::Task(m) => Some((m.task_id, m.tenant.clone())),
             _ => None,
         })
         .collect();
-    ids.sort();
-    ids.dedup();
-    let claimed = match deps.work.claim(&ids, settings.lease).await {
+    pointers.sort();
+    pointers.dedup();
+    let claimed = match deps.work.claim(&pointers, settings.lease).await {
         Ok(claimed) => claimed,
         Err(e) => return database_failed(records, "claim", &e),
     };
@@ -176,11 +190,45 @@ async fn settle(deps: &Deps, entries: &[Entry<'_>], executions: &[Execution]) ->
     failures
 }
 
-/// Stores the batch's submissions in one statement; by record index.
-async fn submit(
-    deps: &Deps,
-    parsed: &[Parsed],
-) -> Result<HashMap<usize, Option<Submitted>>, StoreError> {
+/// Trusts a submission's tenant only for the producers the producer map allows to submit for
+/// it; the others become malformed. Without a readable map no submission can be judged, and
+/// they come back later.
+async fn authorise(deps: &Deps, records: &[SqsMessage], parsed: Vec<Parsed>) -> Vec<Parsed> {
+    if !parsed.iter().any(|p| matches!(p, Parsed::Submission(_))) {
+        return parsed;
+    }
+    let map = match deps.producers.get().await {
+        Ok(Some(map)) => Ok(map),
+        Ok(None) => Err(None),
+        Err(e) => Err(Some(e.to_string())),
+    };
+    records
+        .iter()
+        .zip(parsed)
+        .map(|(record, parsed)| {
+            let Parsed::Submission(task) = parsed else {
+                return parsed;
+            };
+            match &map {
+                Ok(map) => match map.authorise(message::sender_of(record), &task.tenant) {
+                    Ok(()) => Parsed::Submission(task),
+                    Err(denied) => Parsed::Malformed(format!("submission refused: {denied}")),
+                },
+                Err(None) => Parsed::Malformed(
+                    "queue submissions are disabled: this deployment names no producer map \
+                     (TMS_PRODUCERS_PARAM)"
+                        .into(),
+                ),
+                Err(Some(e)) => Parsed::Later(format!("the producer map cannot be read: {e}")),
+            }
+        })
+        .collect()
+}
+
+/// Stores the batch's submissions in one statement; by record index. When the database refuses
+/// the statement's content, each submission is tried alone so that only the refused ones are
+/// dead-lettered.
+async fn submit(deps: &Deps, parsed: &[Parsed]) -> Result<HashMap<usize, Stored>, StoreError> {
     let (indexes, tasks): (Vec<usize>, Vec<NewTask>) = parsed
         .iter()
         .enumerate()
@@ -192,14 +240,49 @@ async fn submit(
     if tasks.is_empty() {
         return Ok(HashMap::new());
     }
-    let results = deps.submissions.submit(&tasks).await?;
-    Ok(indexes.into_iter().zip(results).collect())
+    match deps.submissions.submit(&tasks).await {
+        Ok(results) => Ok(indexes
+            .into_iter()
+            .zip(results.into_iter().map(Stored::Done))
+            .collect()),
+        Err(e) if e.is_refused() => {
+            tracing::warn!(error = %e, count = tasks.len(),
+                "the database refused the batch's submissions; trying each alone");
+            let mut stored = HashMap::new();
+            for (i, task) in indexes.into_iter().zip(tasks) {
+                let one = match deps.submissions.submit(std::slice::from_ref(&task)).await {
+                    Ok(mut results) => Stored::Done(results.pop().flatten()),
+                    Err(StoreError::Refused(reason)) => Stored::Refused(reason),
+                    Err(e) => {
+                        tracing::error!(error = %e, tenant = %task.tenant,
+                            "a submission could not be stored; it comes back");
+                        Stored::Unavailable
+                    }
+                };
+                stored.insert(i, one);
+            }
+            Ok(stored)
+        }
+        Err(e) => Err(e),
+    }
 }
 
-fn target(parsed: Parsed, submitted: Option<&Option<Submitted>>) -> Target {
+fn target(parsed: Parsed, stored: Option<&Stored>) -> Target {
+    let submitted = match stored {
+        Some(Stored::Done(s)) => Some(s),
+        Some(Stored::Refused(reason)) => {
+            return Target::Malformed(format!("the database refused the submission: {reason}"))
+        }
+        Some(Stored::Unavailable) => return Target::Retry,
+        None => None,
+    };
     match (parsed, submitted) {
         (Parsed::Work(m), _) => Target::Task(m),
         (Parsed::Malformed(reason), _) => Target::Malformed(reason),
+        (Parsed::Later(reason), _) => {
+            tracing::warn!(reason, "the record cannot be judged now; it comes back");
+            Target::Retry
+        }
         (Parsed::Submission(task), Some(Some(s))) if s.replayed && !s.hash_matches => {
             Target::Malformed(format!(
                 "idempotency key {:?} of tenant {} already belongs to task {} with another \
@@ -286,10 +369,34 @@ async fn execute(
     Some((result, started.elapsed()))
 }
 
-/// The outcome the domain decides for an attempt that ran.
+/// The outcome the domain decides for an attempt: what it ended with, or for one that never
+/// started, the claim given back.
 fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
     let task = &execution.claimed.task;
-    let (result, _) = execution.run.as_ref()?;
+    let Some((result, _)) = execution.run.as_ref() else {
+        let released = task
+            .lifecycle()
+            .apply(LifecycleEvent::Release {
+                claimed_from: execution.claimed.from,
+            })
+            .map(|next| Outcome {
+                id: task.id,
+                version: task.version,
+                to: next.status,
+                result: None,
+                error: None,
+                retry_in: None,
+                enqueue: false,
+                released: true,
+            });
+        return released
+            .inspect_err(|e| {
+                execution
+                    .span
+                    .in_scope(|| tracing::error!(error = %e, "claim could not be released"));
+            })
+            .ok();
+    };
     let decided = match result {
         Ok(value) => task
             .lifecycle()
@@ -302,6 +409,7 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
                 error: None,
                 retry_in: None,
                 enqueue: false,
+                released: false,
             }),
         Err(error) => failure_outcome(
             task,
@@ -337,7 +445,14 @@ fn report(
     let now = Utc::now();
     for x in executions {
         let task = &x.claimed.task;
-        let Some((_, took)) = &x.run else { continue };
+        let Some((_, took)) = &x.run else {
+            if recorded.contains(&task.id) {
+                x.span.in_scope(|| {
+                    tracing::info!("claim released: not started before the deadline, its attempt not counted; the message comes back")
+                });
+            }
+            continue;
+        };
         let took_ms = took.as_secs_f64() * 1000.0;
         durations.entry(task.kind).or_default().push(took_ms);
         let Some(o) = by_id.get(&task.id) else {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use tms::config::{ConfigError, DatabaseConfig, Env};
+use tms::config::{submission_rules, ConfigError, DatabaseConfig, Env};
 use tms::domain::webhook::WebhookPolicy;
-use tms::Backoff;
+use tms::{Backoff, SubmissionRules};
 
 /// Time kept back from the invocation's deadline to record the outcomes and answer.
 pub const RECORD_RESERVE: Duration = Duration::from_secs(2);
@@ -18,13 +18,17 @@ pub struct Config {
     pub work_dlq_url: String,
     /// `TMS_BUCKET`: the data bucket the `email` and `archive` executors write to.
     pub bucket: String,
+    /// `TMS_PRODUCERS_PARAM`: the SSM SecureString mapping queue producers (SQS `SenderId`) to
+    /// the tenants they may submit tasks for; unset refuses every queue submission.
+    pub producers_param: Option<String>,
     pub webhook: WebhookSettings,
     pub batch: Settings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebhookSettings {
-    /// `TMS_WEBHOOK_ALLOW`: which otherwise refused targets are allowed.
+    /// `TMS_WEBHOOK_ALLOW` and `TMS_WEBHOOK_DENY_PORTS`: which otherwise refused targets are
+    /// allowed, and which ports of theirs never.
     pub policy: WebhookPolicy,
     /// `TMS_WEBHOOK_TIMEOUT_SECONDS` (default 10).
     pub timeout: Duration,
@@ -43,8 +47,9 @@ pub struct Settings {
     /// `TMS_WORKER_STOP_MARGIN_SECONDS` (default 5): no task starts when less time than this
     /// is left in the invocation.
     pub stop_margin: Duration,
-    /// Submissions on the queue are validated with the same policy the executor applies.
-    pub webhook_policy: WebhookPolicy,
+    /// Submissions on the queue are validated with the rules of the API, and the webhook
+    /// policy the executor applies.
+    pub rules: SubmissionRules,
     /// The time budget of an invocation whose context carries no deadline (the function's
     /// timeout).
     pub default_budget: Duration,
@@ -57,7 +62,7 @@ impl Default for Settings {
             lease: Duration::from_secs(120),
             backoff: Backoff::default(),
             stop_margin: Duration::from_secs(5),
-            webhook_policy: WebhookPolicy::default(),
+            rules: SubmissionRules::default(),
             default_budget: Duration::from_secs(60),
         }
     }
@@ -75,7 +80,8 @@ impl Config {
     /// The first missing or invalid variable, by name.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Settings::default();
-        let policy: WebhookPolicy = env.or("TMS_WEBHOOK_ALLOW", WebhookPolicy::default())?;
+        let rules = submission_rules(env)?;
+        let policy = rules.webhook;
         let concurrency = env.or("TMS_WORKER_CONCURRENCY", defaults.concurrency)?;
         if concurrency == 0 {
             return Err(invalid("TMS_WORKER_CONCURRENCY", "must be at least 1"));
@@ -113,13 +119,14 @@ impl Config {
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
             work_dlq_url: env.required("TMS_WORK_DLQ_URL")?,
             bucket: env.required("TMS_BUCKET")?,
+            producers_param: env.optional("TMS_PRODUCERS_PARAM")?,
             webhook: WebhookSettings { policy, timeout },
             batch: Settings {
                 concurrency,
                 lease,
                 backoff,
                 stop_margin,
-                webhook_policy: policy,
+                rules,
                 default_budget: defaults.default_budget,
             },
         })
@@ -165,7 +172,7 @@ mod tests {
         ]));
         let cfg = Config::from_env(&env).unwrap();
         assert!(cfg.webhook.policy.allow_http && cfg.webhook.policy.allow_loopback);
-        assert_eq!(cfg.batch.webhook_policy, cfg.webhook.policy);
+        assert_eq!(cfg.batch.rules.webhook, cfg.webhook.policy);
         assert_eq!(cfg.batch.concurrency, 3);
         assert_eq!(cfg.batch.lease, Duration::from_secs(90));
         assert_eq!(cfg.batch.backoff.cap, Duration::from_secs(60));

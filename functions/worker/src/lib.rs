@@ -7,6 +7,7 @@ mod batch;
 mod config;
 pub mod executor;
 pub mod message;
+pub mod producers;
 
 use std::sync::Arc;
 
@@ -16,18 +17,22 @@ use tms::adapters::postgres::{open_store, SetupError};
 use tms::adapters::s3::{self, S3ObjectStore};
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
+use tms::cache::CachedSecret;
 use tms::deadline::Deadline;
-use tms::ports::{SubmissionStore, WorkQueue, WorkStore};
+use tms::ports::{Secrets, SubmissionStore, WorkQueue, WorkStore};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
 pub use config::{Config, Settings, WebhookSettings};
 pub use executor::{Executor, Registry, WebhookExecutor};
+pub use producers::{parse_producer_map, ProducerMap};
 
 /// Everything a batch needs, built once per execution environment.
 pub struct Deps {
     pub work: Arc<dyn WorkStore>,
     pub submissions: Arc<dyn SubmissionStore>,
     pub queue: Arc<dyn WorkQueue>,
+    /// Who may submit tasks for which tenant on the queue (`TMS_PRODUCERS_PARAM`).
+    pub producers: CachedSecret<ProducerMap>,
     pub executors: Registry,
     pub metrics: Arc<dyn MetricSink>,
     pub settings: Settings,
@@ -46,8 +51,8 @@ impl Deps {
     /// # Errors
     /// [`BuildError`] when the password cannot be read or a client cannot be set up.
     pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, BuildError> {
-        let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
-        let store = Arc::new(open_store(&config.database, secrets)?);
+        let secrets: Arc<dyn Secrets> = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
+        let store = Arc::new(open_store(&config.database, secrets.clone())?);
         let queue = SqsWorkQueue::new(
             tms::adapters::sqs::SqsClient::new(aws),
             &config.work_queue_url,
@@ -58,11 +63,17 @@ impl Deps {
             work: store.clone(),
             submissions: store,
             queue: Arc::new(queue),
+            producers: producer_map(secrets, config.producers_param.clone()),
             executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)),
             metrics: Arc::new(StdoutSink),
             settings: config.batch,
         })
     }
+}
+
+/// The producer map named `param`, read through `secrets` and cached.
+pub fn producer_map(secrets: Arc<dyn Secrets>, param: Option<String>) -> CachedSecret<ProducerMap> {
+    CachedSecret::new(secrets, param, parse_producer_map)
 }
 
 /// Handles one batch. Never fails as a whole: every record the batch could not settle is

@@ -2,11 +2,15 @@
 //! that can never be processed.
 
 use aws_lambda_events::event::sqs::SqsMessage;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
-use tms::domain::webhook::WebhookPolicy;
-use tms::{CorrelationId, NewTask, Source, Submission, Tenant, WorkMessage, CORRELATION_ATTRIBUTE};
+use tms::{
+    parse_rfc3339, CorrelationId, NewTask, Source, Submission, SubmissionRules, Tenant,
+    WorkMessage, CORRELATION_ATTRIBUTE,
+};
+
+/// The system attribute that names the IAM principal that sent a message.
+pub const SENDER_ID: &str = "SenderId";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
@@ -15,6 +19,8 @@ pub enum Parsed {
     Submission(Box<NewTask>),
     /// Moved to the dead-letter queue with this reason.
     Malformed(String),
+    /// Cannot be judged in this invocation (the producer map cannot be read): it comes back.
+    Later(String),
 }
 
 /// A task submission as producers send it.
@@ -25,8 +31,13 @@ struct QueueSubmission {
     kind: String,
     payload: Value,
     idempotency_key: Option<String>,
-    run_after: Option<DateTime<Utc>>,
+    run_after: Option<String>,
     max_attempts: Option<u32>,
+}
+
+/// The producer of a record: its `SenderId` system attribute.
+pub fn sender_of(record: &SqsMessage) -> Option<&str> {
+    record.attributes.get(SENDER_ID).map(String::as_str)
 }
 
 /// The correlation id of a record: its message attribute when valid, else a fresh one.
@@ -39,7 +50,7 @@ pub fn correlation_of(record: &SqsMessage) -> CorrelationId {
     )
 }
 
-pub fn parse(record: &SqsMessage, policy: &WebhookPolicy) -> Parsed {
+pub fn parse(record: &SqsMessage, rules: &SubmissionRules) -> Parsed {
     let Some(body) = record.body.as_deref() else {
         return Parsed::Malformed("the message has no body".into());
     };
@@ -74,14 +85,25 @@ pub fn parse(record: &SqsMessage, policy: &WebhookPolicy) -> Parsed {
     let Some(message_id) = record.message_id.clone() else {
         return Parsed::Malformed("the message has no id to key the submission by".into());
     };
+    let run_after = match submission.run_after.as_deref().map(parse_rfc3339) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => {
+            return Parsed::Malformed(
+                "invalid task submission: /run_after: must be an RFC 3339 date-time such as \
+                 2026-01-31T09:30:00Z"
+                    .into(),
+            )
+        }
+    };
     let validated = Submission {
         kind: submission.kind,
         payload: submission.payload,
         idempotency_key: Some(submission.idempotency_key.unwrap_or(message_id)),
-        run_after: submission.run_after,
+        run_after,
         max_attempts: submission.max_attempts,
     }
-    .validate(tenant, correlation_of(record), Source::Queue, policy);
+    .validate(tenant, correlation_of(record), Source::Queue, rules);
     match validated {
         Ok(task) => Parsed::Submission(Box::new(task)),
         Err(errors) => Parsed::Malformed(format!("invalid task submission: {errors}")),
@@ -102,7 +124,7 @@ mod tests {
     }
 
     fn reason(body: &str) -> String {
-        match parse(&record(body), &WebhookPolicy::default()) {
+        match parse(&record(body), &SubmissionRules::default()) {
             Parsed::Malformed(reason) => reason,
             other => panic!("{body} should be malformed, got {other:?}"),
         }
@@ -111,7 +133,7 @@ mod tests {
     #[test]
     fn a_work_pointer_is_read_as_is() {
         let body = r#"{"task_id":"0190a8e2-6b5c-7cc1-8f00-000000000001","tenant":"demo","correlation_id":"c-1"}"#;
-        let Parsed::Work(m) = parse(&record(body), &WebhookPolicy::default()) else {
+        let Parsed::Work(m) = parse(&record(body), &SubmissionRules::default()) else {
             panic!("a work message")
         };
         assert_eq!(
@@ -128,7 +150,7 @@ mod tests {
         attr.data_type = Some("String".into());
         r.message_attributes
             .insert(CORRELATION_ATTRIBUTE.into(), attr);
-        let Parsed::Submission(task) = parse(&r, &WebhookPolicy::default()) else {
+        let Parsed::Submission(task) = parse(&r, &SubmissionRules::default()) else {
             panic!("a submission")
         };
         assert_eq!(task.kind, TaskKind::Noop);
@@ -137,12 +159,12 @@ mod tests {
         assert_eq!(task.correlation_id.as_str(), "corr-7");
         assert_eq!(task.source, Source::Queue);
 
-        let tomorrow = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
         let own_key = record(&format!(
             r#"{{"tenant":"acme","kind":"noop","payload":{{}},"idempotency_key":"k-9",
                "max_attempts":2,"run_after":"{tomorrow}"}}"#
         ));
-        let Parsed::Submission(task) = parse(&own_key, &WebhookPolicy::default()) else {
+        let Parsed::Submission(task) = parse(&own_key, &SubmissionRules::default()) else {
             panic!("a submission")
         };
         assert_eq!(task.idempotency_key.as_deref(), Some("k-9"));
@@ -169,10 +191,20 @@ mod tests {
             invalid.contains("/payload/sender") && invalid.contains("/payload/recipient"),
             "{invalid}"
         );
+        for far in [
+            "-5000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let reason = reason(&format!(
+                r#"{{"tenant":"a","kind":"noop","payload":{{}},"run_after":"{far}"}}"#
+            ));
+            assert!(reason.contains("/run_after"), "{far}: {reason}");
+        }
         let mut no_body = record("");
         no_body.body = None;
         assert!(matches!(
-            parse(&no_body, &WebhookPolicy::default()),
+            parse(&no_body, &SubmissionRules::default()),
             Parsed::Malformed(_)
         ));
     }

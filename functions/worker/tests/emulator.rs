@@ -39,6 +39,7 @@ async fn stack(executors: impl FnOnce(Arc<S3ObjectStore>) -> Registry) -> Stack 
             SqsWorkQueue::new(queue.sqs.clone(), &queue.url)
                 .with_dead_letter_queue(queue.dlq_url.clone().unwrap()),
         ),
+        producers: producers(),
         executors: executors(objects),
         metrics: Arc::new(MemorySink::default()),
         settings: settings(),

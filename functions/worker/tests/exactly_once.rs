@@ -184,7 +184,10 @@ async fn a_running_task_whose_lease_expired_is_claimed_again_and_runs_once() {
     let task = &tasks[0];
     // A worker claimed it and crashed: its lease runs out.
     f.store
-        .claim(&[task.id], Duration::from_millis(1))
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[task.id]),
+            Duration::from_millis(1),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -236,7 +236,12 @@ async fn names_resolving_to_refused_addresses_are_refused_before_connecting() {
             ("address_refused", false),
             "{name}"
         );
-        assert!(e.message.contains(ip), "{}", e.message);
+        assert!(
+            !e.message.contains(ip),
+            "the resolved address stays private: {}",
+            e.message
+        );
+        assert!(e.message.contains(name), "{}", e.message);
     }
     assert_eq!(seen.count(), 0, "no request left");
 

@@ -2,8 +2,12 @@
 //!
 //! The URL's literal address is checked before the call ([`validate_url`]); every address a
 //! host name resolves to is checked by the client's resolver, so a name pointing at a private,
-//! loopback, link-local or metadata address is refused too. Redirects are not followed and no
-//! proxy is used, so the address checked is the address called.
+//! loopback, link-local or metadata address is refused too. Where the deployment reserves ports
+//! (the local stack's own services), a non-public target is reachable only by its literal
+//! address or `localhost`, whose port [`validate_url`] checks: a name resolving to one is
+//! refused, as the resolver cannot see the port. Redirects are not followed and no proxy is
+//! used, so the address checked is the address called. Errors name the host and the class of
+//! address refused, never the address a name resolved to.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,12 +45,12 @@ impl Lookup for SystemLookup {
     }
 }
 
-/// A host name resolved to an address the policy refuses.
+/// A host name resolved to an address the policy refuses. Its message names the host and the
+/// class of address, not the address: the task's error is shown to its tenant.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to {ip}, a {class} address, which this deployment refuses")]
+#[error("{host} resolves to a {class} address, which this deployment refuses")]
 pub struct AddressRefused {
     pub host: String,
-    pub ip: IpAddr,
     pub class: AddressClass,
 }
 
@@ -62,9 +66,12 @@ impl Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let ips = lookup.lookup(&host).await?;
-            if let Some(&ip) = ips.iter().find(|ip| !policy.permits(classify_ip(**ip))) {
-                let class = classify_ip(ip);
-                return Err(Box::new(AddressRefused { host, ip, class }) as _);
+            let by_name_only = !policy.reserves_ports() || host == "localhost";
+            let refused = ips.iter().map(|ip| classify_ip(*ip)).find(|class| {
+                !policy.permits(*class) || (*class != AddressClass::Public && !by_name_only)
+            });
+            if let Some(class) = refused {
+                return Err(Box::new(AddressRefused { host, class }) as _);
             }
             let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
@@ -196,7 +203,10 @@ impl Executor for WebhookExecutor {
             url.host_str().unwrap_or_default(),
             url.port_or_known_default().unwrap_or_default()
         );
-        if !self.breaker.admit(&host, Instant::now()) {
+        // NOTE: one breaker per tenant and host: a tenant's failing partner pauses only that
+        // tenant's calls to it.
+        let breaker_key = format!("{} {host}", task.tenant);
+        if !self.breaker.admit(&breaker_key, Instant::now()) {
             return Err(TaskError::retryable(
                 "circuit_open",
                 format!("calls to {host} are paused after repeated failures"),
@@ -210,14 +220,17 @@ impl Executor for WebhookExecutor {
             .request(method, url)
             .header("Idempotency-Key", task.id.to_string())
             .header("X-Correlation-Id", task.correlation_id.as_str());
+        let mut content_type_given = false;
         for (name, value) in &hook.headers {
+            content_type_given |= name.eq_ignore_ascii_case(header::CONTENT_TYPE.as_str());
             request = request.header(name, value);
         }
         if let Some(body) = &hook.body {
             let bytes = serde_json::to_vec(body).map_err(invalid_payload)?;
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(bytes);
+            if !content_type_given {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            request = request.body(bytes);
         }
         let outcome = match request.send().await {
             Ok(response) => classify_status(response.status()),
@@ -225,8 +238,10 @@ impl Executor for WebhookExecutor {
         };
         match &outcome {
             Err(e) if e.code == "address_refused" || e.code == "invalid_request" => {}
-            Err(e) => self.breaker.record(&host, e.is_retryable(), Instant::now()),
-            Ok(_) => self.breaker.record(&host, false, Instant::now()),
+            Err(e) => self
+                .breaker
+                .record(&breaker_key, e.is_retryable(), Instant::now()),
+            Ok(_) => self.breaker.record(&breaker_key, false, Instant::now()),
         }
         if let Err(e) = &outcome {
             tracing::info!(host = %host, code = %e.code, "webhook call failed");

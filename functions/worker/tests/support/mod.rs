@@ -17,7 +17,7 @@ use tms::adapters::postgres::PostgresStore;
 use tms::ports::{ClaimedTask, Outcome, StoreError, SubmissionStore, Submitted, WorkStore};
 use tms::telemetry::metrics::MemorySink;
 use tms::{
-    LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, WorkMessage,
+    LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, Tenant, WorkMessage,
     CORRELATION_ATTRIBUTE,
 };
 use tms_worker::{function_handler, Deps, Executor, Registry, Settings};
@@ -33,9 +33,26 @@ pub fn context(remaining: Duration) -> Context {
     ctx
 }
 
+/// The producer every test record is sent by, allowed to submit for every tenant.
+pub const PRODUCER: &str = "AIDATESTPRODUCER";
+
+/// A producer map allowing [`PRODUCER`] every tenant.
+pub fn producers() -> tms::cache::CachedSecret<tms_worker::ProducerMap> {
+    producers_from(&format!(r#"{{"{PRODUCER}": "*"}}"#))
+}
+
+/// The producer map `json`.
+pub fn producers_from(json: &str) -> tms::cache::CachedSecret<tms_worker::ProducerMap> {
+    let secrets =
+        tms_testkit::fakes::StaticSecrets([("/test/producers".to_owned(), json.to_owned())].into());
+    tms_worker::producer_map(Arc::new(secrets), Some("/test/producers".into()))
+}
+
 pub fn record(message_id: &str, body: &str, correlation_id: Option<&str>) -> SqsMessage {
     let mut r = SqsMessage::default();
     r.message_id = Some(message_id.into());
+    r.attributes
+        .insert(tms_worker::message::SENDER_ID.into(), PRODUCER.into());
     r.receipt_handle = Some(format!("rh-{message_id}"));
     r.body = Some(body.into());
     r.event_source = Some("aws:sqs".into());
@@ -163,6 +180,7 @@ pub fn pg_deps(
         work: Arc::new(store.clone()),
         submissions: Arc::new(store.clone()),
         queue,
+        producers: producers(),
         executors,
         metrics,
         settings: settings(),
@@ -180,6 +198,7 @@ pub fn memory_deps(
         work: store.clone(),
         submissions: store,
         queue,
+        producers: producers(),
         executors,
         metrics,
         settings: settings(),
@@ -232,16 +251,20 @@ impl MemoryStore {
 
 #[async_trait]
 impl WorkStore for MemoryStore {
-    async fn claim(&self, ids: &[TaskId], lease: Duration) -> Result<Vec<ClaimedTask>, StoreError> {
-        if ids.is_empty() {
+    async fn claim(
+        &self,
+        pointers: &[(TaskId, Tenant)],
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        if pointers.is_empty() {
             return Ok(Vec::new());
         }
         self.call()?;
         let now = Utc::now();
         let mut tasks = self.tasks.lock().unwrap();
         let mut claimed = Vec::new();
-        for id in ids {
-            let Some((task, _)) = tasks.get_mut(id) else {
+        for (id, tenant) in pointers {
+            let Some((task, _)) = tasks.get_mut(id).filter(|(t, _)| t.tenant == *tenant) else {
                 continue;
             };
             let event = LifecycleEvent::Claim {
@@ -279,6 +302,9 @@ impl WorkStore for MemoryStore {
                 continue;
             }
             task.status = o.to;
+            if o.released {
+                task.attempts -= 1;
+            }
             task.result = o.result.clone();
             task.last_error = o.error.clone().or(task.last_error.take());
             task.lease_until = None;
@@ -287,7 +313,7 @@ impl WorkStore for MemoryStore {
             }
             if o.enqueue {
                 task.enqueued_at = Some(now);
-            } else if o.to == Status::Failed {
+            } else if o.to == Status::Failed && !o.released {
                 task.enqueued_at = None;
             }
             task.version += 1;
