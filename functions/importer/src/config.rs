@@ -1,7 +1,8 @@
 //! The importer's configuration.
 
+use tms::config::submission_rules;
 use tms::config::{ConfigError, DatabaseConfig, Env};
-use tms::domain::webhook::WebhookPolicy;
+use tms::{ImportLimits, SubmissionRules};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -10,10 +11,12 @@ pub struct Config {
     pub bucket: String,
     /// `TMS_WORK_QUEUE_URL`.
     pub work_queue_url: String,
-    /// `TMS_WEBHOOK_ALLOW`: validation of webhook rows, as in the API.
-    pub webhook_policy: WebhookPolicy,
+    /// What rows are validated against, as in the API (`tms::config::submission_rules`).
+    pub rules: SubmissionRules,
     /// `TMS_IMPORT_CHUNK_ROWS`: rows per COPY and INSERT (default 50 000).
     pub chunk_rows: usize,
+    /// `TMS_IMPORT_MAX_*`: the bounds of one import ([`import_limits`]).
+    pub limits: ImportLimits,
     /// `TMS_IMPORT_ENQUEUE`: send work messages for the new tasks (default true; false leaves
     /// them to the relay).
     pub enqueue: bool,
@@ -27,11 +30,42 @@ impl Config {
             database: DatabaseConfig::from_env(env)?,
             bucket: env.required("TMS_BUCKET")?,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
-            webhook_policy: env.or("TMS_WEBHOOK_ALLOW", WebhookPolicy::default())?,
+            rules: submission_rules(env)?,
             chunk_rows: env.or("TMS_IMPORT_CHUNK_ROWS", 50_000usize)?.max(1),
+            limits: import_limits(env)?,
             enqueue: env.flag("TMS_IMPORT_ENQUEUE", true)?,
         })
     }
+}
+
+/// `TMS_IMPORT_MAX_RECORD_BYTES`, `TMS_IMPORT_MAX_BYTES`, `TMS_IMPORT_MAX_ROWS`,
+/// `TMS_IMPORT_MAX_ERRORS` and `TMS_IMPORT_MAX_OBJECT_BYTES`, each at least 1; the defaults are
+/// [`ImportLimits::default`]'s.
+///
+/// # Errors
+/// The first invalid variable.
+pub fn import_limits(env: &Env) -> Result<ImportLimits, ConfigError> {
+    let d = ImportLimits::default();
+    let positive = |name: &str, default: u64| -> Result<u64, ConfigError> {
+        match env.or(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                reason: "must be at least 1".into(),
+            }),
+            n => Ok(n),
+        }
+    };
+    Ok(ImportLimits {
+        max_record_bytes: usize::try_from(positive(
+            "TMS_IMPORT_MAX_RECORD_BYTES",
+            d.max_record_bytes as u64,
+        )?)
+        .unwrap_or(usize::MAX),
+        max_bytes: positive("TMS_IMPORT_MAX_BYTES", d.max_bytes)?,
+        max_rows: positive("TMS_IMPORT_MAX_ROWS", d.max_rows)?,
+        max_errors: positive("TMS_IMPORT_MAX_ERRORS", d.max_errors)?,
+        max_object_bytes: positive("TMS_IMPORT_MAX_OBJECT_BYTES", d.max_object_bytes)?,
+    })
 }
 
 #[cfg(test)]
@@ -47,6 +81,18 @@ mod tests {
         ];
         let cfg = Config::from_env(&Env::from_pairs(all)).unwrap();
         assert_eq!((cfg.chunk_rows, cfg.enqueue), (50_000, true));
+        assert_eq!(cfg.limits, ImportLimits::default());
+        let tight = Env::from_pairs(all.into_iter().chain([
+            ("TMS_IMPORT_MAX_ROWS", "10"),
+            ("TMS_IMPORT_MAX_OBJECT_BYTES", "2048"),
+        ]));
+        let limits = Config::from_env(&tight).unwrap().limits;
+        assert_eq!((limits.max_rows, limits.max_object_bytes), (10, 2048));
+        let zero = Env::from_pairs(all.into_iter().chain([("TMS_IMPORT_MAX_BYTES", "0")]));
+        assert!(matches!(
+            Config::from_env(&zero).unwrap_err(),
+            ConfigError::Invalid { name, .. } if name == "TMS_IMPORT_MAX_BYTES"
+        ));
         for (name, _) in all {
             let env = Env::from_pairs(all.into_iter().filter(|(k, _)| *k != name));
             assert_eq!(

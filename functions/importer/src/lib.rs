@@ -20,21 +20,21 @@ use lambda_runtime::{Error, LambdaEvent};
 use tms::adapters::postgres::{open_store, SetupError};
 use tms::adapters::s3::{self, S3ObjectStore};
 use tms::adapters::{sqs::SqsWorkQueue, ssm::SsmSecrets};
-use tms::domain::webhook::WebhookPolicy;
 use tms::ports::{
     CreatedTask, Dispatch, ImportClaim, ImportOutcome, ImportSession, ImportStore, NewImport,
-    ObjectError, ObjectStore, StoreError, TaskRepository, WorkQueue,
+    ObjectError, ObjectReader, ObjectStore, StoreError, TaskRepository, WorkQueue,
 };
 use tms::telemetry::metrics::{
     MetricSet, MetricSink, StdoutSink, IMPORT_ROWS_ACCEPTED, IMPORT_ROWS_REJECTED,
 };
 use tms::{
-    CorrelationId, Import, ImportId, ImportKey, ImportKeyError, TaskId, Tenant, WorkMessage,
+    CorrelationId, Import, ImportId, ImportKey, ImportKeyError, ImportLimits, TaskId, Tenant,
+    WorkMessage,
 };
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-pub use config::Config;
+pub use config::{import_limits, Config};
 use event::{CreatedObject, Notification};
 use parse::{Msg, ParseError, ParseSummary, RowContext};
 use report::Report;
@@ -48,8 +48,9 @@ pub struct Deps {
     pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub metrics: Arc<dyn MetricSink>,
-    pub policy: WebhookPolicy,
+    pub rules: tms::SubmissionRules,
     pub chunk_rows: usize,
+    pub limits: ImportLimits,
     pub enqueue: bool,
 }
 
@@ -71,8 +72,9 @@ impl Deps {
                 &config.work_queue_url,
             )),
             metrics: Arc::new(StdoutSink),
-            policy: config.webhook_policy,
+            rules: config.rules,
             chunk_rows: config.chunk_rows,
+            limits: config.limits,
             enqueue: config.enqueue,
         })
     }
@@ -89,8 +91,6 @@ pub enum Retry {
     Busy,
     #[error("{0}")]
     Read(String),
-    #[error("cannot use a temporary file: {0}")]
-    TempFile(#[from] std::io::Error),
 }
 
 /// Handles a batch of S3 notifications. Only the records that hit an infrastructure failure
@@ -153,21 +153,45 @@ async fn import_object(deps: &Deps, object: &CreatedObject) -> Result<(), Retry>
         }
     };
     let correlation_id = CorrelationId::generate();
-    let new = NewImport {
-        id: ImportId::new(),
-        tenant: parsed.tenant.clone(),
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-        version: object.version.clone(),
-        format: parsed.format,
-        compressed: parsed.compressed,
-        correlation_id: correlation_id.clone(),
-    };
     let span = tracing::info_span!("import", tenant = %parsed.tenant, key = %object.key, correlation_id = %correlation_id, import_id = tracing::field::Empty);
     async move {
+        // NOTE: the import is the object version actually read (GetObject's version id, else
+        // its ETag), whatever the notification carried: one with and one without `versionId`
+        // for the same write name the same import.
+        let (source, version) = match failure {
+            Some(reason) => (Source::Failed(reason), object.version.clone()),
+            None => match deps
+                .objects
+                .open(&object.key, object.version_id.as_deref())
+                .await
+            {
+                Ok(reader) => {
+                    let version = reader
+                        .identity()
+                        .map_or_else(|| object.version.clone(), str::to_owned);
+                    (Source::Object(reader), version)
+                }
+                Err(ObjectError::NotFound(_)) => (
+                    Source::Failed("the object no longer exists".into()),
+                    object.version.clone(),
+                ),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let new = NewImport {
+            id: ImportId::new(),
+            tenant: parsed.tenant.clone(),
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            version,
+            format: parsed.format,
+            compressed: parsed.compressed,
+            correlation_id: correlation_id.clone(),
+        };
         match deps.imports.begin(&new).await? {
             ImportClaim::AlreadyCompleted(import) => {
-                tracing::info!(import_id = %import.id, "already imported: nothing to do");
+                tracing::info!(import_id = %import.id, version = %import.version,
+                    "already imported: nothing to do");
                 Ok(())
             }
             ImportClaim::Busy(import) => {
@@ -176,20 +200,18 @@ async fn import_object(deps: &Deps, object: &CreatedObject) -> Result<(), Retry>
             }
             ImportClaim::Started { import, session } => {
                 tracing::Span::current().record("import_id", tracing::field::display(import.id));
-                run(
-                    deps,
-                    &parsed,
-                    import,
-                    session,
-                    failure,
-                    object.version_id.as_deref(),
-                )
-                .await
+                run(deps, &parsed, import, session, source).await
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// What an import reads: the object, opened, or the reason it cannot be imported.
+enum Source {
+    Object(ObjectReader),
+    Failed(String),
 }
 
 /// A key with an unsupported extension under a valid tenant: recorded as a failed import, so
@@ -211,26 +233,30 @@ async fn run(
     key: &ImportKey,
     import: Import,
     mut session: Box<dyn ImportSession>,
-    failure: Option<String>,
-    version_id: Option<&str>,
+    source: Source,
 ) -> Result<(), Retry> {
     let started = Instant::now();
-    let mut created = CreatedLog::new()?;
-    let summary = match failure {
-        Some(reason) => ParseSummary {
-            unreadable: Some(reason),
-            ..ParseSummary::default()
-        },
-        None => match deps.objects.open(&import.key, version_id).await {
-            Ok(reader) => load(deps, &import, key, reader.body, &mut session, &mut created).await?,
-            Err(ObjectError::NotFound(_)) => ParseSummary {
-                unreadable: Some("the object no longer exists".into()),
-                ..ParseSummary::default()
-            },
-            Err(e) => return Err(e.into()),
+    let max = deps.limits.max_object_bytes;
+    let mut created = None;
+    let summary = match source {
+        Source::Failed(reason) => ParseSummary::failed(reason),
+        Source::Object(reader) if reader.size.is_some_and(|size| size > max) => {
+            ParseSummary::failed(format!(
+                "the object is {} bytes, more than the {max} bytes an import may be (the limit \
+                 TMS_IMPORT_MAX_OBJECT_BYTES)",
+                reader.size.unwrap_or_default()
+            ))
+        }
+        Source::Object(reader) => match CreatedLog::new() {
+            Ok(log) => {
+                let log = created.insert(log);
+                load(deps, &import, key, reader.body, &mut session, log).await?
+            }
+            Err(e) => ParseSummary::failed(parse::temp_storage_failed(&e)),
         },
     };
-    let outcome = write_reports(deps, key, &import, summary, created.count).await?;
+    let created_count = created.as_ref().map_or(0, |c| c.count);
+    let outcome = write_reports(deps, key, &import, summary, created_count).await?;
     let finished = session.finish(&outcome).await?;
     tracing::info!(
         status = finished.status.as_str(),
@@ -247,8 +273,8 @@ async fn run(
         .count(IMPORT_ROWS_REJECTED, finished.counts.rejected)
         .property("correlation_id", finished.correlation_id.as_str())
         .emit(deps.metrics.as_ref());
-    if outcome.error.is_none() && deps.enqueue {
-        enqueue(deps, &finished, created).await?;
+    if let Some(created) = created.filter(|_| outcome.error.is_none() && deps.enqueue) {
+        enqueue(deps, &finished, created).await;
     }
     Ok(())
 }
@@ -270,8 +296,9 @@ async fn load(
         tenant: import.tenant.clone(),
         import_id: import.id,
         correlation_id: import.correlation_id.clone(),
-        policy: deps.policy,
+        rules: deps.rules,
         chunk_rows: deps.chunk_rows,
+        limits: deps.limits,
     };
     let (tx, mut rx) = mpsc::channel::<Msg>(8);
     let (format, compressed) = (key.format, key.compressed);
@@ -281,6 +308,7 @@ async fn load(
         parse::parse(reader, format, compressed, &ctx, tx)
     });
     let mut load_error = None;
+    let mut log_error = None;
     let mut chunks = 0u64;
     while let Some(first) = next_data(&mut rx).await {
         let chunk = stream::unfold((Some(first), &mut rx), |(first, rx)| async move {
@@ -295,7 +323,10 @@ async fn load(
         match session.load_chunk(chunk.boxed()).await {
             Ok(new) => {
                 chunks += 1;
-                created.extend(&new)?;
+                if let Err(e) = created.extend(&new) {
+                    log_error = Some(e);
+                    break;
+                }
                 tracing::info!(
                     chunk = chunks,
                     tasks_created = created.count,
@@ -312,6 +343,9 @@ async fn load(
     let parsed = parser
         .await
         .map_err(|e| Retry::Read(format!("the parser failed: {e}")))?;
+    if let Some(e) = log_error {
+        return Ok(ParseSummary::failed(parse::temp_storage_failed(&e)));
+    }
     match (parsed, load_error) {
         // The file itself is unusable: that, not the COPY it cut short, is the outcome.
         (Ok(summary), _) if summary.unreadable.is_some() => Ok(summary),
@@ -336,13 +370,17 @@ async fn write_reports(
     deps: &Deps,
     key: &ImportKey,
     import: &Import,
-    summary: ParseSummary,
+    mut summary: ParseSummary,
     created: u64,
 ) -> Result<ImportOutcome, Retry> {
-    let failed = summary.unreadable.is_some();
     let errors_key = key.errors_key();
-    let first = summary.errors.first.clone();
-    let errors_file = summary.errors.into_file()?;
+    let errors = std::mem::replace(&mut summary.errors, parse::ErrorLog::new(0));
+    let (first, kept) = (errors.first.clone(), errors.kept());
+    let errors_file = errors.into_file().unwrap_or_else(|e| {
+        summary.unreadable = Some(parse::temp_storage_failed(&e));
+        None
+    });
+    let failed = summary.unreadable.is_some();
     let wrote_errors = match &errors_file {
         Some(file) => {
             deps.objects
@@ -364,6 +402,7 @@ async fn write_reports(
         rows_created: if failed { 0 } else { created },
         error: summary.unreadable.as_deref(),
         errors: &first,
+        errors_kept: if wrote_errors { kept } else { 0 },
         errors_key: wrote_errors.then_some(errors_key.as_str()),
         started_at: import.started_at,
         finished_at: Utc::now(),
@@ -434,13 +473,26 @@ fn read_created(reader: &mut impl Read, max: usize) -> std::io::Result<Vec<Creat
 }
 
 /// Sends the work messages of the created tasks (batches of 10, several in flight) and sets
-/// their outbox marker. What cannot be sent is left to the relay.
-async fn enqueue(deps: &Deps, import: &Import, created: CreatedLog) -> Result<(), Retry> {
+/// their outbox marker. What cannot be sent (or read back from the temporary file) is left to
+/// the relay: the tasks are committed.
+async fn enqueue(deps: &Deps, import: &Import, created: CreatedLog) {
     let total = created.count;
-    let mut reader = created.reader()?;
+    let mut reader = match created.reader() {
+        Ok(reader) => reader,
+        Err(e) => {
+            tracing::warn!(error = %e, tasks = total, "created tasks cannot be read back; the relay will send them");
+            return;
+        }
+    };
     let mut sent_total = 0u64;
     loop {
-        let batch = read_created(&mut reader, ENQUEUE_BATCH)?;
+        let batch = match read_created(&mut reader, ENQUEUE_BATCH) {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "created tasks cannot be read back; the relay will send the rest");
+                break;
+            }
+        };
         if batch.is_empty() {
             break;
         }
@@ -472,5 +524,4 @@ async fn enqueue(deps: &Deps, import: &Import, created: CreatedLog) -> Result<()
         }
     }
     tracing::info!(tasks = total, sent = sent_total, "import queued");
-    Ok(())
 }

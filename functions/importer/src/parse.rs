@@ -3,24 +3,26 @@
 //! bounded buffers sent to the loader, and each invalid row is logged with its line and reason.
 //! Memory stays flat whatever the file size.
 
+use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tms::adapters::postgres::copy::{encode_row, StagedRow, COPY_HEADER, COPY_TRAILER};
-use tms::domain::webhook::WebhookPolicy;
 use tms::{
-    import_row_key, parse_rfc3339, CorrelationId, ImportFormat, ImportId, NewTask, Source,
-    Submission, Tenant,
+    import_row_key, parse_rfc3339, CorrelationId, ImportFormat, ImportId, ImportLimits, NewTask,
+    Source, Submission, Tenant,
 };
 use tokio::sync::mpsc::Sender;
 
 /// Encoded rows are sent to the loader in buffers of about this size.
 pub const BUFFER_BYTES: usize = 256 * 1024;
-/// How many errors the report lists (all of them go to the `.errors.jsonl` object).
+/// How many errors the report lists (the `.errors.jsonl` object keeps up to
+/// [`ImportLimits::max_errors`]).
 pub const REPORT_ERRORS: usize = 100;
-/// A JSON Lines line longer than this is rejected without being held in memory.
+/// The default bound of a JSON line or CSV record ([`ImportLimits::max_record_bytes`]).
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 const RESERVED_CSV_COLUMNS: [&str; 3] = ["kind", "idempotency_key", "run_after"];
 
@@ -43,9 +45,10 @@ pub struct RowContext {
     pub tenant: Tenant,
     pub import_id: ImportId,
     pub correlation_id: CorrelationId,
-    pub policy: WebhookPolicy,
+    pub rules: tms::SubmissionRules,
     /// Valid rows per chunk (one COPY and one INSERT each).
     pub chunk_rows: usize,
+    pub limits: ImportLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,24 +57,63 @@ pub struct RowError {
     pub reason: String,
 }
 
-/// Every rejected row: the first [`REPORT_ERRORS`] in memory, all of them in a temporary file.
-#[derive(Debug, Default)]
+/// Rejected rows: the first [`REPORT_ERRORS`] in memory, the first `kept` in a temporary
+/// file (so a file of garbage cannot fill the disk), and the count of all of them.
+#[derive(Debug)]
 pub struct ErrorLog {
     pub first: Vec<RowError>,
     pub count: u64,
-    file: Option<std::io::BufWriter<tempfile::NamedTempFile>>,
+    /// How many the file holds at most.
+    keep: u64,
+    file: Option<std::io::BufWriter<Spool>>,
+}
+
+/// Where the errors file is written: a temporary file, or in tests a device that fails.
+#[derive(Debug)]
+enum Spool {
+    Temp(tempfile::NamedTempFile),
+    #[cfg(test)]
+    Device(std::fs::File),
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Temp(f) => f.write(buf),
+            #[cfg(test)]
+            Self::Device(f) => f.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Temp(f) => f.flush(),
+            #[cfg(test)]
+            Self::Device(f) => f.flush(),
+        }
+    }
 }
 
 impl ErrorLog {
+    pub fn new(keep: u64) -> Self {
+        Self {
+            first: Vec::new(),
+            count: 0,
+            keep,
+            file: None,
+        }
+    }
+
     fn push(&mut self, error: RowError) -> std::io::Result<()> {
-        let file = match &mut self.file {
-            Some(f) => f,
-            None => self
-                .file
-                .insert(std::io::BufWriter::new(tempfile::NamedTempFile::new()?)),
-        };
-        serde_json::to_writer(&mut *file, &error)?;
-        file.write_all(b"\n")?;
+        if self.count < self.keep {
+            let file = match &mut self.file {
+                Some(f) => f,
+                None => self.file.insert(std::io::BufWriter::new(Spool::Temp(
+                    tempfile::NamedTempFile::new()?,
+                ))),
+            };
+            serde_json::to_writer(&mut *file, &error)?;
+            file.write_all(b"\n")?;
+        }
         self.count += 1;
         if self.first.len() < REPORT_ERRORS {
             self.first.push(error);
@@ -79,19 +121,92 @@ impl ErrorLog {
         Ok(())
     }
 
-    /// The file holding every error as JSON Lines, when there was any.
+    /// How many errors the file holds.
+    pub fn kept(&self) -> u64 {
+        self.count.min(self.keep)
+    }
+
+    /// The file holding the kept errors as JSON Lines, when there was any.
     ///
     /// # Errors
     /// When the buffered lines cannot be written out.
     pub fn into_file(self) -> std::io::Result<Option<tempfile::NamedTempFile>> {
-        self.file
-            .map(|f| f.into_inner().map_err(std::io::IntoInnerError::into_error))
-            .transpose()
+        let Some(file) = self.file else {
+            return Ok(None);
+        };
+        match file
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?
+        {
+            Spool::Temp(f) => Ok(Some(f)),
+            #[cfg(test)]
+            Spool::Device(_) => Ok(None),
+        }
     }
 }
 
-/// The outcome of reading a whole object.
+/// A bound of [`ImportLimits`] that the file broke, as an I/O error of the reader.
+#[derive(Debug, thiserror::Error)]
+enum OverLimit {
+    #[error(
+        "the file is larger than {0} bytes once decompressed (the limit TMS_IMPORT_MAX_BYTES)"
+    )]
+    Bytes(u64),
+    #[error(
+        "a CSV record is longer than {0} bytes (the limit TMS_IMPORT_MAX_RECORD_BYTES); an \
+         unterminated quote makes the rest of a file one record"
+    )]
+    Record(usize),
+}
+
+/// What [`Bounded`] has read, shared with the parser that marks where each record starts.
 #[derive(Debug, Default)]
+struct ReadCount {
+    total: Cell<u64>,
+    record_start: Cell<u64>,
+}
+
+impl ReadCount {
+    fn mark_record(&self) {
+        self.record_start.set(self.total.get());
+    }
+}
+
+/// Counts the bytes read (after decompression) and fails the read once the file or the record
+/// being read is over its limit, before the parser buffers more of it. The CSV parser reads
+/// ahead by its buffer (8 KiB), so a record is cut within that of its limit.
+struct Bounded<R> {
+    inner: R,
+    count: Rc<ReadCount>,
+    max_bytes: u64,
+    max_record: Option<usize>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.count.total.get() + n as u64;
+        self.count.total.set(total);
+        if total > self.max_bytes {
+            return Err(std::io::Error::other(OverLimit::Bytes(self.max_bytes)));
+        }
+        if let Some(max) = self.max_record {
+            if total - self.count.record_start.get() > max as u64 + 8192 {
+                return Err(std::io::Error::other(OverLimit::Record(max)));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn over_limit(e: &std::io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<OverLimit>())
+        .map(ToString::to_string)
+}
+
+/// The outcome of reading a whole object.
+#[derive(Debug)]
 pub struct ParseSummary {
     pub total: u64,
     pub accepted: u64,
@@ -102,19 +217,51 @@ pub struct ParseSummary {
     pub unreadable: Option<String>,
 }
 
+impl ParseSummary {
+    /// No row read yet; the errors file keeps at most `keep` errors.
+    fn empty(keep: u64) -> Self {
+        Self {
+            total: 0,
+            accepted: 0,
+            rejected: 0,
+            errors: ErrorLog::new(keep),
+            unreadable: None,
+        }
+    }
+
+    /// An import that failed before any row: `reason` says why.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            unreadable: Some(reason.into()),
+            ..Self::empty(0)
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("the loader stopped")]
     Cancelled,
     #[error("cannot read the object: {0}")]
     Read(std::io::Error),
-    #[error("cannot write the error log: {0}")]
-    ErrorLog(std::io::Error),
 }
 
-/// An I/O error from reading the object: a corrupt file, or a broken transfer (worth a retry).
+/// Why the import fails when its temporary storage cannot be written (a full disk among
+/// others): retrying would fail the same way.
+pub fn temp_storage_failed(e: &std::io::Error) -> String {
+    format!(
+        "the importer's temporary storage failed ({e}); its ephemeral storage is sized for the \
+         documented limits"
+    )
+}
+
+/// An I/O error from reading the object: a corrupt file, a limit the file broke, or a broken
+/// transfer (worth a retry).
 fn classify(e: std::io::Error, compressed: bool) -> Result<String, ParseError> {
     use std::io::ErrorKind::*;
+    if let Some(reason) = over_limit(&e) {
+        return Ok(reason);
+    }
     match e.kind() {
         InvalidData | InvalidInput => Ok(if compressed {
             format!("the file is not valid gzip: {e}")
@@ -177,19 +324,46 @@ struct Rows<'a> {
     ctx: &'a RowContext,
     encoder: Encoder,
     summary: ParseSummary,
+    /// The errors file could not be written: the import fails.
+    log_failure: Option<std::io::Error>,
+    /// A row beyond the limit was met: the import fails.
+    over_rows: bool,
 }
 
 impl Rows<'_> {
+    /// Why no further row may be read: the file had more rows than the limit allows, or the
+    /// errors file cannot be written.
+    fn stop(&self) -> Option<String> {
+        if let Some(e) = &self.log_failure {
+            return Some(temp_storage_failed(e));
+        }
+        let max = self.ctx.limits.max_rows;
+        self.over_rows
+            .then(|| format!("the file has more than {max} rows (the limit TMS_IMPORT_MAX_ROWS)"))
+    }
+
+    /// Whether one more row is over the limit (then it is not taken, and [`Rows::stop`] says so).
+    fn full(&mut self) -> bool {
+        self.over_rows |= self.summary.total >= self.ctx.limits.max_rows;
+        self.over_rows
+    }
+
     fn reject(&mut self, line: u64, reason: String) -> Result<(), ParseError> {
+        if self.full() {
+            return Ok(());
+        }
         self.summary.total += 1;
         self.summary.rejected += 1;
-        self.summary
-            .errors
-            .push(RowError { line, reason })
-            .map_err(ParseError::ErrorLog)
+        if let Err(e) = self.summary.errors.push(RowError { line, reason }) {
+            self.log_failure = Some(e);
+        }
+        Ok(())
     }
 
     fn submit(&mut self, line: u64, submission: Submission) -> Result<(), ParseError> {
+        if self.full() {
+            return Ok(());
+        }
         let source = Source::Import {
             import_id: self.ctx.import_id,
             line,
@@ -198,7 +372,7 @@ impl Rows<'_> {
             self.ctx.tenant.clone(),
             self.ctx.correlation_id.clone(),
             source,
-            &self.ctx.policy,
+            &self.ctx.rules,
         );
         let task: NewTask = match validated {
             Ok(task) => task,
@@ -229,6 +403,7 @@ impl Rows<'_> {
     }
 
     fn finish(mut self, unreadable: Option<String>) -> Result<ParseSummary, ParseError> {
+        let unreadable = unreadable.or_else(|| self.stop());
         if unreadable.is_none() {
             self.encoder.end_chunk()?;
         }
@@ -249,11 +424,30 @@ pub fn parse<'a>(
     ctx: &RowContext,
     tx: Sender<Msg>,
 ) -> Result<ParseSummary, ParseError> {
+    let errors = ErrorLog::new(ctx.limits.max_errors);
+    parse_into(reader, format, compressed, ctx, tx, errors)
+}
+
+fn parse_into<'a>(
+    reader: impl Read + 'a,
+    format: ImportFormat,
+    compressed: bool,
+    ctx: &RowContext,
+    tx: Sender<Msg>,
+    errors: ErrorLog,
+) -> Result<ParseSummary, ParseError> {
     let reader: Box<dyn Read + 'a> = if compressed {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
     };
+    let count = Rc::new(ReadCount::default());
+    let reader = Box::new(Bounded {
+        inner: reader,
+        count: count.clone(),
+        max_bytes: ctx.limits.max_bytes,
+        max_record: (format == ImportFormat::Csv).then_some(ctx.limits.max_record_bytes),
+    });
     let rows = Rows {
         ctx,
         encoder: Encoder {
@@ -262,10 +456,15 @@ pub fn parse<'a>(
             in_chunk: 0,
             chunk_rows: ctx.chunk_rows.max(1),
         },
-        summary: ParseSummary::default(),
+        summary: ParseSummary {
+            errors,
+            ..ParseSummary::empty(0)
+        },
+        log_failure: None,
+        over_rows: false,
     };
     match format {
-        ImportFormat::Csv => parse_csv(reader, compressed, rows),
+        ImportFormat::Csv => parse_csv(reader, compressed, rows, &count),
         ImportFormat::Jsonl => parse_jsonl(reader, compressed, rows),
     }
 }
@@ -280,6 +479,7 @@ fn parse_csv(
     reader: Box<dyn Read + '_>,
     compressed: bool,
     mut rows: Rows<'_>,
+    count: &ReadCount,
 ) -> Result<ParseSummary, ParseError> {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -323,6 +523,10 @@ fn parse_csv(
     let key_at = header.iter().position(|h| h == "idempotency_key");
     let run_after_at = header.iter().position(|h| h == "run_after");
     loop {
+        if let Some(reason) = rows.stop() {
+            return rows.finish(Some(reason));
+        }
+        count.mark_record();
         match read(&mut csv, &mut record)? {
             Ok(true) => {}
             Ok(false) => break,
@@ -449,8 +653,12 @@ fn parse_jsonl(
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut buf = Vec::new();
     let mut line = 0u64;
+    let max_line = rows.ctx.limits.max_record_bytes;
     loop {
-        let too_long = match read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES) {
+        if let Some(reason) = rows.stop() {
+            return rows.finish(Some(reason));
+        }
+        let too_long = match read_line_capped(&mut reader, &mut buf, max_line) {
             Ok(None) => break,
             Ok(Some(too_long)) => too_long,
             Err(e) => return rows.finish(Some(classify(e, compressed)?)),
@@ -459,7 +667,10 @@ fn parse_jsonl(
         if too_long {
             rows.reject(
                 line,
-                format!("the line is longer than {MAX_LINE_BYTES} bytes"),
+                format!(
+                    "the line is longer than {max_line} bytes (the limit \
+                     TMS_IMPORT_MAX_RECORD_BYTES)"
+                ),
             )?;
             continue;
         }
@@ -516,6 +727,10 @@ mod tests {
     use tms::adapters::postgres::copy::COPY_HEADER;
 
     fn ctx(chunk_rows: usize) -> RowContext {
+        ctx_with(chunk_rows, ImportLimits::default())
+    }
+
+    fn ctx_with(chunk_rows: usize, limits: ImportLimits) -> RowContext {
         RowContext {
             bucket: "b".into(),
             key: "imports/demo/x.csv".into(),
@@ -523,8 +738,9 @@ mod tests {
             tenant: Tenant::parse("demo").unwrap(),
             import_id: ImportId::new(),
             correlation_id: CorrelationId::generate(),
-            policy: WebhookPolicy::default(),
+            rules: tms::SubmissionRules::default(),
             chunk_rows,
+            limits,
         }
     }
 
@@ -535,8 +751,19 @@ mod tests {
         compressed: bool,
         chunk_rows: usize,
     ) -> (ParseSummary, Vec<usize>) {
+        run_with(input, format, compressed, &ctx(chunk_rows), None)
+    }
+
+    fn run_with(
+        input: impl Read,
+        format: ImportFormat,
+        compressed: bool,
+        ctx: &RowContext,
+        errors: Option<ErrorLog>,
+    ) -> (ParseSummary, Vec<usize>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        let summary = parse(input, format, compressed, &ctx(chunk_rows), tx).expect("parse");
+        let errors = errors.unwrap_or_else(|| ErrorLog::new(ctx.limits.max_errors));
+        let summary = parse_into(input, format, compressed, ctx, tx, errors).expect("parse");
         let mut chunks = Vec::new();
         let mut current = Vec::new();
         while let Ok(msg) = rx.try_recv() {
@@ -652,13 +879,17 @@ mod tests {
 
     #[test]
     fn jsonl_lines_with_defaults_blank_lines_and_errors() {
-        let jsonl = "\u{feff}{\"kind\":\"noop\",\"payload\":{}}\n\
+        // Within the run_after window (a year ahead by default) whenever the test runs.
+        let later = (chrono::Utc::now() + chrono::Duration::days(30))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let jsonl = format!("\u{feff}{{\"kind\":\"noop\",\"payload\":{{}}}}\n\
                      \n\
-                     {\"kind\":\"archive\",\"payload\":{\"name\":\"x\"},\"idempotency_key\":\"mine\",\"run_after\":\"2030-01-01T00:00:00Z\",\"max_attempts\":3}\r\n\
-                     {\"kind\":\"noop\"}\n\
+                     {{\"kind\":\"archive\",\"payload\":{{\"name\":\"x\"}},\"idempotency_key\":\"mine\",\"run_after\":\"{later}\",\"max_attempts\":3}}\r\n\
+                     {{\"kind\":\"noop\"}}\n\
                      not json\n\
-                     {\"kind\":\"noop\",\"payload\":{},\"run_after\":\"soon\"}\n\
-                     {\"kind\":\"noop\",\"payload\":{},\"tenant\":\"other\"}";
+                     {{\"kind\":\"noop\",\"payload\":{{}},\"run_after\":\"soon\"}}\n\
+                     {{\"kind\":\"noop\",\"payload\":{{}},\"tenant\":\"other\"}}");
         let (summary, chunks) = run(jsonl.as_bytes(), ImportFormat::Jsonl, false, 100);
         assert_eq!(
             (summary.total, summary.accepted, summary.rejected),
@@ -699,5 +930,138 @@ mod tests {
         assert_eq!(text.lines().count(), 150);
         let first: RowError = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first.line, 2);
+    }
+
+    /// An endless source that counts what was taken from it.
+    struct Endless<'a> {
+        head: &'a [u8],
+        fill: u8,
+        taken: &'a std::cell::Cell<u64>,
+    }
+
+    impl Read for Endless<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = if self.head.is_empty() {
+                buf.fill(self.fill);
+                buf.len()
+            } else {
+                let n = self.head.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.head[..n]);
+                self.head = &self.head[n..];
+                n
+            };
+            self.taken.set(self.taken.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    fn limits(f: impl FnOnce(&mut ImportLimits)) -> ImportLimits {
+        let mut l = ImportLimits::default();
+        f(&mut l);
+        l
+    }
+
+    #[test]
+    fn an_unterminated_csv_quote_fails_the_file_without_reading_it_all() {
+        let taken = std::cell::Cell::new(0);
+        let source = Endless {
+            head: b"kind,note\nnoop,\"never closed",
+            fill: b'x',
+            taken: &taken,
+        };
+        let ctx = ctx_with(10, limits(|l| l.max_record_bytes = 64 * 1024));
+        let (summary, chunks) =
+            run_with(source.take(50 << 20), ImportFormat::Csv, false, &ctx, None);
+        let reason = summary.unreadable.unwrap_or_default();
+        assert!(reason.contains("TMS_IMPORT_MAX_RECORD_BYTES"), "{reason}");
+        assert!(chunks.is_empty(), "nothing is loaded");
+        assert!(
+            taken.get() < 64 * 1024 + 64 * 1024,
+            "read {} bytes of a 50 MiB record before giving up",
+            taken.get()
+        );
+    }
+
+    #[test]
+    fn a_gzip_that_expands_past_the_limit_fails_naming_it() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"kind,n\n").unwrap();
+        for _ in 0..200_000 {
+            gz.write_all(b"noop,0000000000000000\n").unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 100 * 1024, "{} bytes compressed", bomb.len());
+        let ctx = ctx_with(1000, limits(|l| l.max_bytes = 1024 * 1024));
+        let (summary, _) = run_with(&bomb[..], ImportFormat::Csv, true, &ctx, None);
+        let reason = summary.unreadable.unwrap_or_default();
+        assert!(reason.contains("TMS_IMPORT_MAX_BYTES"), "{reason}");
+    }
+
+    #[test]
+    fn more_rows_than_the_limit_fail_the_file() {
+        let mut csv = String::from("kind\n");
+        for _ in 0..11 {
+            csv.push_str("noop\n");
+        }
+        let ctx = ctx_with(100, limits(|l| l.max_rows = 10));
+        let (summary, _) = run_with(csv.as_bytes(), ImportFormat::Csv, false, &ctx, None);
+        assert!(summary
+            .unreadable
+            .unwrap_or_default()
+            .contains("TMS_IMPORT_MAX_ROWS"));
+        let mut jsonl = String::new();
+        for _ in 0..10 {
+            jsonl.push_str("{\"kind\":\"noop\",\"payload\":{}}\n");
+        }
+        let (summary, _) = run_with(jsonl.as_bytes(), ImportFormat::Jsonl, false, &ctx, None);
+        assert_eq!(
+            (summary.accepted, summary.unreadable),
+            (10, None),
+            "ten rows fit"
+        );
+    }
+
+    #[test]
+    fn the_errors_file_keeps_the_first_errors_and_counts_them_all() {
+        let mut csv = String::from("kind\n");
+        for _ in 0..150 {
+            csv.push_str("fax\n");
+        }
+        let ctx = ctx_with(10, limits(|l| l.max_errors = 20));
+        let (summary, _) = run_with(csv.as_bytes(), ImportFormat::Csv, false, &ctx, None);
+        assert_eq!(
+            (
+                summary.rejected,
+                summary.errors.count,
+                summary.errors.kept()
+            ),
+            (150, 150, 20)
+        );
+        assert!(summary.unreadable.is_none());
+        let file = summary.errors.into_file().unwrap().unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert_eq!(text.lines().count(), 20);
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_import_instead_of_retrying_it() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let log = ErrorLog {
+            file: Some(std::io::BufWriter::with_capacity(16, Spool::Device(full))),
+            ..ErrorLog::new(100)
+        };
+        let (summary, chunks) = run_with(
+            &b"kind\nfax\nnoop\n"[..],
+            ImportFormat::Csv,
+            false,
+            &ctx(10),
+            Some(log),
+        );
+        let reason = summary.unreadable.unwrap_or_default();
+        assert!(reason.contains("temporary storage"), "{reason}");
+        assert!(chunks.is_empty());
     }
 }

@@ -1,5 +1,5 @@
 //! The import report: `reports/{tenant}/{path}.report.json` with the counts and the first
-//! errors, and `.errors.jsonl` with every error.
+//! errors, and `.errors.jsonl` with the first errors up to the limit of the errors file.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,8 +19,10 @@ pub struct Report<'a> {
     pub rows_rejected: u64,
     pub rows_created: u64,
     pub error: Option<&'a str>,
-    /// The first errors (at most 100); every error is in `errors_key`.
+    /// The first errors (at most 100); `rows_rejected` counts them all.
     pub errors: &'a [RowError],
+    /// How many errors `errors_key` holds: all of them, or the first `TMS_IMPORT_MAX_ERRORS`.
+    pub errors_kept: u64,
     pub errors_key: Option<&'a str>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,

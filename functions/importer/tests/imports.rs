@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use tms::adapters::postgres::PostgresStore;
 use tms::adapters::s3::S3ObjectStore;
 use tms::adapters::sqs::SqsWorkQueue;
-use tms::domain::webhook::WebhookPolicy;
 use tms::ports::ImportStore;
 use tms::telemetry::metrics::{parse_emf, MemorySink};
 use tms::{ImportStatus, WorkMessage};
@@ -55,8 +54,9 @@ async fn harness(versioned: bool, enqueue: bool) -> Harness {
         objects: Arc::new(S3ObjectStore::new(s3.clone(), &bucket)),
         queue: Arc::new(SqsWorkQueue::new(queue.sqs.clone(), &queue.url)),
         metrics: metrics.clone(),
-        policy: WebhookPolicy::default(),
+        rules: tms::SubmissionRules::default(),
         chunk_rows: 1000,
+        limits: tms::ImportLimits::default(),
         enqueue,
     };
     Harness {

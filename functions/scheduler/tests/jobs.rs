@@ -90,7 +90,14 @@ fn ids(tasks: &[NewTask]) -> Vec<TaskId> {
 
 /// Claims the tasks and records `to` for each.
 async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
-    let claimed = f.store.claim(tasks, Duration::from_secs(60)).await.unwrap();
+    let claimed = f
+        .store
+        .claim(
+            &tms_testkit::tasks::pointers("demo", tasks),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     let outcomes: Vec<_> = claimed
         .iter()
         .map(|c| Outcome {
@@ -101,6 +108,7 @@ async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
             error: (to != Status::Succeeded).then(|| TaskError::retryable("http_503", "x")),
             retry_in: (to == Status::Failed).then_some(Duration::ZERO),
             enqueue,
+            released: false,
         })
         .collect();
     assert_eq!(f.store.record(&outcomes).await.unwrap().len(), tasks.len());
@@ -206,11 +214,17 @@ async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     f.store.create(&last_attempt).await.unwrap();
     let working = created(&f, 1).await;
     f.store
-        .claim(&[retried[0].id, last_attempt.id], Duration::from_millis(1))
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[retried[0].id, last_attempt.id]),
+            Duration::from_millis(1),
+        )
         .await
         .unwrap();
     f.store
-        .claim(&ids(&working), Duration::from_secs(60))
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &ids(&working)),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;

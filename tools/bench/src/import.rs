@@ -15,7 +15,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
 use tms::config::Env;
-use tms::domain::webhook::WebhookPolicy;
 use tms::{CorrelationId, ImportId, Source, Submission, Tenant};
 
 use crate::bench::{with_steal, Bench, Steal};
@@ -82,7 +81,7 @@ fn write_copy_csv(path: &Path, rows: u64, key: &str) -> anyhow::Result<()> {
     let correlation = CorrelationId::generate();
     let import_id = ImportId::new();
     let run_after = chrono::Utc::now().to_rfc3339();
-    let policy = WebhookPolicy::default();
+    let rules = tms::SubmissionRules::default();
     let mut out = csv::Writer::from_path(path)?;
     for line in 2..rows + 2 {
         let [customer, order, sku, quantity, note] = fields(line - 1);
@@ -99,7 +98,7 @@ fn write_copy_csv(path: &Path, rows: u64, key: &str) -> anyhow::Result<()> {
             tenant.clone(),
             correlation.clone(),
             Source::Import { import_id, line },
-            &policy,
+            &rules,
         )
         .map_err(|e| anyhow::anyhow!("row {line}: {e}"))?;
         let hash: String = task
