@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, Event, FilterRule, FilterRuleName, NotificationConfiguration,
     NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter, VersioningConfiguration,
 };
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_ssm::config::Credentials;
 use aws_sdk_ssm::types::ParameterType;
 use tms_api::auth::token_hash;
@@ -278,6 +278,10 @@ impl Stack {
             .send()
             .await
             .context("notify the import queue")?;
+        // The local producers are whoever the emulator says sends with these credentials; the
+        // map lets that principal submit for every tenant, as an account's own producers may.
+        let sender = sender_id(&sqs, &self.names.work_queue).await?;
+        let producers = serde_json::json!({ sender: "*" }).to_string();
         let ssm = aws_sdk_ssm::Client::new(aws);
         let tokens: serde_json::Map<String, serde_json::Value> = self
             .tokens
@@ -289,6 +293,7 @@ impl Stack {
         let [migrator, app, dev] = self.role_passwords()?;
         for (name, value) in [
             ("api-tokens", serde_json::Value::Object(tokens).to_string()),
+            ("producers", producers),
             ("db/admin", admin),
             ("db/migrator", migrator),
             ("db/app", app),
@@ -340,10 +345,17 @@ impl Stack {
                 ("TMS_WORK_DLQ_URL", res.work_dlq_url.clone()),
                 ("TMS_BUCKET", res.bucket.clone()),
                 ("TMS_TOKENS_PARAM", self.param("api-tokens")),
+                ("TMS_PRODUCERS_PARAM", self.param("producers")),
                 ("TMS_CURSOR_KEY", CURSOR_KEY.into()),
                 // NOTE: the local run allows webhooks to loopback over plain http, so the demo
-                // can run its own receiver; every other private or metadata address stays refused.
+                // can run its own receiver; every other private or metadata address stays
+                // refused, and so do the ports of the stack itself (the API, the emulator and
+                // PostgreSQL), so that no webhook can act as one tenant on another's behalf.
                 ("TMS_WEBHOOK_ALLOW", "http,loopback".into()),
+                (
+                    "TMS_WEBHOOK_DENY_PORTS",
+                    format!("{},{},{}", self.api_port, self.aws_port, self.pg_port),
+                ),
                 ("TMS_API_PORT", self.api_port.to_string()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
@@ -450,6 +462,50 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<Strin
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .context("the queue has no ARN")
+}
+
+/// The `SenderId` the emulator stamps on messages sent with the local credentials, read from a
+/// probe message on a queue of its own.
+async fn sender_id(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<String> {
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-sender-probe"))
+        .send()
+        .await
+        .context("create the sender probe queue")?
+        .queue_url
+        .context("no queue url")?;
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body("who sends?")
+        .send()
+        .await
+        .context("send the sender probe")?;
+    let message = sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(5)
+        .message_system_attribute_names(MessageSystemAttributeName::SenderId)
+        .send()
+        .await
+        .context("receive the sender probe")?
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .context("the sender probe did not arrive")?;
+    if let Some(handle) = message.receipt_handle() {
+        sqs.delete_message()
+            .queue_url(&url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .context("delete the sender probe")?;
+    }
+    message
+        .attributes
+        .and_then(|a| a.get(&MessageSystemAttributeName::SenderId).cloned())
+        .context("the emulator sent no SenderId")
 }
 
 /// A queue and its dead-letter queue (after five receives), SSE on.
