@@ -244,6 +244,36 @@ pub fn submission_rules(env: &Env) -> Result<crate::SubmissionRules, ConfigError
     })
 }
 
+/// `TMS_IMPORT_MAX_RECORD_BYTES`, `TMS_IMPORT_MAX_BYTES`, `TMS_IMPORT_MAX_ROWS`,
+/// `TMS_IMPORT_MAX_ERRORS` and `TMS_IMPORT_MAX_OBJECT_BYTES`, each at least 1; the defaults are
+/// [`crate::ImportLimits::default`]'s.
+///
+/// # Errors
+/// The first invalid variable.
+pub fn import_limits(env: &Env) -> Result<crate::ImportLimits, ConfigError> {
+    let d = crate::ImportLimits::default();
+    let positive = |name: &str, default: u64| -> Result<u64, ConfigError> {
+        match env.or(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                reason: "must be at least 1".into(),
+            }),
+            n => Ok(n),
+        }
+    };
+    Ok(crate::ImportLimits {
+        max_record_bytes: usize::try_from(positive(
+            "TMS_IMPORT_MAX_RECORD_BYTES",
+            d.max_record_bytes as u64,
+        )?)
+        .unwrap_or(usize::MAX),
+        max_bytes: positive("TMS_IMPORT_MAX_BYTES", d.max_bytes)?,
+        max_rows: positive("TMS_IMPORT_MAX_ROWS", d.max_rows)?,
+        max_errors: positive("TMS_IMPORT_MAX_ERRORS", d.max_errors)?,
+        max_object_bytes: positive("TMS_IMPORT_MAX_OBJECT_BYTES", d.max_object_bytes)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

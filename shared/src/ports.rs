@@ -426,6 +426,15 @@ pub trait SchedulerStore: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn expired_leases(&self, limit: u32) -> Result<Vec<Task>, StoreError>;
 
+    /// Marks `failed` up to `limit` imports `running` for longer than `older_than` whose importer
+    /// is gone (nobody holds the import's lock); returns how many. A later delivery of the
+    /// import's notification starts it again.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is marked then.
+    async fn fail_stale_imports(&self, older_than: Duration, limit: u32)
+        -> Result<u64, StoreError>;
+
     /// Deletes up to `limit` `succeeded` or `cancelled` tasks (and their events) last updated
     /// more than `older_than` ago; returns how many.
     ///
@@ -492,11 +501,17 @@ pub trait ObjectStore: Send + Sync {
     /// [`ObjectError::NotFound`] or [`ObjectError::Unavailable`].
     async fn open(&self, key: &str, version: Option<&str>) -> Result<ObjectReader, ObjectError>;
 
-    /// A URL that lets its holder PUT `key` until it expires.
+    /// A URL that lets its holder PUT exactly `content_length` bytes to `key` until it expires
+    /// (the length is signed: a body of any other size is refused by S3).
     ///
     /// # Errors
     /// [`ObjectError::Unavailable`] when the URL cannot be signed.
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError>;
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<String, ObjectError>;
 }
 
 /// A secret value that never prints.

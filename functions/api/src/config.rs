@@ -1,6 +1,6 @@
 //! The API's configuration.
 
-use tms::config::submission_rules;
+use tms::config::{import_limits, submission_rules};
 use tms::config::{ConfigError, DatabaseConfig, Env};
 use tms::SubmissionRules;
 
@@ -18,6 +18,9 @@ pub struct Config {
     pub cursor_key: String,
     /// `TMS_WEBHOOK_ALLOW`, `TMS_WEBHOOK_DENY_PORTS`: what a submission is validated against.
     pub rules: SubmissionRules,
+    /// `TMS_IMPORT_MAX_OBJECT_BYTES`: the largest import file an upload URL is signed for
+    /// (default 256 MiB, as the importer's limit).
+    pub max_upload_bytes: u64,
     /// `TMS_API_PORT`: the local HTTP port when not running under Lambda (default 3000).
     pub port: u16,
 }
@@ -33,6 +36,7 @@ impl Config {
             tokens_param: env.optional("TMS_TOKENS_PARAM")?,
             cursor_key: env.required("TMS_CURSOR_KEY")?,
             rules: submission_rules(env)?,
+            max_upload_bytes: import_limits(env)?.max_object_bytes,
             port: env.or("TMS_API_PORT", 3000)?,
         })
     }

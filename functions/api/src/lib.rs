@@ -44,6 +44,8 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenVerifier>,
     pub cursor_key: cursor::CursorKey,
     pub rules: SubmissionRules,
+    /// The largest import file an upload URL is signed for.
+    pub max_upload_bytes: u64,
     pub metrics: Arc<dyn MetricSink>,
     /// Sends the work messages of created tasks and sets their markers.
     pub outbox: outbox::Outbox,
@@ -91,9 +93,17 @@ impl AppState {
             tokens: Arc::new(tokens),
             cursor_key: cursor::CursorKey::new(cursor_key),
             rules,
+            max_upload_bytes: tms::ImportLimits::default().max_object_bytes,
             metrics,
             pages: Arc::default(),
         }
+    }
+
+    /// The same state, signing upload URLs for files of at most `bytes`.
+    #[must_use]
+    pub fn with_max_upload_bytes(mut self, bytes: u64) -> Self {
+        self.max_upload_bytes = bytes;
+        self
     }
 
     /// Hands the work messages of pending tasks due within 15 minutes to the outbox, which
@@ -155,12 +165,10 @@ pub async fn build_state(
         metrics: Arc::new(tms::telemetry::metrics::StdoutSink),
     };
     let tokens = auth::TokenVerifier::new(secrets, config.tokens_param.clone());
-    Ok(AppState::new(
-        ports,
-        tokens,
-        &config.cursor_key,
-        config.rules,
-    ))
+    Ok(
+        AppState::new(ports, tokens, &config.cursor_key, config.rules)
+            .with_max_upload_bytes(config.max_upload_bytes),
+    )
 }
 
 async fn not_found() -> Problem {

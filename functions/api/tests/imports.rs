@@ -16,13 +16,23 @@ async fn a_presigned_url_uploads_under_the_tenants_prefix() {
         .post(
             "/v1/imports",
             DEMO_TOKEN,
-            &json!({"filename": "2026/März orders.csv.gz"}),
+            &json!({"filename": "2026/März orders.csv.gz", "size_bytes": 10}),
         )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
     let upload = json(resp).await;
+    let url = reqwest::Url::parse(upload["upload_url"].as_str().unwrap()).unwrap();
+    let signed = url
+        .query_pairs()
+        .find(|(k, _)| k == "X-Amz-SignedHeaders")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    assert!(
+        signed.split(';').any(|h| h == "content-length"),
+        "the upload size is signed: {signed}"
+    );
     assert_eq!(upload["key"], "imports/demo/2026/März orders.csv.gz");
     assert_eq!(upload["method"], "PUT");
     assert_eq!(upload["bucket"], api.bucket.as_str());
@@ -49,6 +59,62 @@ async fn a_presigned_url_uploads_under_the_tenants_prefix() {
 }
 
 #[tokio::test]
+async fn upload_urls_are_signed_only_for_files_within_the_size_limit() {
+    let api = TestApi::start_with(support::Options {
+        max_upload_bytes: Some(1024),
+        ..Default::default()
+    })
+    .await;
+    for size in [
+        json!(0),
+        json!(1025),
+        json!(u64::MAX),
+        json!(-1),
+        json!(null),
+    ] {
+        let p = problem(
+            api.post(
+                "/v1/imports",
+                DEMO_TOKEN,
+                &json!({"filename": "a.csv", "size_bytes": size}),
+            )
+            .send()
+            .await
+            .unwrap(),
+            422,
+        )
+        .await;
+        let pointer = p["errors"][0]["pointer"].as_str().unwrap_or_default();
+        assert!(
+            pointer.is_empty() || pointer == "/size_bytes",
+            "{size}: {p}"
+        );
+        if size == json!(1025) {
+            assert!(p.to_string().contains("1024"), "the limit is named: {p}");
+        }
+    }
+    let p = problem(
+        api.post("/v1/imports", DEMO_TOKEN, &json!({"filename": "a.csv"}))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    assert!(p.to_string().contains("size_bytes"), "{p}");
+    let ok = api
+        .post(
+            "/v1/imports",
+            DEMO_TOKEN,
+            &json!({"filename": "a.csv", "size_bytes": 1024}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+}
+
+#[tokio::test]
 async fn filenames_outside_the_rules_are_refused() {
     let api = TestApi::start().await;
     for name in [
@@ -60,10 +126,14 @@ async fn filenames_outside_the_rules_are_refused() {
         "back\\slash.csv",
     ] {
         let p = problem(
-            api.post("/v1/imports", DEMO_TOKEN, &json!({"filename": name}))
-                .send()
-                .await
-                .unwrap(),
+            api.post(
+                "/v1/imports",
+                DEMO_TOKEN,
+                &json!({"filename": name, "size_bytes": 1}),
+            )
+            .send()
+            .await
+            .unwrap(),
             422,
         )
         .await;
@@ -73,7 +143,7 @@ async fn filenames_outside_the_rules_are_refused() {
         api.post(
             "/v1/imports",
             DEMO_TOKEN,
-            &json!({"filename": "a.csv", "tenant": "acme"}),
+            &json!({"filename": "a.csv", "size_bytes": 1, "tenant": "acme"}),
         )
         .send()
         .await

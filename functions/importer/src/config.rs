@@ -1,6 +1,6 @@
 //! The importer's configuration.
 
-use tms::config::submission_rules;
+use tms::config::{import_limits, submission_rules};
 use tms::config::{ConfigError, DatabaseConfig, Env};
 use tms::{ImportLimits, SubmissionRules};
 
@@ -15,7 +15,7 @@ pub struct Config {
     pub rules: SubmissionRules,
     /// `TMS_IMPORT_CHUNK_ROWS`: rows per COPY and INSERT (default 50 000).
     pub chunk_rows: usize,
-    /// `TMS_IMPORT_MAX_*`: the bounds of one import ([`import_limits`]).
+    /// `TMS_IMPORT_MAX_*`: the bounds of one import (`tms::config::import_limits`).
     pub limits: ImportLimits,
     /// `TMS_IMPORT_ENQUEUE`: send work messages for the new tasks (default true; false leaves
     /// them to the relay).
@@ -36,36 +36,6 @@ impl Config {
             enqueue: env.flag("TMS_IMPORT_ENQUEUE", true)?,
         })
     }
-}
-
-/// `TMS_IMPORT_MAX_RECORD_BYTES`, `TMS_IMPORT_MAX_BYTES`, `TMS_IMPORT_MAX_ROWS`,
-/// `TMS_IMPORT_MAX_ERRORS` and `TMS_IMPORT_MAX_OBJECT_BYTES`, each at least 1; the defaults are
-/// [`ImportLimits::default`]'s.
-///
-/// # Errors
-/// The first invalid variable.
-pub fn import_limits(env: &Env) -> Result<ImportLimits, ConfigError> {
-    let d = ImportLimits::default();
-    let positive = |name: &str, default: u64| -> Result<u64, ConfigError> {
-        match env.or(name, default)? {
-            0 => Err(ConfigError::Invalid {
-                name: name.to_owned(),
-                reason: "must be at least 1".into(),
-            }),
-            n => Ok(n),
-        }
-    };
-    Ok(ImportLimits {
-        max_record_bytes: usize::try_from(positive(
-            "TMS_IMPORT_MAX_RECORD_BYTES",
-            d.max_record_bytes as u64,
-        )?)
-        .unwrap_or(usize::MAX),
-        max_bytes: positive("TMS_IMPORT_MAX_BYTES", d.max_bytes)?,
-        max_rows: positive("TMS_IMPORT_MAX_ROWS", d.max_rows)?,
-        max_errors: positive("TMS_IMPORT_MAX_ERRORS", d.max_errors)?,
-        max_object_bytes: positive("TMS_IMPORT_MAX_OBJECT_BYTES", d.max_object_bytes)?,
-    })
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use tms::{
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-pub use config::{import_limits, Config};
+pub use config::Config;
 use event::{CreatedObject, Notification};
 use parse::{Msg, ParseError, ParseSummary, RowContext};
 use report::Report;

@@ -23,6 +23,9 @@ pub struct Settings {
     pub relay_batch: u32,
     /// Expired leases the reaper settles at a time.
     pub reap_batch: u32,
+    /// `TMS_IMPORT_STALE_AFTER_SECONDS` (default 960: the importer's 900 s timeout and a
+    /// minute): an import `running` longer than this whose importer is gone is marked failed.
+    pub import_stale_after: Duration,
     /// `TMS_RETENTION_DAYS` (default 30): finished tasks older than this are deleted.
     pub retention: Duration,
     /// `TMS_RETENTION_CHUNK` (default 1000): tasks deleted per statement.
@@ -45,6 +48,7 @@ impl Default for Settings {
             relay: RelayRules::default(),
             relay_batch: 10,
             reap_batch: 100,
+            import_stale_after: Duration::from_secs(960),
             retention: 30 * DAY,
             retention_chunk: 1000,
             max_rounds: 1000,
@@ -92,11 +96,22 @@ impl Config {
                 "must not be below TMS_BACKOFF_BASE_SECONDS",
             ));
         }
+        let import_stale_after = env.seconds(
+            "TMS_IMPORT_STALE_AFTER_SECONDS",
+            defaults.import_stale_after,
+        )?;
+        if import_stale_after.is_zero() {
+            return Err(invalid(
+                "TMS_IMPORT_STALE_AFTER_SECONDS",
+                "must be at least 1",
+            ));
+        }
         Ok(Self {
             database,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
             jobs: Settings {
                 retention: DAY * days,
+                import_stale_after,
                 retention_chunk,
                 backoff,
                 ..defaults

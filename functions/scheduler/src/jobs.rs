@@ -68,13 +68,28 @@ pub struct ReapReport {
     pub failed: u64,
     pub dead: u64,
     pub retries_sent: usize,
+    /// Imports left `running` by an importer that stopped, now `failed`.
+    pub imports_failed: u64,
 }
 
 /// Settles `running` tasks whose lease expired (their worker is gone): `failed` with a retry
-/// while attempts remain, `dead` otherwise, as the domain decides.
+/// while attempts remain, `dead` otherwise, as the domain decides. Then marks `failed` the
+/// imports whose importer stopped before finishing.
 pub async fn reap(deps: &Deps, deadline: &Deadline) -> Result<ReapReport, StoreError> {
     let settings = &deps.settings;
-    let mut report = ReapReport::default();
+    let mut report = ReapReport {
+        imports_failed: deps
+            .store
+            .fail_stale_imports(settings.import_stale_after, settings.reap_batch)
+            .await?,
+        ..ReapReport::default()
+    };
+    if report.imports_failed > 0 {
+        tracing::warn!(
+            imports = report.imports_failed,
+            "imports left running by a stopped importer marked failed"
+        );
+    }
     let mut rounds = 0;
     while may_continue(deps, deadline, rounds) {
         rounds += 1;
@@ -127,7 +142,12 @@ pub async fn reap(deps: &Deps, deadline: &Deadline) -> Result<ReapReport, StoreE
         .count(TASKS_FAILED, report.failed)
         .count(TASKS_DEAD, report.dead)
         .emit(deps.metrics.as_ref());
-    tracing::info!(failed = report.failed, dead = report.dead, "reap done");
+    tracing::info!(
+        failed = report.failed,
+        dead = report.dead,
+        imports_failed = report.imports_failed,
+        "reap done"
+    );
     Ok(report)
 }
 

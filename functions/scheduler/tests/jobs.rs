@@ -8,12 +8,18 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use tms::adapters::postgres::PostgresStore;
 use tms::adapters::sqs::SqsWorkQueue;
-use tms::ports::{Outcome, SchedulerStore, TaskRepository, WorkStore};
+use tms::ports::{
+    ImportClaim, ImportSession, ImportStore, NewImport, Outcome, SchedulerStore, TaskRepository,
+    WorkStore,
+};
 use tms::telemetry::metrics::{
     parse_emf, MemorySink, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_DEAD, TASKS_FAILED,
     TASKS_IN_STATUS,
 };
-use tms::{CorrelationId, NewTask, Status, TaskError, TaskId, WorkMessage, CORRELATION_ATTRIBUTE};
+use tms::{
+    CorrelationId, ImportFormat, ImportId, ImportStatus, NewTask, Status, TaskError, TaskId,
+    WorkMessage, CORRELATION_ATTRIBUTE,
+};
 use tms_scheduler::{function_handler, Deps, Settings};
 use tms_testkit::aws::{sdk_config, TestQueue};
 use tms_testkit::tasks::{new_task, noop};
@@ -232,7 +238,7 @@ async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     let out = run(&f.deps, "reap").await;
     assert_eq!(
         out["report"],
-        json!({"failed": 1, "dead": 1, "retries_sent": 1})
+        json!({"failed": 1, "dead": 1, "retries_sent": 1, "imports_failed": 0})
     );
     let get = |t: &NewTask| {
         let store = f.store.clone();
@@ -271,8 +277,91 @@ async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     );
     assert_eq!(
         run(&f.deps, "reap").await["report"],
-        json!({"failed": 0, "dead": 0, "retries_sent": 0})
+        json!({"failed": 0, "dead": 0, "retries_sent": 0, "imports_failed": 0})
     );
+}
+
+fn new_import(key: &str) -> NewImport {
+    NewImport {
+        id: ImportId::new(),
+        tenant: tms_testkit::tasks::tenant("demo"),
+        bucket: "data".into(),
+        key: format!("imports/demo/{key}"),
+        version: "v1".into(),
+        format: ImportFormat::Csv,
+        compressed: false,
+        correlation_id: CorrelationId::generate(),
+    }
+}
+
+async fn begin(f: &Fixture, new: &NewImport) -> Box<dyn ImportSession> {
+    match f.store.begin(new).await.unwrap() {
+        ImportClaim::Started { session, .. } => session,
+        ImportClaim::AlreadyCompleted(i) | ImportClaim::Busy(i) => {
+            panic!("{} should start, is {:?}", new.key, i.status)
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_reaper_fails_imports_whose_importer_stopped_and_leaves_live_ones() {
+    let f = fixture().await;
+    // An importer that died mid-file (its session, and so its lock, is gone), one still
+    // working on an old file, and one that died a moment ago.
+    let (stopped, live, recent) = (
+        new_import("stopped.csv"),
+        new_import("live.csv"),
+        new_import("recent.csv"),
+    );
+    drop(begin(&f, &stopped).await);
+    let _working = begin(&f, &live).await;
+    drop(begin(&f, &recent).await);
+    f.db.admin()
+        .await
+        .execute(
+            "UPDATE tms.imports SET started_at = now() - interval '1 hour' WHERE object_key = ANY($1)",
+            &[&vec![stopped.key.clone(), live.key.clone()]],
+        )
+        .await
+        .unwrap();
+
+    let out = run(&f.deps, "reap").await;
+    assert_eq!(out["report"]["imports_failed"], 1, "{out}");
+    let status = |new: &NewImport| {
+        let (store, tenant, key) = (f.store.clone(), new.tenant.clone(), new.key.clone());
+        async move {
+            store
+                .list_imports(&tenant, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|i| i.key == key)
+                .unwrap()
+        }
+    };
+    let failed = status(&stopped).await;
+    assert_eq!(failed.status, ImportStatus::Failed);
+    assert!(failed.finished_at.is_some());
+    let reason = failed.error.unwrap_or_default();
+    assert!(
+        reason.contains("960 s") && reason.contains("importer stopped"),
+        "{reason}"
+    );
+    assert_eq!(
+        status(&live).await.status,
+        ImportStatus::Running,
+        "a live import is left alone"
+    );
+    assert_eq!(
+        status(&recent).await.status,
+        ImportStatus::Running,
+        "a young import is left alone"
+    );
+    assert_eq!(run(&f.deps, "reap").await["report"]["imports_failed"], 0);
+
+    // A redelivered notification starts the failed import again.
+    drop(begin(&f, &stopped).await);
+    assert_eq!(status(&stopped).await.status, ImportStatus::Running);
 }
 
 #[tokio::test]

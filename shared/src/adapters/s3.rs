@@ -111,14 +111,22 @@ impl ObjectStore for S3ObjectStore {
         })
     }
 
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError> {
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<String, ObjectError> {
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| ObjectError::Unavailable(e.to_string().into()))?;
+        let length = i64::try_from(content_length)
+            .map_err(|_| ObjectError::Unavailable("the content length is out of range".into()))?;
         let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .content_length(length)
             .presigned(config)
             .await
             .map_err(unavailable)?;

@@ -185,22 +185,22 @@ impl Demo {
         }
         eprintln!("==> created one task of each kind; uploading an import with good and bad rows");
         let filename = format!("demo-{stamp}.csv");
-        let (status, upload) = self
-            .call(
-                reqwest::Method::POST,
-                "/v1/imports",
-                Some(json!({"filename": filename})),
-            )
-            .await?;
-        if status != 201 {
-            bail!("asking for an upload URL answered {status}: {upload}");
-        }
         let csv = "kind,sender,recipient,subject,body,name\n\
                    noop,,,,,\n\
                    archive,,,,,imported-archive\n\
                    email,bulk@example.com,ops@example.com,Imported,From a CSV row,\n\
                    email,not-an-address,ops@example.com,Broken,x,\n\
                    fax,,,,,\n";
+        let (status, upload) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/imports",
+                Some(json!({"filename": filename, "size_bytes": csv.len()})),
+            )
+            .await?;
+        if status != 201 {
+            bail!("asking for an upload URL answered {status}: {upload}");
+        }
         let put = self
             .http
             .put(upload["upload_url"].as_str().context("an upload URL")?)

@@ -342,6 +342,7 @@ impl tms::ports::ObjectStore for NoObjects {
     async fn presign_put(
         &self,
         key: &str,
+        _length: u64,
         _e: std::time::Duration,
     ) -> Result<String, tms::ports::ObjectError> {
         Ok(format!("https://no-bucket.invalid/{key}"))

@@ -64,12 +64,16 @@ pub struct CreateImport {
         min_length = 5
     )]
     pub filename: String,
+    /// The file's exact size in bytes: the upload URL is signed for this length, at most
+    /// `TMS_IMPORT_MAX_OBJECT_BYTES` (default 256 MiB).
+    #[schema(minimum = 1, maximum = 268_435_456)]
+    pub size_bytes: u64,
 }
 
 /// Where and how to upload the file; the import starts when the upload completes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportUpload {
-    /// PUT the file's bytes to this URL (no other header needed).
+    /// PUT exactly `size_bytes` bytes to this URL (no header besides Content-Length needed).
     pub upload_url: String,
     #[schema(example = "PUT")]
     pub method: String,
@@ -169,13 +173,25 @@ pub async fn create_import(
             "",
         ));
     }
+    if !(1..=state.max_upload_bytes).contains(&body.size_bytes) {
+        return Err(Problem::validation(
+            &ValidationErrors::single(
+                "/size_bytes",
+                format!(
+                    "must be between 1 and {} bytes (the import file size limit)",
+                    state.max_upload_bytes
+                ),
+            ),
+            "",
+        ));
+    }
     let key = format!("{}{}/{}", tms::IMPORTS_PREFIX, tenant, body.filename);
     ImportKey::parse(&key).map_err(|e| {
         Problem::validation(&ValidationErrors::single("/filename", e.to_string()), "")
     })?;
     let url = state
         .objects
-        .presign_put(&key, UPLOAD_URL_TTL)
+        .presign_put(&key, body.size_bytes, UPLOAD_URL_TTL)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot presign an upload URL");

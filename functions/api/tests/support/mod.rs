@@ -41,6 +41,7 @@ pub struct Options {
     pub queue_url: Option<String>,
     pub repo: Option<Arc<dyn TaskRepository>>,
     pub rules: SubmissionRules,
+    pub max_upload_bytes: Option<u64>,
 }
 
 impl TestApi {
@@ -77,6 +78,10 @@ impl TestApi {
             "test-cursor-key",
             options.rules,
         );
+        let state = match options.max_upload_bytes {
+            Some(bytes) => state.with_max_upload_bytes(bytes),
+            None => state,
+        };
         let outbox = state.outbox.clone();
         let addr = serve(router(state)).await;
         Self {

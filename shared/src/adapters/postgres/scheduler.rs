@@ -64,6 +64,28 @@ const PURGE: &str = "WITH doomed AS (
      )
      SELECT count(*) AS n FROM gone";
 
+/// Imports left `running` by an importer that stopped (timeout, out of memory): the lock key is
+/// the one the importer holds while it runs (`imports::lock_key`, the two halves of the id
+/// XORed), taken here for the transaction so a live import is never touched.
+const FAIL_STALE_IMPORTS: &str = "WITH stale AS MATERIALIZED (
+        SELECT id, replace(id::text, '-', '') AS hex FROM tms.imports
+        WHERE status = 'running' AND started_at < now() - $1::int8 * interval '1 millisecond'
+        ORDER BY started_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+     ), orphaned AS MATERIALIZED (
+        SELECT id FROM stale
+        WHERE pg_try_advisory_xact_lock(
+            ('x' || left(hex, 16))::bit(64)::int8 # ('x' || right(hex, 16))::bit(64)::int8)
+     ), failed AS (
+        UPDATE tms.imports i SET status = 'failed', finished_at = now(), updated_at = now(),
+            error = 'the importer stopped before the import finished (running for more than '
+                || ($1::int8 / 1000) || ' s); the next delivery of its notification starts it again'
+        FROM orphaned WHERE i.id = orphaned.id
+        RETURNING i.id
+     )
+     SELECT count(*) AS n FROM failed";
+
 const COUNT_BY_STATUS: &str = "SELECT status, count(*) AS n FROM tms.tasks GROUP BY status";
 
 const OLDEST_PENDING: &str = "SELECT (extract(epoch FROM now() - min(run_after)) * 1000)::int8 \
@@ -105,6 +127,25 @@ impl Drop for PgJobLock {
         if let Some(client) = self.client.take() {
             drop(Object::take(client));
         }
+    }
+}
+
+impl PostgresStore {
+    /// Runs `sql` (parameters: an age in milliseconds and a row limit) and returns its `n`.
+    async fn count_of(
+        &self,
+        sql: &str,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool().await?.get().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(store_error)?;
+        let row = client
+            .query_one(&stmt, &[&millis(older_than), &i64::from(limit)])
+            .await
+            .map_err(store_error)?;
+        let n: i64 = row.try_get("n").map_err(store_error)?;
+        u64::try_from(n).map_err(|e| StoreError::Corrupt(format!("row count: {e}")))
     }
 }
 
@@ -180,15 +221,16 @@ impl SchedulerStore for PostgresStore {
     }
 
     #[tracing::instrument(skip_all, fields(limit))]
+    async fn fail_stale_imports(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.count_of(FAIL_STALE_IMPORTS, older_than, limit).await
+    }
+
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        let client = self.pool().await?.get().await?;
-        let stmt = client.prepare_cached(PURGE).await.map_err(store_error)?;
-        let row = client
-            .query_one(&stmt, &[&millis(older_than), &i64::from(limit)])
-            .await
-            .map_err(store_error)?;
-        let purged: i64 = row.try_get("n").map_err(store_error)?;
-        u64::try_from(purged).map_err(|e| StoreError::Corrupt(format!("purged count: {e}")))
+        self.count_of(PURGE, older_than, limit).await
     }
 
     async fn stats(&self) -> Result<TaskStats, StoreError> {
