@@ -210,3 +210,181 @@ impl tms_worker::Executor for AlwaysUnavailable {
         Err(tms::TaskError::retryable("http_503", "unavailable"))
     }
 }
+
+/// The reason attribute of each dead letter, by body.
+fn reasons(letters: &[aws_sdk_sqs::types::Message]) -> Vec<(String, String)> {
+    letters
+        .iter()
+        .map(|m| {
+            let reason = m.message_attributes().unwrap()[REASON_ATTRIBUTE]
+                .string_value()
+                .unwrap()
+                .to_owned();
+            (m.body().unwrap_or_default().to_owned(), reason)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_record_the_database_refuses_is_dead_lettered_and_its_batch_runs() {
+    let s = stack(builtin).await;
+    // A rule of this deployment's database the domain does not know about: any constraint the
+    // submit statement trips must cost only its own record.
+    s.db.admin()
+        .await
+        .batch_execute(
+            "ALTER TABLE tms.tasks ADD CONSTRAINT no_refuse CHECK (payload->>'refuse' IS NULL)",
+        )
+        .await
+        .unwrap();
+    let pointed: Vec<_> = (0..4).map(|_| tms_testkit::tasks::noop("demo")).collect();
+    s.db.store().create_batch(&pointed).await.unwrap();
+    let refused = r#"{"tenant":"acme","kind":"noop","payload":{"refuse":true}}"#;
+    let mut records: Vec<_> = pointed
+        .iter()
+        .enumerate()
+        .map(|(i, t)| work_record(&format!("work-{i}"), t))
+        .collect();
+    records.extend((0..5).map(|i| {
+        record(
+            &format!("sub-{i}"),
+            &format!(r#"{{"tenant":"acme","kind":"noop","payload":{{"n":{i}}}}}"#),
+            None,
+        )
+    }));
+    records.insert(3, record("sub-refused", refused, None));
+    assert_eq!(records.len(), 10);
+
+    let response = handle(&s.deps, records).await;
+    assert_eq!(
+        failed_ids(&response),
+        Vec::<String>::new(),
+        "nothing comes back"
+    );
+    let succeeded: i64 =
+        s.db.admin()
+            .await
+            .query_one(
+                "SELECT count(*) FROM tms.tasks WHERE status = 'succeeded'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(
+        succeeded, 9,
+        "the four pointed tasks and five submissions ran"
+    );
+    let letters = s.queue.drain(&s.queue.dlq_url.clone().unwrap(), 1).await;
+    let letters = reasons(&letters);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].0, refused);
+    assert!(
+        letters[0].1.contains("the database refused the submission"),
+        "{}",
+        letters[0].1
+    );
+
+    // A timestamp out of the one run_after window never reaches the database.
+    let far = r#"{"tenant":"acme","kind":"noop","payload":{},"run_after":"-5000-01-01T00:00:00Z"}"#;
+    let response = handle(&s.deps, vec![record("sub-far", far, None)]).await;
+    assert!(failed_ids(&response).is_empty());
+    let letters = reasons(&s.queue.drain(&s.queue.dlq_url.clone().unwrap(), 1).await);
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].1.contains("/run_after"), "{}", letters[0].1);
+}
+
+#[tokio::test]
+async fn queue_submissions_are_trusted_only_for_the_tenants_of_their_producer() {
+    let mut s = stack(builtin).await;
+    s.deps.producers = producers_from(&format!(r#"{{"{PRODUCER}": ["acme"], "AROAOTHER": "*"}}"#));
+    let own = r#"{"tenant":"acme","kind":"noop","payload":{}}"#;
+    let foreign = r#"{"tenant":"demo","kind":"noop","payload":{}}"#;
+    let mut unsigned = record("sub-unsigned", own, None);
+    unsigned.attributes.clear();
+    let response = handle(
+        &s.deps,
+        vec![
+            record("sub-own", own, None),
+            record("sub-foreign", foreign, None),
+            unsigned,
+        ],
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty());
+    let tenants: Vec<(String, i64)> =
+        s.db.admin()
+            .await
+            .query(
+                "SELECT tenant, count(*) FROM tms.tasks GROUP BY tenant",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(
+        tenants,
+        [("acme".to_owned(), 1)],
+        "only the allowed submission became a task"
+    );
+    let mut letters = reasons(&s.queue.drain(&s.queue.dlq_url.clone().unwrap(), 2).await);
+    letters.sort();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0].0, own);
+    assert!(letters[0].1.contains("no SenderId"), "{}", letters[0].1);
+    assert_eq!(letters[1].0, foreign);
+    assert!(
+        letters[1].1.contains(PRODUCER) && letters[1].1.contains("tenant demo"),
+        "{}",
+        letters[1].1
+    );
+
+    // A role session is matched by its role's id.
+    let mut session = record("sub-session", foreign, None);
+    session.attributes.insert(
+        tms_worker::message::SENDER_ID.into(),
+        "AROAOTHER:importer-session".into(),
+    );
+    assert!(failed_ids(&handle(&s.deps, vec![session]).await).is_empty());
+
+    // Without a producer map no submission is trusted; with an unreadable one they come back.
+    s.deps.producers = tms_worker::producer_map(
+        Arc::new(tms_testkit::fakes::StaticSecrets(Default::default())),
+        None,
+    );
+    assert!(failed_ids(&handle(&s.deps, vec![record("sub-off", own, None)]).await).is_empty());
+    let letters = reasons(&s.queue.drain(&s.queue.dlq_url.clone().unwrap(), 1).await);
+    assert!(
+        letters[0].1.contains("TMS_PRODUCERS_PARAM"),
+        "{}",
+        letters[0].1
+    );
+    s.deps.producers = tms_worker::producer_map(
+        Arc::new(tms_testkit::fakes::StaticSecrets(Default::default())),
+        Some("/missing/producers".into()),
+    );
+    let pointed = tms_testkit::tasks::noop("demo");
+    s.db.store().create(&pointed).await.unwrap();
+    let response = handle(
+        &s.deps,
+        vec![
+            record("sub-later", own, None),
+            work_record("work-1", &pointed),
+        ],
+    )
+    .await;
+    assert_eq!(
+        failed_ids(&response),
+        ["sub-later"],
+        "only the submission waits for the map"
+    );
+    let done =
+        s.db.store()
+            .get(&pointed.tenant, pointed.id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+}

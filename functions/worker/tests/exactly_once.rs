@@ -368,3 +368,86 @@ async fn queue_submissions_are_created_and_run_in_the_same_invocation_once() {
         "a submission due later is stored and waits for its time"
     );
 }
+
+#[tokio::test]
+async fn a_task_claimed_but_not_started_is_released_and_runs_on_redelivery() {
+    // One at a time; the first run lasts until less than the stop margin is left, so the
+    // second task is claimed with the batch but never starts.
+    let margin = Duration::from_secs(2);
+    let budget = Duration::from_secs(4);
+    let mut f = fixture_with(Scripted::with_hook(move || {
+        Box::pin(tokio::time::sleep(
+            budget - margin + Duration::from_millis(200),
+        ))
+    }))
+    .await;
+    f.deps.settings.concurrency = 1;
+    f.deps.settings.stop_margin = margin;
+    let mut tasks = created(&f.store, 1).await;
+    let mut once = noop("demo");
+    once.max_attempts = 1;
+    f.store.create(&once).await.unwrap();
+    tasks.push(once.clone());
+    let records = records_of(&tasks, "m");
+
+    let response = tms_worker::function_handler(&f.deps, event_with(records.clone(), budget))
+        .await
+        .unwrap();
+    assert_eq!(f.scripted.total_runs(), 1, "only the first task started");
+    assert_eq!(failed_ids(&response), ["m-1"]);
+    let released = f.store.get(&once.tenant, once.id).await.unwrap().unwrap();
+    assert_eq!(
+        (released.status, released.attempts, released.lease_until),
+        (Status::Pending, 0, None),
+        "claimable again, the attempt not counted"
+    );
+
+    let again = handle(&f.deps, vec![records[1].clone()]).await;
+    assert!(failed_ids(&again).is_empty());
+    let done = f.store.get(&once.tenant, once.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempts), (Status::Succeeded, 1));
+    assert_eq!(f.scripted.runs_of(once.id), 1);
+    let events = f
+        .store
+        .events(&once.tenant, once.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let path: Vec<_> = events.iter().map(|e| e.to).collect();
+    assert_eq!(
+        path,
+        [
+            Status::Pending,
+            Status::Running,
+            Status::Pending,
+            Status::Running,
+            Status::Succeeded
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_claim_is_scoped_by_the_pointers_tenant() {
+    let f = fixture().await;
+    let acme = noop("acme");
+    f.store.create(&acme).await.unwrap();
+    // A pointer naming the task's id under another tenant claims nothing and runs nothing.
+    let mut forged = work_record("forged", &acme);
+    forged.body =
+        Some(json!({"task_id": acme.id, "tenant": "demo", "correlation_id": "c-1"}).to_string());
+    assert!(failed_ids(&handle(&f.deps, vec![forged]).await).is_empty());
+    assert_eq!(f.scripted.total_runs(), 0);
+    let untouched = f.store.get(&acme.tenant, acme.id).await.unwrap().unwrap();
+    assert_eq!((untouched.status, untouched.attempts), (Status::Pending, 0));
+    let claimed = f
+        .store
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[acme.id]),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(claimed.is_empty());
+    assert!(failed_ids(&handle(&f.deps, vec![work_record("real", &acme)]).await).is_empty());
+    assert_eq!(f.scripted.runs_of(acme.id), 1);
+}

@@ -101,9 +101,13 @@ fn executor(allow: &str, names: &[(&str, &str)]) -> WebhookExecutor {
 /// A webhook task, stored as the store would hold it (payload not re-validated here: the
 /// executor must refuse on its own what creation would have refused).
 fn task(payload: Value) -> Task {
+    task_of("demo", payload)
+}
+
+fn task_of(tenant_name: &str, payload: Value) -> Task {
     MemoryStore::default().insert(&NewTask {
         id: TaskId::new(),
-        tenant: tenant("demo"),
+        tenant: tenant(tenant_name),
         kind: TaskKind::Webhook,
         payload,
         max_attempts: 5,
@@ -284,6 +288,90 @@ async fn a_failing_host_opens_its_circuit_and_is_not_called_while_open() {
         call(&ex, &format!("http://{other}/ok")).await.is_ok(),
         "other hosts still are"
     );
+}
+
+#[tokio::test]
+async fn one_tenants_failing_partner_opens_nobody_elses_circuit() {
+    let (addr, seen) = receiver().await;
+    let ex = executor("http,loopback", &[]);
+    let broken = json!({ "url": format!("http://{addr}/broken") });
+    for _ in 0..10 {
+        let e = ex
+            .execute(&task_of("demo", broken.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "http_500");
+    }
+    let ok = json!({ "url": format!("http://{addr}/ok") });
+    let open = ex.execute(&task_of("demo", ok.clone())).await.unwrap_err();
+    assert_eq!(open.code, "circuit_open");
+    assert_eq!(
+        ex.execute(&task_of("acme", ok)).await.unwrap(),
+        json!({"status": 200}),
+        "another tenant of the same host is still served"
+    );
+    assert_eq!(seen.count(), 11);
+}
+
+#[tokio::test]
+async fn a_callers_content_type_is_sent_once() {
+    let (addr, seen) = receiver().await;
+    let ex = executor("http,loopback", &[]);
+    let payload = json!({
+        "url": format!("http://{addr}/ok"),
+        "headers": {"content-type": "application/vnd.partner+json"},
+        "body": {"a": 1}
+    });
+    ex.execute(&task(payload)).await.unwrap();
+    let (_, headers, _) = seen.0.lock().unwrap()[0].clone();
+    let types: Vec<_> = headers.get_all("content-type").iter().collect();
+    assert_eq!(types, ["application/vnd.partner+json"]);
+    let plain = json!({ "url": format!("http://{addr}/ok"), "body": {"a": 1} });
+    ex.execute(&task(plain)).await.unwrap();
+    let (_, headers, _) = seen.0.lock().unwrap()[1].clone();
+    let types: Vec<_> = headers.get_all("content-type").iter().collect();
+    assert_eq!(types, ["application/json"]);
+}
+
+#[tokio::test]
+async fn the_ports_of_the_stack_are_refused_even_where_loopback_is_allowed() {
+    // As in `make dev`: loopback allowed for a tenant's own receiver, never for the emulator,
+    // PostgreSQL or the API, whose ports are listed in TMS_WEBHOOK_DENY_PORTS.
+    let (stack, seen) = receiver().await;
+    let (own, own_seen) = receiver().await;
+    let policy = "http,loopback"
+        .parse::<WebhookPolicy>()
+        .unwrap()
+        .with_denied_ports(stack.port().to_string().parse().unwrap());
+    let settings = WebhookSettings {
+        policy,
+        timeout: Duration::from_secs(1),
+    };
+    let names = [("aws.partner.test", "127.0.0.1")];
+    let table = names
+        .iter()
+        .map(|(n, ip)| ((*n).to_owned(), ip.parse().unwrap()))
+        .collect();
+    let ex = WebhookExecutor::with_lookup(&settings, Arc::new(Table(table)));
+    for url in [
+        format!("http://127.0.0.1:{}/ok", stack.port()),
+        format!("http://localhost:{}/ok", stack.port()),
+        format!("http://[::1]:{}/ok", stack.port()),
+        // A name is not a way round: it may resolve to the stack on any port.
+        format!("http://aws.partner.test:{}/ok", own.port()),
+    ] {
+        // Literal addresses are refused with the URL, names once resolved.
+        let e = call(&ex, &url).await.unwrap_err();
+        assert!(
+            ["url_refused", "address_refused"].contains(&e.code.as_str()) && !e.is_retryable(),
+            "{url}: {e:?}"
+        );
+    }
+    assert_eq!(seen.count() + own_seen.count(), 0, "nothing reached");
+    assert!(call(&ex, &format!("http://127.0.0.1:{}/ok", own.port()))
+        .await
+        .is_ok());
+    assert_eq!(own_seen.count(), 1);
 }
 
 #[tokio::test]
