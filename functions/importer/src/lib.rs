@@ -350,6 +350,11 @@ async fn load(
         // The file itself is unusable: that, not the COPY it cut short, is the outcome.
         (Ok(summary), _) if summary.unreadable.is_some() => Ok(summary),
         (Ok(summary), None) => Ok(summary),
+        // Rows the domain accepted but the database refuses fail the file, as any other
+        // content that cannot be imported; they are not retried.
+        (_, Some(e)) if e.is_refused() => Ok(ParseSummary::failed(format!(
+            "the database refused the file's rows: {e}"
+        ))),
         (_, Some(e)) => Err(e.into()),
         (Err(ParseError::Read(e)), None) => Err(Retry::Read(e.to_string())),
         (Err(e), None) => Err(Retry::Read(e.to_string())),

@@ -51,6 +51,23 @@ pub struct RowContext {
     pub limits: ImportLimits,
 }
 
+/// The longest reason a rejected row keeps, in bytes: messages quote the offending values, and
+/// a row's reason must not grow with the row (this bounds the errors file, see `template.yaml`).
+pub const REASON_MAX: usize = 1024;
+
+/// `reason`, cut at [`REASON_MAX`] bytes (on a character boundary) with an ellipsis.
+fn bounded_reason(mut reason: String) -> String {
+    if reason.len() > REASON_MAX {
+        let mut end = REASON_MAX - '…'.len_utf8();
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowError {
     pub line: u64,
@@ -354,6 +371,7 @@ impl Rows<'_> {
         }
         self.summary.total += 1;
         self.summary.rejected += 1;
+        let reason = bounded_reason(reason);
         if let Err(e) = self.summary.errors.push(RowError { line, reason }) {
             self.log_failure = Some(e);
         }
@@ -838,6 +856,29 @@ mod tests {
         let (summary, chunks) = run(csv.as_bytes(), ImportFormat::Csv, false, 10);
         assert_eq!(summary.accepted, 25);
         assert_eq!(chunks, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn row_reasons_are_bounded() {
+        assert_eq!(bounded_reason("short".into()), "short");
+        let long = bounded_reason("é".repeat(2000));
+        assert!(
+            long.len() <= REASON_MAX && long.ends_with('…'),
+            "{}",
+            long.len()
+        );
+        // serde quotes an unknown field's name in its message.
+        let line = format!(
+            r#"{{"kind":"noop","payload":{{}},"{}":1}}"#,
+            "x".repeat(5000)
+        );
+        let (summary, _) = run(line.as_bytes(), ImportFormat::Jsonl, false, 10);
+        assert_eq!(summary.rejected, 1);
+        let reason = &summary.errors.first[0].reason;
+        assert!(
+            reason.len() <= REASON_MAX && reason.contains("unknown field"),
+            "{reason}"
+        );
     }
 
     #[test]
