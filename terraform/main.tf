@@ -69,23 +69,24 @@ module "storage" {
 module "functions" {
   source = "./modules/functions"
 
-  name                  = var.name
-  artifacts_dir         = local.artifacts_dir
-  ca_layer_zip          = local.ca_layer_zip
-  log_retention_days    = var.log_retention_days
-  task_retention_days   = var.task_retention_days
-  tokens_parameter_name = var.tokens_parameter_name
-  subnet_ids            = module.network.private_subnet_ids
-  security_group_ids    = [module.network.function_security_group_id]
-  egress_ready          = module.network.egress_ready
-  work_queue_arn        = module.queues.work_queue_arn
-  work_queue_url        = module.queues.work_queue_url
-  work_dlq_arn          = module.queues.work_dlq_arn
-  work_dlq_url          = module.queues.work_dlq_url
-  import_queue_arn      = module.queues.import_queue_arn
-  bucket_name           = module.storage.bucket_name
-  bucket_arn            = module.storage.bucket_arn
-  database              = module.database.connection
+  name                     = var.name
+  artifacts_dir            = local.artifacts_dir
+  ca_layer_zip             = local.ca_layer_zip
+  log_retention_days       = var.log_retention_days
+  task_retention_days      = var.task_retention_days
+  tokens_parameter_name    = var.tokens_parameter_name
+  producers_parameter_name = var.producers_parameter_name
+  subnet_ids               = module.network.private_subnet_ids
+  security_group_ids       = [module.network.function_security_group_id]
+  egress_ready             = module.network.egress_ready
+  work_queue_arn           = module.queues.work_queue_arn
+  work_queue_url           = module.queues.work_queue_url
+  work_dlq_arn             = module.queues.work_dlq_arn
+  work_dlq_url             = module.queues.work_dlq_url
+  import_queue_arn         = module.queues.import_queue_arn
+  bucket_name              = module.storage.bucket_name
+  bucket_arn               = module.storage.bucket_arn
+  database                 = module.database.connection
 }
 
 module "api" {

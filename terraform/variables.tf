@@ -45,6 +45,12 @@ variable "tokens_parameter_name" {
   default     = "/tms/api-tokens"
 }
 
+variable "producers_parameter_name" {
+  description = "SSM SecureString holding the queue producer map {\"<SQS SenderId>\": \"*\" | \"<tenant>\" | [\"<tenant>\", ...]}, created by the operator ({} refuses every queue submission)."
+  type        = string
+  default     = "/tms/queue-producers"
+}
+
 variable "jwt_issuer" {
   description = "OIDC issuer URL; non-empty enables the JWT authorizer on the /v1 routes."
   type        = string

@@ -3,8 +3,9 @@
 The model is a plain dict, the same shape for both sources, so that the property checks
 (checks.py) run unchanged on either and the parity check (parity.py) compares two of them:
 
-    functions: {key: {memory, timeout, env: sorted names, runtime, architectures, tracing,
-                      log_format, application_log_level, system_log_level}}
+    functions: {key: {memory, timeout, ephemeral_storage, env: sorted names, runtime,
+                      architectures, tracing, log_format, application_log_level,
+                      system_log_level}}
     queues:    {key: {visibility, retention, sse, dlq: key | None, max_receive: int | None}}
     mappings:  {(function, queue): {batch_size, window, max_concurrency, response_types}}
     schedules: {job: {expression, input}}
@@ -164,6 +165,7 @@ def sam_model(path: str) -> dict:
             model["functions"][key] = {
                 "memory": props.get("MemorySize", 128),
                 "timeout": props.get("Timeout", 3),
+                "ephemeral_storage": (props.get("EphemeralStorage") or {}).get("Size", 512),
                 "env": sorted(((props.get("Environment") or {}).get("Variables") or {}).keys()),
                 "runtime": props.get("Runtime"),
                 "architectures": _as_list(props.get("Architectures")),
@@ -402,6 +404,7 @@ def tf_model(root: str) -> dict:
                 model["functions"][key] = {
                     "memory": spec.get("memory"),
                     "timeout": spec.get("timeout"),
+                    "ephemeral_storage": spec.get("ephemeral_storage", 512),
                     "env": sorted((spec.get("environment") or {}).keys()),
                 }
             claimed = set()
@@ -420,6 +423,11 @@ def tf_model(root: str) -> dict:
                         model["problems"].append(
                             ("parity", f"{module_dir}: aws_lambda_function.{name}.{attribute} must be ${{{source}.{field}}} (local.functions is what the parity check reads)")
                         )
+                storage = _one(_one(body.get("ephemeral_storage", [{}])).get("size"))
+                if storage != "${%s.ephemeral_storage}" % source:
+                    model["problems"].append(
+                        ("parity", f"{module_dir}: aws_lambda_function.{name} ephemeral_storage.size must be ${{{source}.ephemeral_storage}}")
+                    )
                 variables = _one(_one(body.get("environment", [{}])).get("variables"))
                 if variables != "${%s.environment}" % source:
                     model["problems"].append(

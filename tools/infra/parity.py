@@ -1,6 +1,6 @@
-"""Parity of template.yaml and terraform/: the same functions (memory, timeout, environment
-variable names, runtime, architecture, tracing, log format), queues and their settings, event
-source mappings, schedules, alarms and API routes."""
+"""Parity of template.yaml and terraform/: the same functions (memory, timeout, ephemeral
+storage, environment variable names, runtime, architecture, tracing, log format), queues and
+their settings, event source mappings, schedules, alarms and API routes."""
 
 from __future__ import annotations
 

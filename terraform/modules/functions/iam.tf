@@ -106,6 +106,11 @@ data "aws_iam_policy_document" "worker" {
     resources = ["${var.bucket_arn}/emails/*", "${var.bucket_arn}/archive/*"]
   }
   statement {
+    sid       = "ReadQueueProducers"
+    actions   = ["ssm:GetParameter"]
+    resources = ["${local.ssm_arn_prefix}${var.producers_parameter_name}"]
+  }
+  statement {
     sid       = "ReadAppPasswordParameter"
     actions   = ["ssm:GetParameter"]
     resources = ["${local.ssm_arn_prefix}${local.app_password}"]

@@ -7,7 +7,15 @@
 # - worker 512 MB / 60 s: up to 10 tasks executed concurrently (webhooks time out at 10 s).
 # - importer 1024 MB / 900 s: streams one object per invocation (memory stays bounded, the extra
 #   CPU speeds gzip and COPY encoding); 900 s is Lambda's maximum for large files.
-# - scheduler 256 MB / 120 s: bounded batches; each job stops well before the timeout.
+#   Ephemeral storage 1024 MB, for the default import limits: /tmp holds the created tasks' log
+#   (24 B x 2,000,000 rows, TMS_IMPORT_MAX_ROWS = 48 MB) and the errors file (at most 10,000
+#   lines, TMS_IMPORT_MAX_ERRORS, of a line number and a reason cut at 1 KiB: about 10,000 x
+#   1.1 KiB = 11 MB). 48 MB + 11 MB is well inside Lambda's 512 MB default; 1024 MB leaves room
+#   for raised limits (the rows limit costs 24 B a row, the errors one ~1.1 KiB). A full /tmp
+#   fails the import (temporary storage); it is not retried. The other functions keep 512 MB.
+# - scheduler 256 MB / 120 s: bounded batches; each job stops well before the timeout. The reap
+#   job's TMS_IMPORT_STALE_AFTER_SECONDS default, 960 s, is the importer's timeout and a minute:
+#   900 s is Lambda's maximum, so an import running longer has lost its importer.
 # - bootstrap 256 MB / 300 s: DDL and migrations; long migrations need more than a minute.
 
 data "aws_partition" "current" {}
@@ -38,9 +46,10 @@ locals {
 
   functions = {
     api = {
-      description = "TMS HTTP API (API Gateway HTTP API, payload format 2.0)"
-      memory      = 256
-      timeout     = 29
+      description       = "TMS HTTP API (API Gateway HTTP API, payload format 2.0)"
+      memory            = 256
+      timeout           = 29
+      ephemeral_storage = 512
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_BUCKET                  = var.bucket_name
@@ -54,13 +63,15 @@ locals {
       }
     }
     worker = {
-      description = "TMS worker (work queue consumer)"
-      memory      = 512
-      timeout     = 60
+      description       = "TMS worker (work queue consumer)"
+      memory            = 512
+      timeout           = 60
+      ephemeral_storage = 512
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_WORK_DLQ_URL            = var.work_dlq_url
         TMS_BUCKET                  = var.bucket_name
+        TMS_PRODUCERS_PARAM         = var.producers_parameter_name
         TMS_WEBHOOK_ALLOW           = ""
         TMS_DATABASE_URL            = local.app_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
@@ -69,9 +80,10 @@ locals {
       }
     }
     importer = {
-      description = "TMS importer (S3 notifications through the import queue)"
-      memory      = 1024
-      timeout     = 900
+      description       = "TMS importer (S3 notifications through the import queue)"
+      memory            = 1024
+      timeout           = 900
+      ephemeral_storage = 1024
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_BUCKET                  = var.bucket_name
@@ -82,9 +94,10 @@ locals {
       }
     }
     scheduler = {
-      description = "TMS scheduled jobs (relay, reap, retention, stats)"
-      memory      = 256
-      timeout     = 120
+      description       = "TMS scheduled jobs (relay, reap, retention, stats)"
+      memory            = 256
+      timeout           = 120
+      ephemeral_storage = 512
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_RETENTION_DAYS          = tostring(var.task_retention_days)
@@ -95,9 +108,10 @@ locals {
       }
     }
     bootstrap = {
-      description = "TMS database bootstrapper (roles, privileges, schema, migrations)"
-      memory      = 256
-      timeout     = 300
+      description       = "TMS database bootstrapper (roles, privileges, schema, migrations)"
+      memory            = 256
+      timeout           = 300
+      ephemeral_storage = 512
       environment = {
         TMS_DATABASE_URL            = "postgres://${var.database.admin_user}@${var.database.host}:${var.database.port}/${var.database.name}"
         TMS_DATABASE_SSLMODE        = "verify-full"
@@ -156,6 +170,10 @@ resource "aws_lambda_function" "bootstrap" {
   timeout          = local.functions.bootstrap.timeout
   layers           = [aws_lambda_layer_version.rds_ca.arn]
 
+  ephemeral_storage {
+    size = local.functions.bootstrap.ephemeral_storage
+  }
+
   tracing_config {
     mode = "Active"
   }
@@ -211,6 +229,10 @@ resource "aws_lambda_function" "this" {
   memory_size      = each.value.memory
   timeout          = each.value.timeout
   layers           = [aws_lambda_layer_version.rds_ca.arn]
+
+  ephemeral_storage {
+    size = each.value.ephemeral_storage
+  }
 
   tracing_config {
     mode = "Active"

@@ -23,6 +23,10 @@ variable "tokens_parameter_name" {
   type = string
 }
 
+variable "producers_parameter_name" {
+  type = string
+}
+
 variable "subnet_ids" {
   type = list(string)
 }
