@@ -147,6 +147,81 @@ async fn idempotency_key_replays_and_conflicts() {
 }
 
 #[tokio::test]
+async fn the_header_and_the_body_follow_the_domains_one_idempotency_key_rule() {
+    let api = TestApi::start().await;
+    let longest = "k".repeat(tms::IDEMPOTENCY_KEY_MAX);
+    let too_long = "k".repeat(tms::IDEMPOTENCY_KEY_MAX + 1);
+    for (key, ok) in [
+        (longest.as_str(), true),
+        ("order:42/v1~!", true),
+        (too_long.as_str(), false),
+        ("has space", false),
+    ] {
+        assert_eq!(tms::validate_idempotency_key(key).is_ok(), ok, "{key}");
+        let header = api
+            .post("/v1/tasks", DEMO_TOKEN, &noop())
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header.status().is_success(), ok, "header {key:?}");
+        let body = json!({"tasks": [{"kind": "noop", "payload": {}, "idempotency_key": key}]});
+        let batch = api
+            .post("/v1/tasks/batch", ACME_TOKEN, &body)
+            .send()
+            .await
+            .unwrap();
+        if ok {
+            assert_eq!(batch.status(), 200, "body {key:?}");
+        } else {
+            let p = problem(batch, 422).await;
+            assert!(p.to_string().contains("idempotency_key"), "{p}");
+        }
+    }
+    // Non-ASCII never passes, whichever way it comes.
+    let p = problem(
+        api.post(
+            "/v1/tasks/batch",
+            ACME_TOKEN,
+            &json!({"tasks": [{"kind": "noop", "payload": {}, "idempotency_key": "bestellung-ü"}]}),
+        )
+        .send()
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    assert!(p.to_string().contains("idempotency_key"), "{p}");
+}
+
+#[tokio::test]
+async fn run_after_is_bounded_by_the_one_window() {
+    let api = TestApi::start().await;
+    for (run_after, status) in [
+        (tms::RUN_AFTER_EARLIEST, 202),
+        ("9999-12-31T23:59:59Z", 202),
+        ("1969-12-31T23:59:59Z", 422),
+        ("-5000-01-01T00:00:00Z", 422),
+        ("+10000-01-01T00:00:00Z", 422),
+    ] {
+        let resp = api
+            .post(
+                "/v1/tasks",
+                DEMO_TOKEN,
+                &json!({"kind": "noop", "payload": {}, "run_after": run_after}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{run_after}");
+        if status == 422 {
+            let p = problem(resp, 422).await;
+            assert!(p.to_string().contains("/run_after"), "{run_after}: {p}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn twenty_concurrent_creates_with_one_key_make_exactly_one_task() {
     let api = TestApi::start().await;
     let requests = (0..20).map(|_| {

@@ -588,3 +588,156 @@ async fn keys_with_spaces_and_unicode_arrive_through_a_real_bucket_notification(
         .await
         .is_some());
 }
+
+#[tokio::test]
+async fn a_notification_with_or_without_its_version_id_names_one_import() {
+    for versioned in [true, false] {
+        let h = harness(versioned, false).await;
+        let key = "imports/demo/same-write.csv";
+        let (version, etag) = h.put(key, b"kind\nnoop\nnoop\n".to_vec()).await;
+        assert_eq!(version.is_some(), versioned);
+        let with = h.notification(key, version.as_deref(), &etag);
+        let without = h.notification(key, None, &etag);
+        assert!(h.deliver(&[with]).await.is_empty());
+        assert!(h.deliver(&[without]).await.is_empty());
+        let imports = h.imports().await;
+        assert_eq!(imports.len(), 1, "versioned {versioned}: {imports:?}");
+        let want = version.unwrap_or_else(|| etag.trim_matches('"').to_owned());
+        assert_eq!(
+            imports[0].version.trim_matches('"'),
+            want,
+            "the version read is the import's identity"
+        );
+        assert_eq!(h.task_count().await, 2);
+    }
+}
+
+#[tokio::test]
+async fn files_over_a_limit_fail_naming_it_and_create_nothing() {
+    let mut h = harness(false, false).await;
+    let defaults = tms::ImportLimits::default();
+    let jsonl_row = "{\"kind\":\"noop\",\"payload\":{}}\n";
+    let cases: [(&str, Vec<u8>, tms::ImportLimits, &str); 4] = [
+        (
+            "imports/demo/rows.csv",
+            b"kind\nnoop\nnoop\nnoop\nnoop\n".to_vec(),
+            tms::ImportLimits {
+                max_rows: 3,
+                ..defaults
+            },
+            "TMS_IMPORT_MAX_ROWS",
+        ),
+        (
+            // An unterminated quote: the rest of the file is one record.
+            "imports/demo/quote.csv",
+            format!("kind,name\nnoop,\"{}\n", "x\n".repeat(20_000)).into_bytes(),
+            tms::ImportLimits {
+                max_record_bytes: 1024,
+                ..defaults
+            },
+            "TMS_IMPORT_MAX_RECORD_BYTES",
+        ),
+        (
+            "imports/demo/bomb.jsonl.gz",
+            gzip(jsonl_row.repeat(10_000).as_bytes()),
+            tms::ImportLimits {
+                max_bytes: 64 * 1024,
+                ..defaults
+            },
+            "TMS_IMPORT_MAX_BYTES",
+        ),
+        (
+            "imports/demo/big.jsonl",
+            jsonl_row.repeat(100).into_bytes(),
+            tms::ImportLimits {
+                max_object_bytes: 2048,
+                ..defaults
+            },
+            "TMS_IMPORT_MAX_OBJECT_BYTES",
+        ),
+    ];
+    for (key, body, limits, limit) in cases {
+        h.deps.limits = limits;
+        assert!(
+            h.import(key, body).await.is_empty(),
+            "{key}: not a batch failure"
+        );
+        let import = h
+            .imports()
+            .await
+            .into_iter()
+            .find(|i| i.key == key)
+            .unwrap();
+        assert_eq!(import.status, ImportStatus::Failed, "{key}");
+        let error = import.error.unwrap_or_default();
+        assert!(error.contains(limit), "{key}: {error}");
+    }
+    assert_eq!(h.task_count().await, 0, "nothing created");
+
+    // The errors limit bounds the file, not the import: every row is still counted.
+    h.deps.limits = tms::ImportLimits {
+        max_errors: 2,
+        ..defaults
+    };
+    let key = "imports/demo/garbage.csv";
+    assert!(h
+        .import(key, b"kind\nfax\nfax\nfax\nnoop\n".to_vec())
+        .await
+        .is_empty());
+    let import = h
+        .imports()
+        .await
+        .into_iter()
+        .find(|i| i.key == key)
+        .unwrap();
+    assert_eq!(import.status, ImportStatus::Completed);
+    assert_eq!((import.counts.rejected, import.counts.created), (3, 1));
+    let errors = h
+        .object(import.errors_key.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(errors.lines().count(), 2, "{errors}");
+    let report: Value = serde_json::from_str(
+        &h.object(import.report_key.as_deref().unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["errors_kept"], 2, "{report}");
+}
+
+#[tokio::test]
+async fn rows_the_database_refuses_fail_the_import_and_are_not_retried() {
+    let h = harness(false, false).await;
+    h.db.admin()
+        .await
+        .batch_execute(
+            "ALTER TABLE tms.tasks ADD CONSTRAINT no_refuse CHECK (payload->>'refuse' IS NULL)",
+        )
+        .await
+        .unwrap();
+    let key = "imports/demo/refused.jsonl";
+    let body =
+        "{\"kind\":\"noop\",\"payload\":{}}\n{\"kind\":\"noop\",\"payload\":{\"refuse\":1}}\n";
+    assert!(
+        h.import(key, body.as_bytes().to_vec()).await.is_empty(),
+        "not a batch failure"
+    );
+    let import = h
+        .imports()
+        .await
+        .into_iter()
+        .find(|i| i.key == key)
+        .unwrap();
+    assert_eq!(import.status, ImportStatus::Failed);
+    assert!(
+        import
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("database refused"),
+        "{:?}",
+        import.error
+    );
+    assert_eq!(h.task_count().await, 0);
+}
