@@ -23,19 +23,29 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-/// A whole number, also when written with a zero fraction (`3.0`), as JSON Schema's `integer`.
-fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+/// A non-negative whole number, also when written with a zero fraction (`3.0`), as JSON
+/// Schema's `integer`.
+pub(crate) fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    // The largest float every smaller whole number of which is exact (2^53).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
     let number = serde_json::Number::deserialize(d)?;
-    let whole = number.as_u64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
-            .map(|f| f as u64)
-    });
-    whole
-        .and_then(|n| u32::try_from(n).ok())
-        .map(Some)
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+                .map(|f| f as u64)
+        })
         .ok_or_else(|| serde::de::Error::custom(format!("must be a whole number, got {number}")))
+}
+
+/// [`whole_number`] within `u32`, for an optional field.
+fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = whole_number(d)?;
+    u32::try_from(n)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("must be a whole number, got {n}")))
 }
 
 /// An RFC 3339 date-time, checked strictly (`T` separator, seconds and offset required).

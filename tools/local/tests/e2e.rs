@@ -17,6 +17,9 @@ struct E2e {
     api: String,
     token: String,
     sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    /// The ports of the stack: the API, the emulator and PostgreSQL.
+    ports: [u16; 3],
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -43,6 +46,8 @@ async fn start() -> E2e {
         api: format!("http://{addr}"),
         token: stack.tokens[0].1.clone(),
         sqs: aws_sdk_sqs::Client::new(&aws),
+        s3: tms::adapters::s3::client(&aws),
+        ports: [stack.api_port, stack.aws_port, stack.pg_port],
         _stop: stop,
     }
 }
@@ -123,6 +128,76 @@ async fn every_kind_runs_the_import_counts_and_a_dead_webhook_is_redriven() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_cannot_reach_the_stack_itself() {
+    // What a tenant tried: PUT a JSON Lines file under another tenant's import prefix through
+    // the emulator on loopback, so that the importer would create tasks for that tenant.
+    let e2e = start().await;
+    let http = tms_local::http_client();
+    let [api, aws, pg] = e2e.ports;
+    let evil = format!("{}/imports/acme/evil.jsonl", e2e.res.bucket);
+    let urls = [
+        format!("http://127.0.0.1:{aws}/{evil}"),
+        format!("http://localhost:{aws}/{evil}"),
+        format!("http://[::1]:{aws}/{evil}"),
+        format!("http://127.0.0.1:{pg}/"),
+        format!("http://localhost:{api}/v1/tasks"),
+    ];
+    let mut created = Vec::new();
+    for url in &urls {
+        let body = json!({"kind": "webhook", "max_attempts": 1, "payload": {
+            "url": url, "method": "PUT",
+            "body": {"tenant": "acme", "kind": "noop", "payload": {}}
+        }});
+        let resp = http
+            .post(format!("{}/v1/tasks", e2e.api))
+            .bearer_auth(&e2e.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            422 => {}
+            202 => created.push((url, resp.json::<Value>().await.unwrap()["id"].clone())),
+            other => panic!("{url}: {other} {}", resp.text().await.unwrap_or_default()),
+        }
+    }
+    let started = Instant::now();
+    for (url, id) in created {
+        loop {
+            let task: Value = http
+                .get(format!("{}/v1/tasks/{}", e2e.api, id.as_str().unwrap()))
+                .bearer_auth(&e2e.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if task["status"] == "dead" {
+                let code = task["last_error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    ["url_refused", "address_refused"].contains(&code),
+                    "{url}: {task}"
+                );
+                break;
+            }
+            assert_ne!(task["status"], "succeeded", "{url} was reached: {task}");
+            assert!(started.elapsed() < Duration::from_secs(60), "{url}: {task}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let listed = e2e
+        .s3
+        .list_objects_v2()
+        .bucket(&e2e.res.bucket)
+        .prefix("imports/acme/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing was written for acme");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

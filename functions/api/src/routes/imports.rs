@@ -67,6 +67,7 @@ pub struct CreateImport {
     /// The file's exact size in bytes: the upload URL is signed for this length, at most
     /// `TMS_IMPORT_MAX_OBJECT_BYTES` (default 256 MiB).
     #[schema(minimum = 1, maximum = 268_435_456)]
+    #[serde(deserialize_with = "crate::model::whole_number")]
     pub size_bytes: u64,
 }
 
