@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# The AWS emulator (moto server) on 127.0.0.1:$TMS_AWS_PORT, from the project-local venv.
+# The AWS emulator (LocalStack's Python package, on the host, no Docker) on 127.0.0.1:$TMS_AWS_PORT,
+# from its project-local venv (.local/venv-aws; tools/python/emulator.txt says why LocalStack).
 #   scripts/aws-emulator.sh start   install if needed, start unless running (prints "started" or "reused")
 #   scripts/aws-emulator.sh stop    stop it if we started it
 #   scripts/aws-emulator.sh status  exit 0 when it answers
-# TMS_AWS_DIR keeps its pid and log elsewhere than .local/aws (make bench runs its own, with TMS_AWS_PORT).
+# TMS_AWS_DIR keeps its pid, log and state elsewhere than .local/aws (make bench runs its own, with
+# TMS_AWS_PORT).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 DIR="${TMS_AWS_DIR:-$LOCAL/aws}"
-PIDFILE="$DIR/moto.pid"
-LOG="$DIR/moto.log"
+PIDFILE="$DIR/emulator.pid"
+LOG="$DIR/emulator.log"
+EMULATOR_VENV="$LOCAL/venv-aws"
+SERVICES="sqs,s3,ssm,secretsmanager"
 
-answers() { curl -fs -o /dev/null "http://127.0.0.1:$TMS_AWS_PORT/moto-api/data.json"; }
+# Answers once every service the stack uses is up.
+answers() {
+  local health
+  health=$(curl -fs "http://127.0.0.1:$TMS_AWS_PORT/_localstack/health" 2>/dev/null) || return 1
+  for svc in ${SERVICES//,/ }; do
+    grep -Eq "\"$svc\": \"(available|running)\"" <<<"$health" || return 1
+  done
+}
 
 start() {
   command -v curl >/dev/null 2>&1 || die "curl not found: install curl."
@@ -20,13 +31,29 @@ start() {
     if answers; then echo reused; return; fi
     die "port $TMS_AWS_PORT is in use by another program: stop it, or set TMS_AWS_PORT to a free port."
   fi
-  "$ROOT/scripts/venv.sh" emulator
-  mkdir -p "$DIR"
+  TMS_VENV="$EMULATOR_VENV" "$ROOT/scripts/venv.sh" emulator
+  mkdir -p "$DIR/fs" "$DIR/tmp" "$DIR/home"
   say "starting the AWS emulator on 127.0.0.1:$TMS_AWS_PORT"
-  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$TMS_AWS_PORT" >"$LOG" 2>&1 &
+  # NOTE: each setting is one LocalStack needs on these hosts: hypercorn (its default server
+  # binds every interface), no DNS server (port 53), not "in Docker" (it guesses so from the
+  # cgroups), no downloads or analytics (no network), and every file it writes below $DIR.
+  env GATEWAY_SERVER=hypercorn \
+    GATEWAY_LISTEN="127.0.0.1:$TMS_AWS_PORT" \
+    LOCALSTACK_HOST="127.0.0.1:$TMS_AWS_PORT" \
+    SERVICES="$SERVICES" \
+    EAGER_SERVICE_LOADING=1 \
+    DNS_ADDRESS=0 \
+    OVERRIDE_IN_DOCKER=0 \
+    SKIP_SSL_CERT_DOWNLOAD=1 \
+    SKIP_INFRA_DOWNLOADS=1 \
+    DISABLE_EVENTS=1 \
+    FILESYSTEM_ROOT="$DIR/fs" \
+    TMPDIR="$DIR/tmp" \
+    HOME="$DIR/home" \
+    nohup "$EMULATOR_VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 &
   echo $! > "$PIDFILE"
-  wait_for 60 "the AWS emulator" answers \
-    || { tail -n 20 "$LOG" >&2; die "the AWS emulator did not answer within 60 s (log above)"; }
+  wait_for 90 "the AWS emulator" answers \
+    || { tail -n 20 "$LOG" >&2; die "the AWS emulator did not answer within 90 s (log above)"; }
   echo started
 }
 

@@ -22,6 +22,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The aws CLI the welcome text suggests for uploads by hand.
+"$ROOT/scripts/venv.sh" tools
 state=$("$ROOT/scripts/postgres.sh" start)
 [ "$state" = started ] && started+=(postgres)
 state=$("$ROOT/scripts/aws-emulator.sh" start)

@@ -127,7 +127,7 @@ async fn runs_ms(
     Ok(times)
 }
 
-/// The project's Python environment (`scripts/venv.sh emulator` installs boto3 there).
+/// The project's Python environment (`scripts/venv.sh tools` installs boto3 there).
 fn python(root: &Path) -> PathBuf {
     let venv =
         std::env::var_os("TMS_VENV").map_or_else(|| PathBuf::from(".local/venv"), PathBuf::from);
@@ -150,7 +150,7 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
             "python-boto3",
         )
         .await
-        .context("the Python + boto3 baseline (run `scripts/venv.sh emulator` for boto3)")?,
+        .context("the Python + boto3 baseline (run `scripts/venv.sh tools` for boto3)")?,
     );
     for function in FUNCTIONS {
         let name = format!("tms-{function}");

@@ -1,8 +1,8 @@
 //! A null SQS endpoint: answers `SendMessageBatch` (the JSON protocol the SDK speaks) as SQS
 //! does, and drops the messages. The emulator cannot stand in for SQS under load: its
 //! `SendMessageBatch` slows as the queue grows (86 messages/s on an empty queue, 18 once it
-//! holds 3,000), so the API and enqueue figures would measure moto, not TMS. Functions reach it
-//! through `AWS_ENDPOINT_URL_SQS`; S3 and SSM stay on the emulator.
+//! holds 3,000, measured with moto), so the API and enqueue figures would measure the emulator,
+//! not TMS. Functions reach it through `AWS_ENDPOINT_URL_SQS`; S3 and SSM stay on the emulator.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The AWS emulator (moto server) started by `scripts/aws-emulator.sh`.
+//! The AWS emulator (LocalStack) started by `scripts/aws-emulator.sh`.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::config::Credentials;
@@ -11,13 +11,12 @@ pub fn emulator_url() -> String {
 /// SDK configuration for the emulator, or a failed test saying how to start it.
 pub async fn sdk_config() -> SdkConfig {
     let url = emulator_url();
-    let probe = format!("{}/moto-api/data.json", url);
     let reachable = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
         .await
         .is_ok();
     assert!(
         reachable,
-        "the AWS emulator does not answer at {url} ({probe}): run `make test`, or start it with \
+        "the AWS emulator does not answer at {url}: run `make test`, or start it with \
          `scripts/aws-emulator.sh start` before `cargo test`"
     );
     aws_config::defaults(BehaviorVersion::latest())
@@ -61,7 +60,9 @@ pub async fn put_secret(name: &str, value: &str) -> String {
     };
     let created = call(
         "secretsmanager.CreateSecret",
-        serde_json::json!({"Name": name, "SecretString": value}),
+        // The SDKs send an idempotency token of their own; some emulators require one.
+        serde_json::json!({"Name": name, "SecretString": value,
+            "ClientRequestToken": uuid::Uuid::new_v4().to_string()}),
     )
     .await
     .expect("emulator reachable");
@@ -70,7 +71,8 @@ pub async fn put_secret(name: &str, value: &str) -> String {
     } else {
         let updated = call(
             "secretsmanager.PutSecretValue",
-            serde_json::json!({"SecretId": name, "SecretString": value}),
+            serde_json::json!({"SecretId": name, "SecretString": value,
+                "ClientRequestToken": uuid::Uuid::new_v4().to_string()}),
         )
         .await
         .expect("emulator reachable");
