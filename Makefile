@@ -5,7 +5,7 @@ SHELL := /bin/bash
 include mk/infra.mk
 include mk/bench.mk
 
-.PHONY: help dev demo bootstrap clean-dev test services stop-services lint fmt clippy
+.PHONY: help dev demo load bootstrap clean-dev test services stop-services lint fmt clippy
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ dev: ## run the whole system locally (PostgreSQL, AWS emulator, API, workers, sc
 
 demo: ## walk through every flow against the running stack (starts it if needed) and print the outcome
 	@scripts/demo.sh
+
+load: ## drive LOAD_API creates, a LOAD_ROWS import and LOAD_QUEUE submissions through the stack; fails if any task is lost or runs twice
+	@scripts/load.sh
 
 bootstrap: ## run the database bootstrapper against the local stack again (changes nothing)
 	@cargo build --quiet -p tms-local

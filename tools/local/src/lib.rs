@@ -2,6 +2,7 @@
 //! event-source runner standing in for Lambda's mappings and schedules; and the demo.
 
 pub mod demo;
+pub mod load;
 pub mod mappings;
 pub mod runner;
 pub mod stack;

@@ -3,6 +3,7 @@
 //!   tms-local dev         provision, bootstrap, serve the API, run the event-source runner
 //!   tms-local bootstrap   run the database bootstrapper against the local stack
 //!   tms-local demo        the walk-through against the running stack
+//!   tms-local load        a volume through every entry point of the running stack (`make load`)
 //!
 //! Run from the repository root (the `make` targets do); services come from `make services`.
 
@@ -15,7 +16,7 @@ use tms_local::demo::{render, Demo};
 use tms_local::{bootstrap, runner, Stack};
 
 fn usage() -> ! {
-    eprintln!("usage: tms-local dev|bootstrap|demo");
+    eprintln!("usage: tms-local dev|bootstrap|demo|load");
     std::process::exit(2)
 }
 
@@ -27,6 +28,7 @@ async fn main() {
         "dev" => dev().await,
         "bootstrap" => run_bootstrap().await,
         "demo" => demo().await,
+        "load" => load().await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -149,6 +151,41 @@ fn dev_env() -> anyhow::Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
+}
+
+async fn load() -> anyhow::Result<()> {
+    let plan = tms_local::load::Plan::from_env()?;
+    let env = dev_env()?;
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .with_context(|| format!("{k} missing from .local/dev.env: restart `make dev`"))
+    };
+    let api = get("TMS_API_URL")?;
+    if !tms_local::healthy(&api).await {
+        bail!("the API does not answer at {api}: start the stack with `make dev`");
+    }
+    let stack = stack()?;
+    let target = tms_local::load::Target {
+        token: stack.tokens[0].1.clone(),
+        resources: tms_local::Resources {
+            work_queue_url: get("TMS_WORK_QUEUE_URL")?,
+            work_dlq_url: get("TMS_WORK_DLQ_URL")?,
+            import_queue_url: get("TMS_IMPORT_QUEUE_URL")?,
+            import_dlq_url: get("TMS_IMPORT_DLQ_URL")?,
+            bucket: get("TMS_BUCKET")?,
+        },
+        aws: stack.sdk_config().await,
+        api,
+        stack,
+    };
+    let report = tms_local::load::run(&target, plan).await?;
+    println!("\n{}", report.render());
+    if report.failed() {
+        bail!("tasks were lost or executed twice");
+    }
+    Ok(())
 }
 
 async fn demo() -> anyhow::Result<()> {

@@ -184,24 +184,7 @@ impl Stack {
     /// # Errors
     /// When the local PostgreSQL cannot be reached.
     pub async fn ensure_database(&self) -> anyhow::Result<()> {
-        let admin = tms::config::DatabaseConfig {
-            url: format!("postgres://postgres@127.0.0.1:{}/postgres", self.pg_port),
-            ssl_mode: tms::config::SslMode::VerifyFull,
-            ca_file: Some(self.ca_file()),
-            password_param: None,
-            pool_size: 1,
-            connect_timeout: std::time::Duration::from_secs(5),
-        };
-        let password = tms::ports::Secret::new(self.admin_password()?);
-        let client = tms::adapters::postgres::PgSettings::new(&admin, Some(&password))?
-            .connect()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to the local PostgreSQL on port {}",
-                    self.pg_port
-                )
-            })?;
+        let client = self.admin_client("postgres").await?;
         let exists = client
             .query_opt(
                 "SELECT 1 FROM pg_database WHERE datname = $1",
@@ -216,6 +199,31 @@ impl Stack {
             tracing::info!(database = %self.names.database, "database created");
         }
         Ok(())
+    }
+
+    /// A connection to `dbname` of the local cluster as its superuser (over TLS, verified).
+    ///
+    /// # Errors
+    /// When the cluster does not answer or refuses the login.
+    pub async fn admin_client(&self, dbname: &str) -> anyhow::Result<tokio_postgres::Client> {
+        let admin = tms::config::DatabaseConfig {
+            url: format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.pg_port),
+            ssl_mode: tms::config::SslMode::VerifyFull,
+            ca_file: Some(self.ca_file()),
+            password_param: None,
+            pool_size: 1,
+            connect_timeout: std::time::Duration::from_secs(5),
+        };
+        let password = tms::ports::Secret::new(self.admin_password()?);
+        tms::adapters::postgres::PgSettings::new(&admin, Some(&password))?
+            .connect()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to the local PostgreSQL on port {}",
+                    self.pg_port
+                )
+            })
     }
 
     /// Creates (or finds) the queues with their dead-letter queues, the bucket with versioning and
