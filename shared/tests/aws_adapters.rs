@@ -146,3 +146,76 @@ async fn reads_secure_parameters_decrypted() {
         Err(SecretsError::NotFound(_))
     ));
 }
+
+/// A TCP proxy to the emulator that cuts its first connection after `cut` bytes of answer, as a
+/// server does with a connection its client stopped reading from.
+async fn cutting_proxy(cut: usize) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tms_testkit::aws::emulator_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let first = connections.fetch_add(1, Ordering::SeqCst) == 0;
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut sent = 0;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let n = if first {
+                        n.min(cut.saturating_sub(sent))
+                    } else {
+                        n
+                    };
+                    if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                // Dropping both halves closes the connection mid-body.
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_read_goes_on_across_a_broken_connection_from_the_next_byte() {
+    let aws = sdk_config().await;
+    let (client, bucket) = test_bucket(&aws).await;
+    let data: Vec<u8> = (0..(1024 * 1024u32)).map(|i| (i % 251) as u8).collect();
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key("imports/demo/big.jsonl")
+        .body(data.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let via_proxy = aws
+        .to_builder()
+        .endpoint_url(cutting_proxy(200 * 1024).await)
+        .build();
+    let store = S3ObjectStore::new(tms::adapters::s3::client(&via_proxy), &bucket);
+    let mut reader = store.open("imports/demo/big.jsonl", None).await.unwrap();
+    assert_eq!(reader.size, Some(data.len() as u64));
+    let mut read = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader.body, &mut read)
+        .await
+        .expect("the read resumes");
+    assert_eq!(read.len(), data.len());
+    assert!(read == data, "every byte once, in order");
+}

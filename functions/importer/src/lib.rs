@@ -356,9 +356,22 @@ async fn load(
             "the database refused the file's rows: {e}"
         ))),
         (_, Some(e)) => Err(e.into()),
-        (Err(ParseError::Read(e)), None) => Err(Retry::Read(e.to_string())),
-        (Err(e), None) => Err(Retry::Read(e.to_string())),
+        (Err(ParseError::Read(e)), None) => Err(Retry::Read(with_sources(&e))),
+        (Err(e), None) => Err(Retry::Read(with_sources(&e))),
     }
+}
+
+/// `e` and its sources, so that a log line says why a read failed ("streaming error" alone
+/// does not).
+fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 async fn next_data(rx: &mut mpsc::Receiver<Msg>) -> Option<Bytes> {

@@ -42,6 +42,67 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(
     ObjectError::Unavailable(aws_sdk_s3::error::DisplayErrorContext(e).to_string().into())
 }
 
+/// How many times one read of an object resumes after its connection broke.
+const MAX_RESUMES: u32 = 5;
+
+/// An object's body read to its end across broken connections: a consumer that reads at its
+/// own pace (the importer waits on the database between chunks) may see the server close a
+/// connection it did not read from for a while; the read then goes on with a ranged GET from
+/// the next byte, of the same version (or, unversioned, the same ETag).
+struct Resume {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+    e_tag: Option<String>,
+    body: ByteStream,
+    offset: u64,
+    resumes_left: u32,
+}
+
+impl Resume {
+    fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static {
+        Box::pin(futures::stream::try_unfold(self, |mut r| async move {
+            loop {
+                match r.body.next().await {
+                    None => return Ok(None),
+                    Some(Ok(bytes)) => {
+                        r.offset += bytes.len() as u64;
+                        return Ok(Some((bytes, r)));
+                    }
+                    Some(Err(e)) if r.resumes_left > 0 => {
+                        r.resumes_left -= 1;
+                        tracing::warn!(key = %r.key, offset = r.offset, error = %e,
+                            "the object's connection broke; resuming the read");
+                        r.body = r.reopen().await?;
+                    }
+                    Some(Err(e)) => return Err(std::io::Error::other(e)),
+                }
+            }
+        }))
+    }
+
+    async fn reopen(&self) -> std::io::Result<ByteStream> {
+        let mut get = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .range(format!("bytes={}-", self.offset));
+        get = match (&self.version_id, &self.e_tag) {
+            (Some(v), _) => get.version_id(v),
+            (None, Some(tag)) => get.if_match(tag),
+            (None, None) => get,
+        };
+        let out = get.send().await.map_err(|e| {
+            std::io::Error::other(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+        })?;
+        Ok(out.body)
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3ObjectStore {
     fn bucket(&self) -> &str {
@@ -103,11 +164,24 @@ impl ObjectStore for S3ObjectStore {
                 }
                 _ => unavailable(e),
             })?;
+        let size = out.content_length().and_then(|n| u64::try_from(n).ok());
+        let version_id = out.version_id().map(str::to_owned);
+        let e_tag = out.e_tag().map(|t| t.trim_matches('"').to_owned());
+        let resume = Resume {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            version_id: version_id.clone(),
+            e_tag: out.e_tag().map(str::to_owned),
+            body: out.body,
+            offset: 0,
+            resumes_left: MAX_RESUMES,
+        };
         Ok(ObjectReader {
-            size: out.content_length().and_then(|n| u64::try_from(n).ok()),
-            version_id: out.version_id().map(str::to_owned),
-            e_tag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
-            body: Box::new(out.body.into_async_read()),
+            size,
+            version_id,
+            e_tag,
+            body: Box::new(tokio_util::io::StreamReader::new(resume.into_stream())),
         })
     }
 
