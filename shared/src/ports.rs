@@ -334,6 +334,15 @@ pub trait WorkQueue: Send + Sync {
     /// # Errors
     /// [`QueueError`] when the dead-letter queue cannot be reached.
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
+
+    /// About how many messages wait to be received (visible, not in flight or delayed), when the
+    /// queue can tell; `None` when it cannot.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue cannot be reached.
+    async fn waiting(&self) -> Result<Option<u64>, QueueError> {
+        Ok(None)
+    }
 }
 
 /// The outcome of one submission through [`SubmissionStore::submit`].
@@ -369,6 +378,10 @@ pub struct RelayRules {
     /// A message counts as in flight until this long after it became visible; after that it is
     /// presumed lost (dead-lettered after repeated infrastructure failures) and sent again.
     pub in_flight_for: Duration,
+    /// Whether messages presumed lost are sent again at all. The relay turns this off while the
+    /// queue holds a backlog: a message older than `in_flight_for` may simply be waiting behind
+    /// it, and sending the backlog again would double it.
+    pub resend_presumed_lost: bool,
 }
 
 impl Default for RelayRules {
@@ -377,6 +390,7 @@ impl Default for RelayRules {
             unsent_after: Duration::from_secs(30),
             horizon: Duration::from_secs(900),
             in_flight_for: Duration::from_secs(600),
+            resend_presumed_lost: true,
         }
     }
 }

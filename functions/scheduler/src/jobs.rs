@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 use tms::deadline::Deadline;
-use tms::ports::StoreError;
+use tms::ports::{RelayRules, StoreError};
 use tms::retry::{failure_outcome, retry_dispatch, send_marked};
 use tms::telemetry::metrics::{
     MetricSet, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_DEAD, TASKS_FAILED, TASKS_IN_STATUS,
@@ -37,16 +37,35 @@ pub struct RelayReport {
 
 /// Sends the work messages that are missing: tasks whose API-side send failed, retries the
 /// worker could not send or that were due too late for an SQS delay, and messages presumed lost.
+///
+/// Messages are presumed lost only while the queue holds no backlog (or cannot say): behind a
+/// backlog, an old message may simply be waiting, and sending every waiting task again would
+/// double the backlog each run.
 pub async fn relay(deps: &Deps, deadline: &Deadline) -> Result<RelayReport, StoreError> {
     let settings = &deps.settings;
+    let rules = RelayRules {
+        resend_presumed_lost: settings.relay.resend_presumed_lost
+            && match deps.queue.waiting().await {
+                Ok(None | Some(0)) => true,
+                Ok(Some(waiting)) => {
+                    tracing::info!(
+                        waiting,
+                        "the queue holds a backlog: no message is presumed lost"
+                    );
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the queue's backlog is unknown: no message is presumed lost this run");
+                    false
+                }
+            },
+        ..settings.relay
+    };
     let mut report = RelayReport::default();
     let mut rounds = 0;
     while may_continue(deps, deadline, rounds) {
         rounds += 1;
-        let batch = deps
-            .store
-            .relay_batch(&settings.relay, settings.relay_batch)
-            .await?;
+        let batch = deps.store.relay_batch(&rules, settings.relay_batch).await?;
         let sent = send_marked(deps.queue.as_ref(), deps.work.as_ref(), &batch).await;
         for d in &batch {
             tracing::debug!(task_id = %d.message.task_id, tenant = %d.message.tenant,

@@ -175,6 +175,43 @@ async fn the_relay_sends_tasks_whose_send_failed_and_due_retries() {
 }
 
 #[tokio::test]
+async fn a_message_is_presumed_lost_only_when_no_backlog_is_waiting() {
+    let f = fixture().await;
+    let lost = created(&f, 1).await;
+    // Sent twenty minutes ago and never run: lost, or waiting behind a backlog.
+    admin(
+        &f,
+        "UPDATE tms.tasks SET enqueued_at = now() - interval '20 minutes', \
+         run_after = now() - interval '20 minutes', updated_at = now() - interval '20 minutes' \
+         WHERE id = ANY($1)",
+        &ids(&lost),
+    )
+    .await;
+    f.queue
+        .client
+        .send_message()
+        .queue_url(&f.queue.url)
+        .message_body("a message of the backlog")
+        .send()
+        .await
+        .unwrap();
+    let behind = run(&f.deps, "relay").await;
+    assert_eq!(
+        behind["report"]["sent"], 0,
+        "the backlog is not sent again: {behind}"
+    );
+    assert_eq!(f.queue.drain(&f.queue.url, 1).await.len(), 1);
+
+    let drained = run(&f.deps, "relay").await;
+    assert_eq!(
+        drained["report"]["sent"], 1,
+        "with no backlog it is lost: {drained}"
+    );
+    let got: Vec<TaskId> = received(&f, 1).await.iter().map(|m| m.task_id).collect();
+    assert_eq!(got, ids(&lost));
+}
+
+#[tokio::test]
 async fn two_relays_at_once_send_each_message_exactly_once() {
     let f = fixture().await;
     let tasks = created(&f, 35).await;

@@ -28,7 +28,7 @@ const RELAY: &str = "WITH due AS (
           AND CASE WHEN enqueued_at IS NULL
                    THEN status = 'failed'
                         OR updated_at < now() - $2::int8 * interval '1 millisecond'
-                   ELSE greatest(enqueued_at, run_after)
+                   ELSE $5 AND greatest(enqueued_at, run_after)
                         < now() - $3::int8 * interval '1 millisecond'
               END
         ORDER BY run_after
@@ -182,6 +182,7 @@ impl SchedulerStore for PostgresStore {
                     &millis(rules.unsent_after),
                     &millis(rules.in_flight_for),
                     &i64::from(limit),
+                    &rules.resend_presumed_lost,
                 ],
             )
             .await

@@ -211,6 +211,34 @@ impl WorkQueue for SqsWorkQueue {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn waiting(&self) -> Result<Option<u64>, QueueError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct GetQueueAttributes<'a> {
+            queue_url: &'a str,
+            attribute_names: [&'a str; 1],
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Attributes {
+            #[serde(default)]
+            attributes: std::collections::HashMap<String, String>,
+        }
+        let request = GetQueueAttributes {
+            queue_url: &self.queue_url,
+            attribute_names: ["ApproximateNumberOfMessages"],
+        };
+        let answer: Attributes = self
+            .client
+            .call(&self.queue_url, "GetQueueAttributes", &request)
+            .await
+            .map_err(unavailable)?;
+        Ok(answer
+            .attributes
+            .get("ApproximateNumberOfMessages")
+            .and_then(|n| n.parse().ok()))
+    }
 }
 
 #[cfg(test)]
