@@ -112,7 +112,7 @@ impl Report {
         ] {
             let _ = writeln!(out, "  {label:<34} {value:>12}");
         }
-        for (stage, n, seconds) in &self.stages {
+        for (stage, n, seconds) in self.stages.iter().filter(|(_, n, _)| *n > 0) {
             let _ = writeln!(
                 out,
                 "  {:<34} {:>12.0} tasks/s ({n} in {seconds:.1} s)",
