@@ -17,7 +17,7 @@ demo: ## walk through every flow against the running stack (starts it if needed)
 	@scripts/demo.sh
 
 load: ## drive LOAD_API creates, a LOAD_ROWS import and LOAD_QUEUE submissions through the stack; fails if any task is lost or runs twice
-	@scripts/load.sh
+	@scripts/demo.sh load
 
 bootstrap: ## run the database bootstrapper against the local stack again (changes nothing)
 	@cargo build --quiet -p tms-local

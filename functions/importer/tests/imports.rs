@@ -150,6 +150,15 @@ impl Harness {
             .unwrap()
     }
 
+    /// The import of `key` (there must be one).
+    async fn import_of(&self, key: &str) -> tms::Import {
+        self.imports()
+            .await
+            .into_iter()
+            .find(|i| i.key == key)
+            .unwrap_or_else(|| panic!("no import of {key}"))
+    }
+
     async fn task_count(&self) -> i64 {
         self.db
             .admin()
@@ -422,12 +431,7 @@ async fn unreadable_files_fail_their_import_not_the_batch_and_create_nothing() {
             h.import(key, body).await.is_empty(),
             "{key}: not a batch failure"
         );
-        let import = h
-            .imports()
-            .await
-            .into_iter()
-            .find(|i| i.key == key)
-            .unwrap();
+        let import = h.import_of(key).await;
         assert_eq!(import.status, ImportStatus::Failed, "{key}");
         assert!(
             import.error.as_deref().unwrap_or("").contains(reason),
@@ -662,12 +666,7 @@ async fn files_over_a_limit_fail_naming_it_and_create_nothing() {
             h.import(key, body).await.is_empty(),
             "{key}: not a batch failure"
         );
-        let import = h
-            .imports()
-            .await
-            .into_iter()
-            .find(|i| i.key == key)
-            .unwrap();
+        let import = h.import_of(key).await;
         assert_eq!(import.status, ImportStatus::Failed, "{key}");
         let error = import.error.unwrap_or_default();
         assert!(error.contains(limit), "{key}: {error}");
@@ -684,12 +683,7 @@ async fn files_over_a_limit_fail_naming_it_and_create_nothing() {
         .import(key, b"kind\nfax\nfax\nfax\nnoop\n".to_vec())
         .await
         .is_empty());
-    let import = h
-        .imports()
-        .await
-        .into_iter()
-        .find(|i| i.key == key)
-        .unwrap();
+    let import = h.import_of(key).await;
     assert_eq!(import.status, ImportStatus::Completed);
     assert_eq!((import.counts.rejected, import.counts.created), (3, 1));
     let errors = h
@@ -723,12 +717,7 @@ async fn rows_the_database_refuses_fail_the_import_and_are_not_retried() {
         h.import(key, body.as_bytes().to_vec()).await.is_empty(),
         "not a batch failure"
     );
-    let import = h
-        .imports()
-        .await
-        .into_iter()
-        .find(|i| i.key == key)
-        .unwrap();
+    let import = h.import_of(key).await;
     assert_eq!(import.status, ImportStatus::Failed);
     assert!(
         import

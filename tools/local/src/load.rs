@@ -261,36 +261,47 @@ pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Report> {
 
 async fn create_through_api(target: &Target, run: &str, count: usize) -> anyhow::Result<()> {
     let http = crate::http_client();
-    let batches: Vec<std::ops::Range<usize>> = (0..count)
-        .step_by(100)
-        .map(|s| s..(s + 100).min(count))
-        .collect();
-    stream::iter(batches)
-        .map(|range| {
-            let http = http.clone();
-            async move {
-                let tasks: Vec<Value> = range
-                    .map(|n| {
-                        let (kind, payload) = payload(run, n);
-                        json!({"kind": kind, "payload": payload})
-                    })
-                    .collect();
-                let resp = http
-                    .post(format!("{}/v1/tasks/batch", target.api))
-                    .bearer_auth(&target.token)
-                    .json(&json!({ "tasks": tasks }))
-                    .send()
-                    .await?;
-                if resp.status() != 200 {
-                    bail!(
-                        "a batch create answered {}: {}",
-                        resp.status(),
-                        resp.text().await?
-                    );
-                }
-                anyhow::Ok(())
+    in_batches(0..count, 100, |range| {
+        let http = http.clone();
+        async move {
+            let tasks: Vec<Value> = range
+                .map(|n| {
+                    let (kind, payload) = payload(run, n);
+                    json!({"kind": kind, "payload": payload})
+                })
+                .collect();
+            let resp = http
+                .post(format!("{}/v1/tasks/batch", target.api))
+                .bearer_auth(&target.token)
+                .json(&json!({ "tasks": tasks }))
+                .send()
+                .await?;
+            if resp.status() != 200 {
+                bail!(
+                    "a batch create answered {}: {}",
+                    resp.status(),
+                    resp.text().await?
+                );
             }
-        })
+            anyhow::Ok(())
+        }
+    })
+    .await
+}
+
+/// Runs `send` on `range` cut into slices of `size`, four at a time; the first error stops it.
+async fn in_batches<F, Fut>(
+    range: std::ops::Range<usize>,
+    size: usize,
+    send: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let end = range.end;
+    stream::iter(range.step_by(size).map(|s| s..(s + size).min(end)))
+        .map(send)
         .buffer_unordered(4)
         .try_collect::<Vec<()>>()
         .await
@@ -347,42 +358,34 @@ async fn submit_to_queue(
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let sqs = aws_sdk_sqs::Client::new(&target.aws);
     let tenant = target.stack.tokens[0].0.clone();
-    let batches: Vec<std::ops::Range<usize>> = (first..first + count)
-        .step_by(10)
-        .map(|s| s..(s + 10).min(first + count))
-        .collect();
-    stream::iter(batches)
-        .map(|range| {
-            let (sqs, tenant) = (sqs.clone(), tenant.clone());
-            async move {
-                let entries = range
-                    .map(|n| {
-                        let (kind, payload) = payload(run, n);
-                        let body = json!({"tenant": tenant, "kind": kind, "payload": payload});
-                        SendMessageBatchRequestEntry::builder()
-                            .id(n.to_string())
-                            .message_body(body.to_string())
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let out = sqs
-                    .send_message_batch()
-                    .queue_url(&target.resources.work_queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .context("send queue submissions")?;
-                if !out.failed().is_empty() {
-                    bail!("the queue refused {} submissions", out.failed().len());
-                }
-                anyhow::Ok(())
+    in_batches(first..first + count, 10, |range| {
+        let (sqs, tenant) = (sqs.clone(), tenant.clone());
+        async move {
+            let entries = range
+                .map(|n| {
+                    let (kind, payload) = payload(run, n);
+                    let body = json!({"tenant": tenant, "kind": kind, "payload": payload});
+                    SendMessageBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .message_body(body.to_string())
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = sqs
+                .send_message_batch()
+                .queue_url(&target.resources.work_queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .context("send queue submissions")?;
+            if !out.failed().is_empty() {
+                bail!("the queue refused {} submissions", out.failed().len());
             }
-        })
-        .buffer_unordered(4)
-        .try_collect::<Vec<()>>()
-        .await
-        .map(drop)
+            anyhow::Ok(())
+        }
+    })
+    .await
 }
 
 /// Archive tasks of the run whose object has more than one version (written twice).
