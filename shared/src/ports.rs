@@ -498,6 +498,18 @@ pub trait ObjectStore: Send + Sync {
     /// [`ObjectError`] when the object could not be stored.
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError>;
 
+    /// Stores the object unless one already has `key` (a conditional write: `If-None-Match: *`).
+    /// Returns whether it was written; a side effect keyed by its task is done once this way.
+    ///
+    /// # Errors
+    /// [`ObjectError`] when the object could not be stored.
+    async fn put_new(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, ObjectError>;
+
     /// Stores the file at `path`, streamed from disk.
     ///
     /// # Errors

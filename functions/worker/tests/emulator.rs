@@ -15,7 +15,7 @@ use tms::{Status, TaskKind, WorkMessage, CORRELATION_ATTRIBUTE};
 use tms_testkit::aws::{sdk_config, test_bucket, TestQueue};
 use tms_testkit::tasks::new_task;
 use tms_testkit::TestDb;
-use tms_worker::{Deps, Registry, WebhookExecutor, WebhookSettings};
+use tms_worker::{Deps, Executor, Registry, WebhookExecutor, WebhookSettings};
 
 struct Stack {
     db: TestDb,
@@ -131,6 +131,49 @@ async fn email_and_archive_tasks_store_their_documents_in_the_bucket() {
         json!({"bucket": s.bucket, "key": key})
     );
     assert_eq!(object(&s, &key).await, archive);
+}
+
+#[tokio::test]
+async fn an_archive_run_again_after_its_outcome_was_lost_writes_its_object_once() {
+    let aws = sdk_config().await;
+    let (s3, bucket) = test_bucket(&aws).await;
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+    let archive = tms_worker::executor::ArchiveExecutor::new(Arc::new(S3ObjectStore::new(
+        s3.clone(),
+        &bucket,
+    )));
+    let db = TestDb::new().await;
+    let task = db
+        .store()
+        .create(&new_task("acme", "archive", json!({"name": "q4"}), None))
+        .await
+        .unwrap()
+        .task;
+    // The first run's environment died before its outcome was recorded; the task runs again.
+    let first = archive.execute(&task).await.expect("the first run");
+    let again = archive.execute(&task).await.expect("the run again");
+    assert_eq!(first, again, "the same result");
+    let versions = s3
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<_> = versions.versions().iter().filter_map(|v| v.key()).collect();
+    assert_eq!(
+        keys,
+        [first["key"].as_str().unwrap()],
+        "one version of one object"
+    );
 }
 
 #[tokio::test]

@@ -123,6 +123,32 @@ impl ObjectStore for S3ObjectStore {
         Ok(())
     }
 
+    #[tracing::instrument(skip(self, body), fields(bytes = body.len()))]
+    async fn put_new(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, ObjectError> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            // 412: an object has the key. (409, a concurrent conditional write, stays an error:
+            // the writer retries and then meets the 412.)
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     #[tracing::instrument(skip(self))]
     async fn put_file(
         &self,

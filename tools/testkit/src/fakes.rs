@@ -320,6 +320,15 @@ impl tms::ports::ObjectStore for NoObjects {
         ))
     }
 
+    async fn put_new(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        ct: &str,
+    ) -> Result<bool, tms::ports::ObjectError> {
+        self.put(key, body, ct).await.map(|()| true)
+    }
+
     async fn put_file(
         &self,
         key: &str,

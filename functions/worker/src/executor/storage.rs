@@ -33,21 +33,31 @@ pub fn archive_key(tenant: &Tenant, created_at: DateTime<Utc>, id: TaskId) -> St
     )
 }
 
+/// How a document is written: over whatever the key holds, or only when it holds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Replace,
+    /// The key names the task, so an object there is this task's own document, written by a
+    /// run whose outcome was never recorded (its environment died): it is not written again.
+    Once,
+}
+
 async fn put_json(
     objects: &dyn ObjectStore,
     key: String,
     document: &impl Serialize,
+    write: Write,
 ) -> Result<Value, TaskError> {
     let body = serde_json::to_vec(document).map_err(invalid_payload)?;
-    objects
-        .put(&key, body, "application/json")
-        .await
-        .map_err(|e| match e {
-            ObjectError::NotFound(_) => TaskError::permanent("storage_missing", e.to_string()),
-            ObjectError::Unavailable(_) => {
-                TaskError::retryable("storage_unavailable", e.to_string())
-            }
-        })?;
+    let content_type = "application/json";
+    let written = match write {
+        Write::Replace => objects.put(&key, body, content_type).await,
+        Write::Once => objects.put_new(&key, body, content_type).await.map(drop),
+    };
+    written.map_err(|e| match e {
+        ObjectError::NotFound(_) => TaskError::permanent("storage_missing", e.to_string()),
+        ObjectError::Unavailable(_) => TaskError::retryable("storage_unavailable", e.to_string()),
+    })?;
     Ok(json!({"bucket": objects.bucket(), "key": key}))
 }
 
@@ -93,7 +103,7 @@ impl Executor for EmailExecutor {
     async fn execute(&self, task: &Task) -> Result<Value, TaskError> {
         let email: Email = serde_json::from_value(task.payload.clone()).map_err(invalid_payload)?;
         let key = email_key(self.unique_instant(), &email.sender);
-        put_json(self.objects.as_ref(), key, &email).await
+        put_json(self.objects.as_ref(), key, &email, Write::Replace).await
     }
 }
 
@@ -111,7 +121,7 @@ impl ArchiveExecutor {
 impl Executor for ArchiveExecutor {
     async fn execute(&self, task: &Task) -> Result<Value, TaskError> {
         let key = archive_key(&task.tenant, task.created_at, task.id);
-        put_json(self.objects.as_ref(), key, &task.payload).await
+        put_json(self.objects.as_ref(), key, &task.payload, Write::Once).await
     }
 }
 
