@@ -2,6 +2,7 @@
 # A project-local PostgreSQL 15 cluster under .local/pg, TLS on, listening on 127.0.0.1 only.
 #   scripts/postgres.sh start   initialise on first use, start unless running (prints "started" or "reused")
 #   scripts/postgres.sh stop    stop it if running
+#   scripts/postgres.sh restart stop it, then start it (`make load FAULTS=1` restarts it mid-run)
 #   scripts/postgres.sh status  exit 0 when running
 #   scripts/postgres.sh url     the admin connection URL
 #   scripts/postgres.sh bindir  the folder of the server binaries (postgres, initdb, pgbench)
@@ -144,8 +145,9 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) stop; start >/dev/null ;;
   status) running ;;
   url) url ;;
   bindir) echo "$BIN" ;;
-  *) die "usage: $0 start|stop|status|url" ;;
+  *) die "usage: $0 start|stop|restart|status|url|bindir" ;;
 esac

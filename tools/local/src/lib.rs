@@ -30,30 +30,47 @@ pub async fn healthy(url: &str) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
+/// The environment of the event-source runner: the functions' own, and the import queue.
+pub fn runner_env(stack: &Stack, res: &Resources) -> Vec<(String, String)> {
+    let mut env = stack.function_env(res);
+    env.push(("TMS_IMPORT_QUEUE_URL".into(), res.import_queue_url.clone()));
+    env
+}
+
 /// Builds the three event-driven functions as a deployment would, from the local environment.
 ///
 /// # Errors
 /// When a function's configuration or adapters cannot be built.
 pub async fn runner(stack: &Stack, res: &Resources) -> anyhow::Result<Arc<runner::Runner>> {
-    let aws = stack.sdk_config().await;
-    let vars = stack.function_env(res);
+    let vars = runner_env(stack, res);
     let env = Env::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let worker = tms_worker::Deps::build(&tms_worker::Config::from_env(&env)?, &aws)
+    runner_from(&env, &stack.sdk_config().await).await
+}
+
+/// Builds the event-driven functions from `env` (that of [`runner_env`]).
+///
+/// # Errors
+/// When a function's configuration or adapters cannot be built.
+pub async fn runner_from(
+    env: &Env,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<Arc<runner::Runner>> {
+    let worker = tms_worker::Deps::build(&tms_worker::Config::from_env(env)?, aws)
         .await
         .context("worker")?;
-    let importer = tms_importer::Deps::build(&tms_importer::Config::from_env(&env)?, &aws)
+    let importer = tms_importer::Deps::build(&tms_importer::Config::from_env(env)?, aws)
         .await
         .context("importer")?;
-    let scheduler = tms_scheduler::Deps::build(&tms_scheduler::Config::from_env(&env)?, &aws)
+    let scheduler = tms_scheduler::Deps::build(&tms_scheduler::Config::from_env(env)?, aws)
         .await
         .context("scheduler")?;
     Ok(Arc::new(runner::Runner {
         worker,
         importer,
         scheduler,
-        sqs: aws_sdk_sqs::Client::new(&aws),
-        work_queue_url: res.work_queue_url.clone(),
-        import_queue_url: res.import_queue_url.clone(),
+        sqs: aws_sdk_sqs::Client::new(aws),
+        work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+        import_queue_url: env.required("TMS_IMPORT_QUEUE_URL")?,
     }))
 }
 

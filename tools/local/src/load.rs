@@ -5,19 +5,120 @@
 //! Every task of a run carries `{"load": "<run id>"}` in its payload, so the counts read the
 //! database for exactly this run's tasks. One task in a hundred is an `archive` task: the
 //! bucket is versioned, so an archive written twice leaves two versions of its object.
+//!
+//! With `FAULTS=1` the run also breaks the stack while it waits: the event-source runner is
+//! killed with SIGKILL (and started again) twice and PostgreSQL is restarted once, at set
+//! shares of the tasks ended; the counts must come out the same.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use async_trait::async_trait;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 use crate::{Resources, Stack};
 
-/// How much to drive, from `LOAD_API`, `LOAD_ROWS`, `LOAD_QUEUE` and `LOAD_WAIT_SECONDS`.
+/// A fault a run injects while it waits for its tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The event-source runner is killed with SIGKILL, in the middle of its batches, and a new
+    /// one is started (as Lambda replaces an execution environment that died).
+    KillRunner,
+    /// PostgreSQL is stopped and started again: every connection of the stack breaks.
+    RestartDatabase,
+}
+
+/// The faults of `FAULTS=1`, each at a share of the run's tasks ended.
+pub const FAULTS: [(f64, Fault); 3] = [
+    (0.15, Fault::KillRunner),
+    (0.40, Fault::RestartDatabase),
+    (0.65, Fault::KillRunner),
+];
+
+/// Carries faults out: on the stack `make dev` runs ([`DevFaults`]), or on a test's own.
+#[async_trait]
+pub trait Faults: Sync {
+    /// Injects `fault`, returns once the stack is back, and says what was done.
+    async fn inject(&self, fault: Fault) -> anyhow::Result<String>;
+}
+
+/// The faults of the stack `make dev` runs: its runner's PID is in `.local/runner.pid` (and
+/// `tms-local dev` starts a new runner when it was killed); its cluster is `scripts/postgres.sh`'s.
+pub struct DevFaults {
+    pub root: std::path::PathBuf,
+}
+
+impl DevFaults {
+    fn runner_pid(&self) -> anyhow::Result<u32> {
+        let path = self.root.join(".local/runner.pid");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} not found: is the stack `make dev` runs up?",
+                path.display()
+            )
+        })?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} holds no PID", path.display()))
+    }
+}
+
+async fn succeeds(program: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !status.success() {
+        bail!("{} {} failed ({status})", program.display(), args.join(" "));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Faults for DevFaults {
+    async fn inject(&self, fault: Fault) -> anyhow::Result<String> {
+        let started = Instant::now();
+        match fault {
+            Fault::KillRunner => {
+                let pid = self.runner_pid()?;
+                succeeds("kill".as_ref(), &["-KILL", &pid.to_string()]).await?;
+                loop {
+                    if let Ok(new) = self.runner_pid() {
+                        if new != pid
+                            && succeeds("kill".as_ref(), &["-0", &new.to_string()])
+                                .await
+                                .is_ok()
+                        {
+                            return Ok(format!(
+                                "killed the runner (PID {pid}, SIGKILL); PID {new} ran {:.1} s later",
+                                started.elapsed().as_secs_f64()
+                            ));
+                        }
+                    }
+                    if started.elapsed() > Duration::from_secs(30) {
+                        bail!("no runner was started within 30 s of killing PID {pid}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Fault::RestartDatabase => {
+                succeeds(&self.root.join("scripts/postgres.sh"), &["restart"]).await?;
+                Ok(format!(
+                    "restarted PostgreSQL in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ))
+            }
+        }
+    }
+}
+
+/// How much to drive, from `LOAD_API`, `LOAD_ROWS`, `LOAD_QUEUE`, `LOAD_WAIT_SECONDS` and
+/// `FAULTS`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Tasks created through `POST /v1/tasks/batch`, 100 a request.
     pub api: usize,
@@ -27,6 +128,8 @@ pub struct Plan {
     pub queue: usize,
     /// How long to wait for every task to end before counting the rest as lost.
     pub wait: Duration,
+    /// What to break while waiting, each at a share of the tasks ended.
+    pub faults: Vec<(f64, Fault)>,
 }
 
 /// The largest import a run may ask for.
@@ -49,6 +152,11 @@ impl Plan {
             rows: number("LOAD_ROWS", 100_000)?,
             queue: number("LOAD_QUEUE", 1_000)?,
             wait: Duration::from_secs(number("LOAD_WAIT_SECONDS", 1_800)? as u64),
+            faults: match number("FAULTS", 0)? {
+                0 => Vec::new(),
+                1 => FAULTS.to_vec(),
+                n => bail!("FAULTS is 0 or 1, got {n}"),
+            },
         };
         if plan.rows > MAX_ROWS {
             bail!("LOAD_ROWS is at most {MAX_ROWS}");
@@ -83,6 +191,10 @@ pub struct Report {
     pub duplicate_runs: u64,
     /// Archive tasks whose object was written more than once.
     pub duplicate_objects: u64,
+    /// The faults injected: at what share of the tasks ended, and what was done.
+    pub faults: Vec<(f64, String)>,
+    /// Planned faults not injected: the run ended first.
+    pub faults_missed: usize,
     /// Seconds each entry point took to accept its tasks.
     pub stages: Vec<(&'static str, usize, f64)>,
     /// Seconds from the first create to the last task's end.
@@ -111,6 +223,20 @@ impl Report {
             ("executed twice (archive objects)", self.duplicate_objects),
         ] {
             let _ = writeln!(out, "  {label:<34} {value:>12}");
+        }
+        for (share, what) in &self.faults {
+            let _ = writeln!(
+                out,
+                "  {:<34} {what}",
+                format!("fault at {:.0}% ended", share * 100.0)
+            );
+        }
+        if self.faults_missed > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<34} {} (the run ended first)",
+                "faults not injected", self.faults_missed
+            );
         }
         for (stage, n, seconds) in self.stages.iter().filter(|(_, n, _)| *n > 0) {
             let _ = writeln!(
@@ -148,16 +274,76 @@ fn payload(run: &str, n: usize) -> (&'static str, Value) {
     }
 }
 
-/// Drives `plan` against `target` and measures it.
+/// A connection to the stack's database, tried for up to a minute (PostgreSQL may be restarting).
+async fn connect(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
+    let started = Instant::now();
+    loop {
+        match target
+            .stack
+            .admin_client(&target.stack.names.database)
+            .await
+        {
+            Ok(client) => return Ok(client),
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                tracing::debug!(error = %e, "the database does not answer yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What one look at the database saw: the run's tasks by status, and whether its import ended
+/// (in how many seconds).
+struct Progress {
+    statuses: HashMap<String, u64>,
+    import_seconds: Option<Option<f64>>,
+}
+
+async fn progress(
+    db: &tokio_postgres::Client,
+    run: &str,
+    import_key: &str,
+) -> anyhow::Result<Progress> {
+    let rows = db
+        .query(
+            "SELECT status, count(*) FROM tms.tasks WHERE payload->>'load' = $1 GROUP BY status",
+            &[&run],
+        )
+        .await?;
+    let statuses = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let import = db
+        .query_opt(
+            "SELECT status, error, extract(epoch FROM finished_at - started_at)::float8 \
+             FROM tms.imports WHERE object_key = $1 AND status <> 'running'",
+            &[&import_key],
+        )
+        .await?;
+    let import_seconds = match import {
+        Some(row) if row.get::<_, String>(0) == "failed" => {
+            let error: Option<String> = row.get(1);
+            bail!("the import failed: {}", error.unwrap_or_default());
+        }
+        Some(row) => Some(row.get::<_, Option<f64>>(2)),
+        None => None,
+    };
+    Ok(Progress {
+        statuses,
+        import_seconds,
+    })
+}
+
+/// Drives `plan` against `target` and measures it; `faults` injects the plan's faults.
 ///
 /// # Errors
-/// When an entry point refuses the load or a service does not answer.
-pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Report> {
+/// When an entry point refuses the load, a service does not answer, or a fault cannot be
+/// injected.
+pub async fn run(target: &Target, plan: Plan, faults: &dyn Faults) -> anyhow::Result<Report> {
     let run = format!("load-{}", uuid::Uuid::now_v7().simple());
-    let db = target
-        .stack
-        .admin_client(&target.stack.names.database)
-        .await?;
+    let mut db = connect(target).await?;
     let started = Instant::now();
     let mut report = Report {
         run: run.clone(),
@@ -182,38 +368,31 @@ pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Report> {
 
     let deadline = started + plan.wait;
     let mut import_seconds = None;
+    let mut planned = plan.faults.iter().peekable();
+    // Faults want a closer look: a small run ends in seconds.
+    let every = if plan.faults.is_empty() {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(500)
+    };
     loop {
-        let rows = db
-            .query(
-                "SELECT status, count(*) FROM tms.tasks WHERE payload->>'load' = $1 GROUP BY status",
-                &[&run],
-            )
-            .await?;
-        report.statuses = rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-            .collect();
+        let seen = match progress(&db, &run, &key).await {
+            Ok(seen) => seen,
+            Err(e) if db.is_closed() => {
+                eprintln!("\n    the database connection broke ({e:#}): connecting again");
+                db = connect(target).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        report.statuses = seen.statuses;
         report.created = report.statuses.values().sum();
         let terminal: u64 = ["succeeded", "dead", "cancelled"]
             .iter()
             .filter_map(|s| report.statuses.get(*s))
             .sum();
-        if import_seconds.is_none() {
-            if let Some(row) = db
-                .query_opt(
-                    "SELECT status, error, extract(epoch FROM finished_at - started_at)::float8 \
-                     FROM tms.imports WHERE object_key = $1 AND status <> 'running'",
-                    &[&key],
-                )
-                .await?
-            {
-                let status: String = row.get(0);
-                if status == "failed" {
-                    let error: Option<String> = row.get(1);
-                    bail!("the import failed: {}", error.unwrap_or_default());
-                }
-                import_seconds = row.get::<_, Option<f64>>(2);
-            }
+        if let Some(seconds) = seen.import_seconds {
+            import_seconds = seconds;
         }
         eprint!(
             "\r    {:>5.0} s: created {}/{}, ended {terminal}, running {}, pending {}, failed {}   ",
@@ -229,8 +408,17 @@ pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Report> {
             report.lost = report.expected.saturating_sub(terminal);
             break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // One fault a look, so that the stack works between two of them.
+        let ended = terminal as f64 / report.expected.max(1) as f64;
+        if let Some((_, fault)) = planned.next_if(|(share, _)| ended >= *share) {
+            eprintln!("\n    {:.0}% ended: injecting {fault:?}", ended * 100.0);
+            let what = faults.inject(*fault).await?;
+            eprintln!("    {what}");
+            report.faults.push((ended, what));
+        }
+        tokio::time::sleep(every).await;
     }
+    report.faults_missed = planned.count();
     if let Some(seconds) = import_seconds {
         report.stages.insert(1, ("the import", plan.rows, seconds));
     }

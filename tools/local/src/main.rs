@@ -1,6 +1,7 @@
 //! `tms-local`: the local run of TMS.
 //!
 //!   tms-local dev         provision, bootstrap, serve the API, run the event-source runner
+//!   tms-local runner      the event-source runner alone, configured by its environment
 //!   tms-local bootstrap   run the database bootstrapper against the local stack
 //!   tms-local demo        the walk-through against the running stack
 //!   tms-local load        a volume through every entry point of the running stack (`make load`)
@@ -12,11 +13,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use tms::config::Env;
 use tms_local::demo::{render, Demo};
-use tms_local::{bootstrap, runner, Stack};
+use tms_local::{bootstrap, Stack};
+
+/// Where `tms-local dev` writes the PID of the runner it runs (`make load FAULTS=1` kills it).
+pub const RUNNER_PID_FILE: &str = ".local/runner.pid";
 
 fn usage() -> ! {
-    eprintln!("usage: tms-local dev|bootstrap|demo|load");
+    eprintln!("usage: tms-local dev|runner|bootstrap|demo|load");
     std::process::exit(2)
 }
 
@@ -26,6 +31,7 @@ async fn main() {
     let command = std::env::args().nth(1).unwrap_or_else(|| usage());
     let result = match command.as_str() {
         "dev" => dev().await,
+        "runner" => run_runner().await,
         "bootstrap" => run_bootstrap().await,
         "demo" => demo().await,
         "load" => load().await,
@@ -111,6 +117,7 @@ async fn dev() -> anyhow::Result<()> {
     let mut api = tokio::process::Command::new(&api_binary)
         .envs(stack.function_env(&resources))
         .stdin(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", api_binary.display()))?;
@@ -124,22 +131,92 @@ async fn dev() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let runner = runner(&stack, &resources).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(runner.run(stopped));
+    // The path of this program now: after a rebuild the running one is a deleted file.
+    let this = std::env::current_exe()?;
+    let runner_env = tms_local::runner_env(&stack, &resources);
+    let pid_file = stack.root.join(RUNNER_PID_FILE);
+    let mut runner = start_runner(&this, &runner_env, &pid_file)?;
     let env_file = stack.write_dev_env(&resources)?;
     tracing::info!(path = %env_file.display(), "dev.env written");
     println!("{}", banner(&stack));
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        status = api.wait() => Err(anyhow::anyhow!("the API stopped unexpectedly ({:?})", status)),
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            status = api.wait() => break Err(anyhow::anyhow!("the API stopped unexpectedly ({:?})", status)),
+            status = runner.wait() => {
+                // As Lambda replaces an execution environment that died, a runner that was
+                // killed is started again; one that exits on its own has a fault to show.
+                use std::os::unix::process::ExitStatusExt as _;
+                match status?.signal() {
+                    Some(signal) => {
+                        eprintln!("==> the event-source runner was killed (signal {signal}): starting it again");
+                        runner = start_runner(&this, &runner_env, &pid_file)?;
+                    }
+                    None => break Err(anyhow::anyhow!("the event-source runner stopped unexpectedly (its log is above)")),
+                }
+            }
+        }
     };
     eprintln!("\n==> stopping the API and the event-source runner");
-    let _ = stop.send(true);
-    let _ = api.start_kill();
-    let _ = api.wait().await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
+    let _ = std::fs::remove_file(&pid_file);
+    for child in [&mut runner, &mut api] {
+        terminate(child).await;
+    }
     outcome
+}
+
+/// Starts `program runner` (this program) with `env` and records its PID in `pid_file`. Like the API, it
+/// has a process group of its own: Ctrl-C reaches `tms-local dev`, which stops both in turn.
+fn start_runner(
+    program: &std::path::Path,
+    env: &[(String, String)],
+    pid_file: &std::path::Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let child = tokio::process::Command::new(program)
+        .arg("runner")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the event-source runner")?;
+    let pid = child.id().context("the runner has no PID")?;
+    std::fs::write(pid_file, format!("{pid}\n"))
+        .with_context(|| format!("write {}", pid_file.display()))?;
+    Ok(child)
+}
+
+/// Asks `child` to stop (SIGTERM), and kills it when it has not within 10 seconds.
+async fn terminate(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// `tms-local runner`: the event-source runner alone, as `tms-local dev` starts it (and starts
+/// again when it was killed); SIGINT or SIGTERM stops it.
+async fn run_runner() -> anyhow::Result<()> {
+    let runner =
+        tms_local::runner_from(&Env::process(), &tms::adapters::aws::load_config().await).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(runner.run(stopped));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
+    Ok(())
 }
 
 /// Reads `.local/dev.env`.
@@ -180,10 +257,16 @@ async fn load() -> anyhow::Result<()> {
         api,
         stack,
     };
-    let report = tms_local::load::run(&target, plan).await?;
+    let faults = tms_local::load::DevFaults {
+        root: target.stack.root.clone(),
+    };
+    let report = tms_local::load::run(&target, plan, &faults).await?;
     println!("\n{}", report.render());
     if report.failed() {
         bail!("tasks were lost or executed twice");
+    }
+    if report.faults_missed > 0 {
+        bail!("the run ended before all its faults were injected: run more tasks");
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! End to end: the local stack in one process (the API over real HTTP, the event-source runner
 //! driving the worker, importer and scheduler handlers) against a fresh database and resources
-//! of its own in the AWS emulator, walked through the demo's flows.
+//! of its own in the AWS emulator, walked through the demo's flows; and a load run whose
+//! runner, a process of its own, is killed in the middle of it.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tms::config::Env;
 use tms_local::demo::Demo;
+use tms_local::load::{Fault, Faults, Plan, Target};
 use tms_local::stack::Names;
 use tms_local::{Resources, Stack};
 use tms_testkit::{repo_root, TestDb};
@@ -23,7 +25,16 @@ struct E2e {
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
-async fn start() -> E2e {
+/// A fresh database, resources of its own in the emulator, and the API serving them.
+struct Served {
+    db: TestDb,
+    stack: Stack,
+    res: Resources,
+    aws: aws_config::SdkConfig,
+    api: String,
+}
+
+async fn serve() -> Served {
     let db = TestDb::new().await;
     let mut stack = Stack::from_env(&repo_root()).expect("local stack settings");
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -37,18 +48,71 @@ async fn start() -> E2e {
         .await
         .expect("the API");
     let addr = tms_testkit::http::serve(app).await;
+    Served {
+        db,
+        stack,
+        res,
+        aws,
+        api: format!("http://{addr}"),
+    }
+}
+
+async fn start() -> E2e {
+    let Served {
+        db,
+        stack,
+        res,
+        aws,
+        api,
+    } = serve().await;
     let runner = tms_local::runner(&stack, &res).await.expect("the runner");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(runner.run(stopped));
     E2e {
         _db: db,
         res,
-        api: format!("http://{addr}"),
+        api,
         token: stack.tokens[0].1.clone(),
         sqs: aws_sdk_sqs::Client::new(&aws),
         s3: tms::adapters::s3::client(&aws),
         ports: [stack.api_port, stack.aws_port, stack.pg_port],
         _stop: stop,
+    }
+}
+
+/// `tms-local runner` as `tms-local dev` runs it, in a process of its own.
+struct ChildRunner {
+    env: Vec<(String, String)>,
+    child: tokio::sync::Mutex<tokio::process::Child>,
+}
+
+impl ChildRunner {
+    fn spawn(env: &[(String, String)]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tms-local"))
+            .arg("runner")
+            .envs(env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tms-local runner")
+    }
+}
+
+#[async_trait::async_trait]
+impl Faults for ChildRunner {
+    async fn inject(&self, fault: Fault) -> anyhow::Result<String> {
+        match fault {
+            Fault::KillRunner => {
+                let mut child = self.child.lock().await;
+                let pid = child.id();
+                child.kill().await?;
+                *child = Self::spawn(&self.env);
+                Ok(format!("killed runner {pid:?}; started {:?}", child.id()))
+            }
+            Fault::RestartDatabase => {
+                anyhow::bail!("the tests share one PostgreSQL: it is not restarted under them")
+            }
+        }
     }
 }
 
@@ -275,5 +339,54 @@ async fn a_poison_message_lands_in_the_dead_letter_queue_with_its_reason() {
     assert!(
         left.messages.unwrap_or_default().is_empty(),
         "and left the work queue"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_killed_mid_run_loses_no_task_and_runs_none_twice() {
+    let Served {
+        db: _db,
+        stack,
+        res,
+        aws,
+        api,
+    } = serve().await;
+    let mut env = tms_local::runner_env(&stack, &res);
+    // The leases the killed runner held run out before its messages come back (the work
+    // queue's visibility timeout is 60 s here): the tasks are claimed again at once then.
+    env.push(("TMS_LEASE_SECONDS".into(), "15".into()));
+    let runner = ChildRunner {
+        child: tokio::sync::Mutex::new(ChildRunner::spawn(&env)),
+        env,
+    };
+    let target = Target {
+        token: stack.tokens[0].1.clone(),
+        resources: res,
+        aws,
+        api,
+        stack,
+    };
+    let plan = Plan {
+        api: 1_500,
+        rows: 400,
+        queue: 100,
+        wait: Duration::from_secs(240),
+        faults: vec![(0.1, Fault::KillRunner)],
+    };
+    let report = tms_local::load::run(&target, plan, &runner)
+        .await
+        .expect("the load run");
+    let shown = report.render();
+    assert_eq!(
+        (report.faults.len(), report.faults_missed),
+        (1, 0),
+        "the runner was killed once:\n{shown}"
+    );
+    assert_eq!(report.created, 2_000, "{shown}");
+    assert_eq!(report.statuses.get("succeeded"), Some(&2_000), "{shown}");
+    assert_eq!(
+        (report.lost, report.duplicate_runs, report.duplicate_objects),
+        (0, 0, 0),
+        "{shown}"
     );
 }
