@@ -5,7 +5,7 @@ SHELL := /bin/bash
 include mk/infra.mk
 include mk/bench.mk
 
-.PHONY: help dev demo load bootstrap clean-dev test services stop-services lint fmt clippy
+.PHONY: help dev demo load emulator-check bootstrap clean-dev test services stop-services lint fmt clippy
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ demo: ## walk through every flow against the running stack (starts it if needed)
 
 load: ## drive LOAD_API creates, a LOAD_ROWS import and LOAD_QUEUE submissions through the stack; fails if any task is lost or runs twice
 	@scripts/demo.sh load
+
+emulator-check: ## fill a fresh emulator queue with BACKLOG messages (default 100,000) and time receive + delete against it; fails over 50 ms median
+	@scripts/emulator-check.sh
 
 bootstrap: ## run the database bootstrapper against the local stack again (changes nothing)
 	@cargo build --quiet -p tms-local

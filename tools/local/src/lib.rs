@@ -1,6 +1,7 @@
 //! The local run of TMS: the resources a deployment has, provisioned in the AWS emulator; the
 //! event-source runner standing in for Lambda's mappings and schedules; and the demo.
 
+pub mod backlog;
 pub mod demo;
 pub mod load;
 pub mod mappings;

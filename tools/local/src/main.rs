@@ -5,6 +5,7 @@
 //!   tms-local bootstrap   run the database bootstrapper against the local stack
 //!   tms-local demo        the walk-through against the running stack
 //!   tms-local load        a volume through every entry point of the running stack (`make load`)
+//!   tms-local emulator-check  receive + delete timed against a deep queue (`make emulator-check`)
 //!
 //! Run from the repository root (the `make` targets do); services come from `make services`.
 
@@ -21,7 +22,7 @@ use tms_local::{bootstrap, Stack};
 pub const RUNNER_PID_FILE: &str = ".local/runner.pid";
 
 fn usage() -> ! {
-    eprintln!("usage: tms-local dev|runner|bootstrap|demo|load");
+    eprintln!("usage: tms-local dev|runner|bootstrap|demo|load|emulator-check");
     std::process::exit(2)
 }
 
@@ -35,6 +36,7 @@ async fn main() {
         "bootstrap" => run_bootstrap().await,
         "demo" => demo().await,
         "load" => load().await,
+        "emulator-check" => emulator_check().await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -267,6 +269,23 @@ async fn load() -> anyhow::Result<()> {
     }
     if report.faults_missed > 0 {
         bail!("the run ended before all its faults were injected: run more tasks");
+    }
+    Ok(())
+}
+
+async fn emulator_check() -> anyhow::Result<()> {
+    let backlog = match std::env::var("BACKLOG") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("BACKLOG must be a whole number, got {v:?}"))?,
+        _ => 100_000,
+    };
+    let sqs = aws_sdk_sqs::Client::new(&stack()?.sdk_config().await);
+    eprintln!("==> filling a fresh queue with {backlog} messages");
+    let measured = tms_local::backlog::check(&sqs, backlog, 500).await?;
+    println!("{}", measured.render());
+    if measured.median >= tms_local::backlog::MEDIAN_BAR {
+        bail!("the emulator is too slow with a deep queue");
     }
     Ok(())
 }
