@@ -7,8 +7,9 @@
 #   BENCH_PG_PORT (55440), BENCH_AWS_PORT (4580)   the bench services' ports
 #   BENCH_STRICT=1   exit non-zero when a promise is not met (default: report only)
 #   BENCH_QUICK=1    smaller sizes, for a smoke run
-#   BENCH_ONLY=api,worker   only these measurements (init, package, import, api, worker)
+#   BENCH_ONLY=api,worker   only these measurements (init, lambda, package, import, api, worker)
 #   BENCH_RUNS (3)   runs per measurement; the report gives the median
+#   BENCH_BINARIES (target/release)   the folder of the function binaries measured
 #   BENCH_API_CLIENTS (1,8), BENCH_API_SECONDS (10), BENCH_WORKER_BATCH_SIZES (10,100),
 #   BENCH_WORKER_TASKS (30000), BENCH_WORKER_CONCURRENCY (4), BENCH_INIT_RUNS (10)
 # Results: the summary on standard output and BENCHMARKS.md; logs in .local/bench.
@@ -32,6 +33,8 @@ export PG_BINDIR
   || die "pgbench not found beside the PostgreSQL server in $PG_BINDIR: install it (Debian/Ubuntu: it comes with postgresql-15)."
 
 trap stop_started EXIT INT TERM
+# boto3 for the init baseline; awslambdaric and psycopg for the Python peer of the API create.
+"$ROOT/scripts/venv.sh" tools peer
 
 say "building the release binaries (a cold build takes 15 minutes or more)"
 cargo build --release -p tms-bench $(printf -- '-p tms-%s ' api worker importer scheduler bootstrap)

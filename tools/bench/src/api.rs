@@ -26,7 +26,7 @@ const TASK_COLUMNS: &str = "id, tenant, kind, payload, status, attempts, max_att
 
 /// The store's `INSERT_TASK` with the values of an API create without `Idempotency-Key`. The id
 /// is time-ordered like a UUID v7 (PostgreSQL 15 has no generator for those).
-fn insert_script(tenant: &str) -> String {
+pub(crate) fn insert_script(tenant: &str) -> String {
     format!(
         "\\set n random(1, 2000000000)
 WITH ins AS (

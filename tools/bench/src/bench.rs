@@ -32,7 +32,7 @@ pub struct Settings {
     /// Tasks per worker run (`BENCH_WORKER_TASKS`).
     pub worker_tasks: usize,
     pub init_runs: usize,
-    /// `BENCH_ONLY=init,api`: run only these measurements (init, package, import, api, worker).
+    /// `BENCH_ONLY=init,api`: run only these measurements (init, lambda, package, import, api, worker).
     pub only: Option<Vec<String>>,
 }
 
@@ -167,7 +167,9 @@ impl Bench {
             resources,
             aws,
             scratch,
-            release: root.join("target/release"),
+            release: std::env::var_os("BENCH_BINARIES")
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| root.join("target/release"), |d| root.join(d)),
             settings,
         })
     }

@@ -8,17 +8,20 @@
 //! (durable: fsync on) and an AWS emulator of the bench's own, on their own ports, runs
 //! `tms-bench run` from the repository root and stops them. `BENCH_STRICT=1` makes an unmet
 //! promise fail the run; `BENCH_QUICK=1` shrinks the sizes for a smoke run; `BENCH_ONLY=api,worker`
-//! runs only the measurements named (init, package, import, api, worker). Each measurement runs
+//! runs only the measurements named (init, lambda, package, import, api, worker). Each measurement runs
 //! several times (`BENCH_RUNS`, default 3) and reports the median; the results, with the machine
 //! they were measured on, are written to `BENCHMARKS.md`.
 
 mod api;
 mod bench;
+mod cost;
 mod import;
 mod init;
+mod lambda;
 mod null_sqs;
 mod package;
 mod report;
+mod runtime_api;
 mod worker;
 
 use std::sync::Mutex;
@@ -83,6 +86,10 @@ async fn run() -> anyhow::Result<bool> {
     if bench.settings.wants("init") {
         println!("\n==> init: start to first Runtime API poll");
         init::measure(&bench, &mut report).await?;
+    }
+    if bench.settings.wants("lambda") {
+        println!("\n==> the API under a Runtime API (cold and warm), beside the Python peer");
+        lambda::measure(&bench, &mut report).await?;
     }
     if bench.settings.wants("package") {
         println!("\n==> package size");

@@ -1,5 +1,5 @@
-//! A null SQS endpoint: answers `SendMessageBatch` (the JSON protocol the SDK speaks) as SQS
-//! does, and drops the messages. The emulator cannot stand in for SQS under load: its
+//! A null SQS endpoint: answers `SendMessage` and `SendMessageBatch` (the JSON protocol the SDKs
+//! speak, boto3's included) as SQS does, and drops the messages. The emulator cannot stand in for SQS under load: its
 //! `SendMessageBatch` slows as the queue grows (86 messages/s on an empty queue, 18 once it
 //! holds 3,000, measured with moto), so the API and enqueue figures would measure the emulator,
 //! not TMS. Functions reach it through `AWS_ENDPOINT_URL_SQS`; S3 and SSM stay on the emulator.
@@ -51,7 +51,7 @@ impl NullSqs {
         self.counts.messages.load(Ordering::Relaxed)
     }
 
-    /// `SendMessageBatch` requests answered so far.
+    /// `SendMessage` and `SendMessageBatch` requests answered so far.
     pub fn requests(&self) -> u64 {
         self.counts.requests.load(Ordering::Relaxed)
     }
@@ -78,11 +78,20 @@ async fn answer(State(counts): State<Arc<Counts>>, headers: HeaderMap, body: Byt
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if target == "AmazonSQS.SendMessage" {
+        counts.requests.fetch_add(1, Ordering::Relaxed);
+        counts.messages.fetch_add(1, Ordering::Relaxed);
+        return json_response(
+            StatusCode::OK,
+            &json!({"MessageId": uuid::Uuid::new_v4().to_string(),
+                "MD5OfMessageBody": "00000000000000000000000000000000"}),
+        );
+    }
     if target != "AmazonSQS.SendMessageBatch" {
         return json_response(
             StatusCode::BAD_REQUEST,
             &json!({"__type": "com.amazonaws.sqs#InvalidAction",
-                "message": format!("the null SQS endpoint only takes SendMessageBatch, not {target:?}")}),
+                "message": format!("the null SQS endpoint takes SendMessage and SendMessageBatch, not {target:?}")}),
         );
     }
     let successful: Vec<Value> = request["Entries"]

@@ -19,7 +19,7 @@ use tms_testkit::fakes::MemoryQueue;
 use crate::bench::{insert_pending_tasks, task_id, with_steal, Bench, Steal, SQL_TASK_ID};
 use crate::report::{median, number, Line, Promise, Report};
 
-const TENANT: &str = "bench";
+pub(crate) const TENANT: &str = "bench";
 
 /// The columns the store's claim returns (`task_columns(Some("t"))`).
 const CLAIMED_COLUMNS: &str = "t.id, t.tenant, t.kind, t.payload, t.status, t.attempts, \
@@ -30,7 +30,7 @@ const CLAIMED_COLUMNS: &str = "t.id, t.tenant, t.kind, t.payload, t.status, t.at
 /// The store's `CLAIM` and `RECORD` for batch `:b` of `size` (tasks size·b+1..size·b+size), with
 /// the values the handler binds for a batch of noop tasks: the claimable statuses, a 120 s lease,
 /// then `succeeded` with `{}` at the version the claim left (2).
-fn batch_script(size: usize) -> String {
+pub(crate) fn batch_script(size: usize) -> String {
     let ids = format!(
         "ARRAY(SELECT {} FROM generate_series(1, {size}) g)",
         SQL_TASK_ID.replace("{n}", &format!(":b * {size} + g"))
@@ -95,7 +95,7 @@ impl MetricSink for Discard {
 }
 
 /// Batch `b` of `size` as the event source mapping delivers it.
-fn batch_event(b: i64, size: i64, tenant: &Tenant) -> SqsEvent {
+pub(crate) fn batch_event(b: i64, size: i64, tenant: &Tenant) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = (1..=size)
         .map(|k| {
