@@ -25,7 +25,7 @@ fn dispatch(delay: Duration) -> Dispatch {
 async fn sends_work_pointers_in_batches_with_the_correlation_attribute() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, None).await;
-    let queue = SqsWorkQueue::new(q.sqs.clone(), &q.url);
+    let queue = SqsWorkQueue::new(q.client.clone(), &q.url);
     let dispatches: Vec<_> = (0..25).map(|_| dispatch(Duration::ZERO)).collect();
     let mut sent = queue.send(&dispatches).await.unwrap();
     sent.sort();
@@ -54,7 +54,7 @@ async fn sends_work_pointers_in_batches_with_the_correlation_attribute() {
 async fn a_delayed_message_stays_invisible_until_due() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, None).await;
-    let queue = SqsWorkQueue::new(q.sqs.clone(), &q.url);
+    let queue = SqsWorkQueue::new(q.client.clone(), &q.url);
     queue
         .send(&[dispatch(Duration::from_secs(3))])
         .await
@@ -79,7 +79,7 @@ async fn dead_letter_carries_the_reason() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, Some(5)).await;
     let dlq = q.dlq_url.clone().unwrap();
-    let queue = SqsWorkQueue::new(q.sqs.clone(), &q.url).with_dead_letter_queue(&dlq);
+    let queue = SqsWorkQueue::new(q.client.clone(), &q.url).with_dead_letter_queue(&dlq);
     queue
         .dead_letter("not json", "malformed: expected value")
         .await
@@ -92,7 +92,7 @@ async fn dead_letter_carries_the_reason() {
         .get(REASON_ATTRIBUTE)
         .unwrap();
     assert_eq!(reason.string_value(), Some("malformed: expected value"));
-    let without = SqsWorkQueue::new(q.sqs.clone(), &q.url);
+    let without = SqsWorkQueue::new(q.client.clone(), &q.url);
     assert!(without.dead_letter("x", "y").await.is_err());
 }
 
@@ -101,7 +101,7 @@ async fn an_unreachable_queue_is_an_error_not_a_silent_success() {
     let aws = sdk_config().await;
     let q = TestQueue::new(&aws, None).await;
     let missing = format!("{}-missing", q.url);
-    let queue = SqsWorkQueue::new(q.sqs.clone(), missing);
+    let queue = SqsWorkQueue::new(q.client.clone(), missing);
     assert!(queue.send(&[dispatch(Duration::ZERO)]).await.is_err());
 }
 
@@ -218,4 +218,52 @@ async fn a_read_goes_on_across_a_broken_connection_from_the_next_byte() {
         .expect("the read resumes");
     assert_eq!(read.len(), data.len());
     assert!(read == data, "every byte once, in order");
+}
+
+#[tokio::test]
+async fn a_work_message_carries_the_invocation_trace_so_api_and_worker_traces_link() {
+    // Inside a Lambda function (`AWS_LAMBDA_FUNCTION_NAME`) lambda_runtime sets
+    // `_X_AMZN_TRACE_ID` for each invocation; the SDK sends it as `X-Amzn-Trace-Id`, and SQS
+    // hands it to the consumer as the message's `AWSTraceHeader` system attribute. The
+    // emulator does not do that last step, so this endpoint records what the SDK sent.
+    let trace = "Root=1-67a0b1c2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1";
+    std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "tms-api");
+    std::env::set_var("_X_AMZN_TRACE_ID", trace);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let app = axum::Router::new()
+        .fallback({
+            let seen = seen.clone();
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                let trace = headers
+                    .get("x-amzn-trace-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(trace.to_owned());
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let ok: Vec<_> = request["Entries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| serde_json::json!({"Id": e["Id"], "MessageId": "m", "MD5OfMessageBody": "0"}))
+                    .collect();
+                (
+                    [("content-type", "application/x-amz-json-1.0")],
+                    serde_json::json!({"Successful": ok, "Failed": []}).to_string(),
+                )
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let aws = sdk_config()
+        .await
+        .into_builder()
+        .endpoint_url(&endpoint)
+        .build();
+    let queue = SqsWorkQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        format!("{endpoint}/000000000000/work"),
+    );
+    queue.send(&[dispatch(Duration::ZERO)]).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [trace]);
 }

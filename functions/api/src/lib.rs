@@ -159,7 +159,7 @@ pub async fn build_state(
         imports: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
         queue: Arc::new(SqsWorkQueue::new(
-            tms::adapters::sqs::SqsClient::new(aws),
+            aws_sdk_sqs::Client::new(aws),
             &config.work_queue_url,
         )),
         metrics: Arc::new(tms::telemetry::metrics::StdoutSink),

@@ -68,7 +68,7 @@ impl Deps {
             tasks: store,
             objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
             queue: Arc::new(SqsWorkQueue::new(
-                tms::adapters::sqs::SqsClient::new(aws),
+                aws_sdk_sqs::Client::new(aws),
                 &config.work_queue_url,
             )),
             metrics: Arc::new(StdoutSink),

@@ -52,7 +52,7 @@ async fn harness(versioned: bool, enqueue: bool) -> Harness {
         imports: Arc::new(store.clone()),
         tasks: Arc::new(store.clone()),
         objects: Arc::new(S3ObjectStore::new(s3.clone(), &bucket)),
-        queue: Arc::new(SqsWorkQueue::new(queue.sqs.clone(), &queue.url)),
+        queue: Arc::new(SqsWorkQueue::new(queue.client.clone(), &queue.url)),
         metrics: metrics.clone(),
         rules: tms::SubmissionRules::default(),
         chunk_rows: 1000,

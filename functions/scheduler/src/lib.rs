@@ -86,7 +86,7 @@ impl Deps {
             store: store.clone(),
             work: store,
             queue: Arc::new(SqsWorkQueue::new(
-                tms::adapters::sqs::SqsClient::new(aws),
+                aws_sdk_sqs::Client::new(aws),
                 &config.work_queue_url,
             )),
             metrics: Arc::new(StdoutSink),

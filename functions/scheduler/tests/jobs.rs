@@ -41,7 +41,7 @@ async fn fixture() -> Fixture {
     let deps = Deps {
         store: Arc::new(store.clone()),
         work: Arc::new(store.clone()),
-        queue: Arc::new(SqsWorkQueue::new(queue.sqs.clone(), &queue.url)),
+        queue: Arc::new(SqsWorkQueue::new(queue.client.clone(), &queue.url)),
         metrics: metrics.clone(),
         settings: Settings {
             backoff: tms::Backoff {

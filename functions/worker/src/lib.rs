@@ -53,11 +53,8 @@ impl Deps {
     pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, BuildError> {
         let secrets: Arc<dyn Secrets> = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
         let store = Arc::new(open_store(&config.database, secrets.clone())?);
-        let queue = SqsWorkQueue::new(
-            tms::adapters::sqs::SqsClient::new(aws),
-            &config.work_queue_url,
-        )
-        .with_dead_letter_queue(&config.work_dlq_url);
+        let queue = SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
+            .with_dead_letter_queue(&config.work_dlq_url);
         let objects = Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket));
         Ok(Self {
             work: store.clone(),

@@ -36,7 +36,7 @@ async fn stack(executors: impl FnOnce(Arc<S3ObjectStore>) -> Registry) -> Stack 
         work: store.clone(),
         submissions: store,
         queue: Arc::new(
-            SqsWorkQueue::new(queue.sqs.clone(), &queue.url)
+            SqsWorkQueue::new(queue.client.clone(), &queue.url)
                 .with_dead_letter_queue(queue.dlq_url.clone().unwrap()),
         ),
         producers: producers(),

@@ -94,10 +94,8 @@ pub async fn put_secret(name: &str, value: &str) -> String {
 pub struct TestQueue {
     pub url: String,
     pub dlq_url: Option<String>,
-    /// The SDK's client, for what the tests set up and read back.
+    /// The SDK's client: for what the tests set up and read back, and the adapter under test.
     pub client: aws_sdk_sqs::Client,
-    /// The functions' client, for the adapter under test.
-    pub sqs: tms::adapters::sqs::SqsClient,
 }
 
 impl TestQueue {
@@ -145,7 +143,6 @@ impl TestQueue {
             url,
             dlq_url,
             client,
-            sqs: tms::adapters::sqs::SqsClient::new(config),
         }
     }
 

@@ -61,7 +61,7 @@ impl TestApi {
         let repo: Arc<dyn TaskRepository> = options.repo.unwrap_or_else(|| Arc::new(store.clone()));
         let queue_url = options.queue_url.unwrap_or_else(|| queue.url.clone());
         let work_queue: Arc<dyn WorkQueue> =
-            Arc::new(SqsWorkQueue::new(queue.sqs.clone(), queue_url));
+            Arc::new(SqsWorkQueue::new(queue.client.clone(), queue_url));
         let metrics = Arc::new(MemorySink::default());
         let (s3, bucket) = test_bucket(&aws).await;
         let ports = Ports {

@@ -1,19 +1,14 @@
-//! [`SqsWorkQueue`]: work messages on SQS, sent in batches of ten, several batches in flight,
-//! through [`SqsClient`].
+//! [`SqsWorkQueue`]: work messages on SQS through the SDK's client, sent in batches of ten,
+//! several batches in flight.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::{TaskId, CORRELATION_ATTRIBUTE};
 use crate::ports::{Dispatch, QueueError, WorkQueue, MAX_MESSAGE_DELAY};
-
-mod client;
-
-pub use client::{SqsClient, SqsError};
 
 /// SQS accepts at most ten messages per batch.
 pub const BATCH_SIZE: usize = 10;
@@ -33,86 +28,33 @@ fn delay_seconds(delay: Duration) -> i32 {
     whole.min(MAX_MESSAGE_DELAY.as_secs()) as i32
 }
 
-/// A `String` message attribute, as SQS's JSON protocol writes one.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct StringAttribute<'a> {
-    data_type: &'static str,
-    string_value: &'a str,
+fn string_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("the data type is set")
 }
 
-fn attribute<'a>(name: &'a str, value: &'a str) -> BTreeMap<&'a str, StringAttribute<'a>> {
-    BTreeMap::from([(
-        name,
-        StringAttribute {
-            data_type: "String",
-            string_value: value,
-        },
-    )])
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendMessageBatch<'a> {
-    queue_url: &'a str,
-    entries: Vec<BatchEntry<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct BatchEntry<'a> {
-    id: String,
-    message_body: String,
-    delay_seconds: i32,
-    message_attributes: BTreeMap<&'a str, StringAttribute<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendMessageBatchResult {
-    #[serde(default)]
-    successful: Vec<BatchSent>,
-    #[serde(default)]
-    failed: Vec<BatchFailed>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct BatchSent {
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct BatchFailed {
-    id: String,
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendMessage<'a> {
-    queue_url: &'a str,
-    message_body: &'a str,
-    message_attributes: BTreeMap<&'a str, StringAttribute<'a>>,
-}
-
-fn unavailable(e: SqsError) -> QueueError {
-    QueueError::Unavailable(e.into())
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(
+    e: aws_sdk_sqs::error::SdkError<E>,
+) -> QueueError {
+    QueueError::Unavailable(
+        aws_sdk_sqs::error::DisplayErrorContext(e)
+            .to_string()
+            .into(),
+    )
 }
 
 #[derive(Clone)]
 pub struct SqsWorkQueue {
-    client: SqsClient,
+    client: aws_sdk_sqs::Client,
     queue_url: String,
     dead_letter_url: Option<String>,
 }
 
 impl SqsWorkQueue {
-    pub fn new(client: SqsClient, queue_url: impl Into<String>) -> Self {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
@@ -129,37 +71,41 @@ impl SqsWorkQueue {
         let entries = batch
             .iter()
             .enumerate()
-            .map(|(i, d)| BatchEntry {
-                id: i.to_string(),
-                message_body: serde_json::to_string(&d.message).expect("a work message serialises"),
-                delay_seconds: delay_seconds(d.delay),
-                message_attributes: attribute(
-                    CORRELATION_ATTRIBUTE,
-                    d.message.correlation_id.as_str(),
-                ),
+            .map(|(i, d)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(
+                        serde_json::to_string(&d.message).expect("a work message serialises"),
+                    )
+                    .delay_seconds(delay_seconds(d.delay))
+                    .message_attributes(
+                        CORRELATION_ATTRIBUTE,
+                        string_attribute(d.message.correlation_id.as_str()),
+                    )
+                    .build()
+                    .expect("id and body are set")
             })
             .collect();
-        let request = SendMessageBatch {
-            queue_url: &self.queue_url,
-            entries,
-        };
-        let out: SendMessageBatchResult = self
+        let out = self
             .client
-            .call(&self.queue_url, "SendMessageBatch", &request)
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
             .await
             .map_err(unavailable)?;
-        for failed in &out.failed {
+        for failed in out.failed() {
             tracing::warn!(
-                entry = failed.id,
-                code = failed.code,
-                message = failed.message,
+                entry = failed.id(),
+                code = failed.code(),
+                message = failed.message(),
                 "work message not accepted; the relay will send it"
             );
         }
         Ok(out
-            .successful
+            .successful()
             .iter()
-            .filter_map(|ok| ok.id.parse::<usize>().ok())
+            .filter_map(|ok| ok.id().parse::<usize>().ok())
             .filter_map(|i| batch.get(i).map(|d| d.message.task_id))
             .collect())
     }
@@ -199,44 +145,29 @@ impl WorkQueue for SqsWorkQueue {
             .dead_letter_url
             .as_deref()
             .ok_or_else(|| QueueError::Unavailable("no dead-letter queue is configured".into()))?;
-        let request = SendMessage {
-            queue_url: url,
-            message_body: body,
-            message_attributes: attribute(REASON_ATTRIBUTE, reason),
-        };
-        let _: serde::de::IgnoredAny = self
-            .client
-            .call(url, "SendMessage", &request)
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .message_attributes(REASON_ATTRIBUTE, string_attribute(reason))
+            .send()
             .await
             .map_err(unavailable)?;
         Ok(())
     }
 
     async fn waiting(&self) -> Result<Option<u64>, QueueError> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct GetQueueAttributes<'a> {
-            queue_url: &'a str,
-            attribute_names: [&'a str; 1],
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Attributes {
-            #[serde(default)]
-            attributes: std::collections::HashMap<String, String>,
-        }
-        let request = GetQueueAttributes {
-            queue_url: &self.queue_url,
-            attribute_names: ["ApproximateNumberOfMessages"],
-        };
-        let answer: Attributes = self
+        let out = self
             .client
-            .call(&self.queue_url, "GetQueueAttributes", &request)
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
             .await
             .map_err(unavailable)?;
-        Ok(answer
-            .attributes
-            .get("ApproximateNumberOfMessages")
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
             .and_then(|n| n.parse().ok()))
     }
 }
