@@ -304,8 +304,14 @@ pub fn markdown(lines: &[Line], machine: &[(String, String)], settings: &str) ->
             .collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
+    out.push('\n');
+    out.push_str(HISTORY);
     out
 }
+
+/// What changes to the code cost or saved, each measured by the bench before and after; kept by
+/// hand in `tools/bench/history.md` and carried into every BENCHMARKS.md.
+const HISTORY: &str = include_str!("../history.md");
 
 #[cfg(test)]
 mod tests {
