@@ -1,5 +1,6 @@
-//! API create: requests/s and p50/p99 latency of `POST /v1/tasks` (noop) against the release
-//! `tms-api` served over plain HTTP, at each client count (1 and 8), against pgbench running the
+//! API create as a local server (information: under Lambda an environment serves one request at
+//! a time, which `lambda` measures): requests/s and p50/p99 latency of `POST /v1/tasks` (noop)
+//! against the release `tms-api` served over plain HTTP, at each client count (1 and 8), against pgbench running the
 //! store's insert (the task and its first event, one statement) with as many clients for as
 //! long, each API run followed by its pgbench run. The API sends its work messages to the null
 //! SQS endpoint (see `null_sqs`) after answering, then sets their outbox markers; each run
@@ -14,7 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::bench::{with_steal, Bench, Pgbench, Steal};
 use crate::null_sqs::NullSqs;
-use crate::report::{median, number, quantile, Line, Promise, Report};
+use crate::report::{median, number, quantile, Line, Report};
 
 const BODY: &str = r#"{"kind":"noop","payload":{}}"#;
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -402,12 +403,11 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
         let tps: Vec<f64> = baseline.iter().map(|r| r.tps).collect();
         let latency: Vec<f64> = baseline.iter().map(|r| r.latency_ms).collect();
         let mut line = Line::runs(
-            format!("API create, {clients} client(s): requests/s"),
+            format!("API create as a local server, {clients} client(s): requests/s"),
             &series.rates,
             "req/s",
         )
         .baseline("pgbench insert", median(&tps))
-        .promise(Promise::RatioAtLeast(0.70))
         .note(series.steal.note());
         if series.all.failed > 0 {
             line = line.note(format!(

@@ -7,7 +7,7 @@ use crate::init::FUNCTIONS;
 use crate::report::{Line, Promise, Report};
 
 /// 5 MB, in decimal megabytes as the figure is printed.
-pub const MAX_ZIP_MB: f64 = 5.0;
+pub const MAX_ZIP_MB: f64 = 10.0;
 
 pub fn measure(bench: &Bench, report: &mut Report) {
     for function in FUNCTIONS {

@@ -299,7 +299,6 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
                 "tasks/s",
             )
             .baseline("pgbench claim+record", median(&baseline))
-            .promise(Promise::RatioAtLeast(0.50))
             .note(format!(
                 "{} batches at a time",
                 bench.settings.worker_concurrency
