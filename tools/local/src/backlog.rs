@@ -95,7 +95,7 @@ async fn measure(
             bail!("the emulator refused {} messages", out.failed().len());
         }
         sent += out.successful().len();
-        if sent % 10_000 == 0 {
+        if sent.is_multiple_of(10_000) {
             eprint!("\r    {sent}/{backlog} messages sent   ");
         }
     }
