@@ -53,9 +53,9 @@ fn fields(i: u64) -> [String; 5] {
 }
 
 fn size_label(rows: u64) -> String {
-    if rows % 1_000_000 == 0 {
+    if rows.is_multiple_of(1_000_000) {
         format!("{}M", rows / 1_000_000)
-    } else if rows % 1000 == 0 {
+    } else if rows.is_multiple_of(1000) {
         format!("{}k", rows / 1000)
     } else {
         rows.to_string()
