@@ -157,7 +157,7 @@ impl RuntimeApi {
             .route(&format!("{base}/init/error"), post(init_error))
             .with_state(shared);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(crate::bench::no_delay(listener), app).await;
         });
         Ok(Self {
             address,
