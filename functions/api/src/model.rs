@@ -115,9 +115,8 @@ pub struct BatchRequest {
     pub tasks: Vec<BatchItem>,
 }
 
-/// The JSON Schema of a submission: one branch per kind, each with its payload rules, so the
-/// document states exactly what the validation accepts.
-pub fn submission_schema(batch_item: bool) -> Value {
+/// Each kind, what it does, and the JSON Schema of its payload.
+fn kind_payloads() -> [(&'static str, &'static str, Value); 4] {
     let email = json!({"type": "string", "format": "email", "maxLength": 254});
     let reserved: Vec<String> = RESERVED_HEADERS
         .iter()
@@ -135,7 +134,7 @@ pub fn submission_schema(batch_item: bool) -> Value {
             [h.to_string(), title, h.to_ascii_uppercase()]
         })
         .collect();
-    let payloads = [
+    [
         (
             "email",
             "Stores the email as JSON in the data bucket under emails/YYYY/MM/DD/.",
@@ -178,13 +177,35 @@ pub fn submission_schema(batch_item: bool) -> Value {
             }),
         ),
         ("noop", "Succeeds at once.", json!({"type": "object"})),
-    ];
-    let branches: Vec<Value> = payloads
+    ]
+}
+
+/// The component name of a kind's payload schema: `EmailPayload`, `WebhookPayload`, ...
+fn payload_name(kind: &str) -> String {
+    let mut chars = kind.chars();
+    let first = chars.next().map(|c| c.to_ascii_uppercase().to_string());
+    format!("{}{}Payload", first.unwrap_or_default(), chars.as_str())
+}
+
+/// The payload schemas, by component name. The create and the batch item refer to them: a
+/// client generator then makes one model per payload, where inline copies in both bodies made
+/// openapi-python-client drop `POST /v1/tasks` for duplicate model names.
+pub fn payload_schemas() -> Vec<(String, Value)> {
+    kind_payloads()
         .into_iter()
-        .map(|(kind, description, payload)| {
+        .map(|(kind, _, payload)| (payload_name(kind), payload))
+        .collect()
+}
+
+/// The JSON Schema of a submission: one branch per kind, each with its payload rules, so the
+/// document states exactly what the validation accepts.
+pub fn submission_schema(batch_item: bool) -> Value {
+    let branches: Vec<Value> = kind_payloads()
+        .into_iter()
+        .map(|(kind, description, _)| {
             let mut properties = json!({
                 "kind": {"type": "string", "const": kind},
-                "payload": payload,
+                "payload": {"$ref": format!("#/components/schemas/{}", payload_name(kind))},
                 "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT, "default": 5},
                 "run_after": {
                     "type": "string", "format": "date-time", "pattern": tms::RUN_AFTER_PATTERN,
@@ -197,8 +218,14 @@ pub fn submission_schema(batch_item: bool) -> Value {
                     "description": "Makes the create idempotent per tenant."
                 });
             }
+            // Distinct titles: a generator names a branch's model after its title.
+            let title = if batch_item {
+                format!("{kind} batch item")
+            } else {
+                format!("{kind} task")
+            };
             json!({
-                "title": format!("{kind} task"),
+                "title": title,
                 "description": description,
                 "type": "object",
                 "additionalProperties": false,
@@ -548,5 +575,19 @@ mod tests {
         assert_eq!(kinds, ["email", "webhook", "archive", "noop"]);
         assert!(schema["oneOf"][0]["properties"]["idempotency_key"].is_object());
         assert!(submission_schema(false)["oneOf"][0]["properties"]["idempotency_key"].is_null());
+        assert_eq!(
+            schema["oneOf"][1]["properties"]["payload"]["$ref"],
+            "#/components/schemas/WebhookPayload"
+        );
+        let names: Vec<String> = payload_schemas().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "EmailPayload",
+                "WebhookPayload",
+                "ArchivePayload",
+                "NoopPayload"
+            ]
+        );
     }
 }

@@ -47,6 +47,9 @@ pub fn document() -> Value {
     schemas["CreateTask"] = crate::model::submission_schema(false);
     schemas["BatchTask"] = crate::model::submission_schema(true);
     schemas["BatchCreate"] = crate::model::batch_schema();
+    for (name, schema) in crate::model::payload_schemas() {
+        schemas[name] = schema;
+    }
     doc["components"]["securitySchemes"] = json!({
         "bearer": {
             "type": "http", "scheme": "bearer",
