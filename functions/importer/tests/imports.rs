@@ -34,16 +34,7 @@ async fn harness(versioned: bool, enqueue: bool) -> Harness {
     let aws = sdk_config().await;
     let (s3, bucket) = test_bucket(&aws).await;
     if versioned {
-        s3.put_bucket_versioning()
-            .bucket(&bucket)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        tms_testkit::aws::enable_versioning(&s3, &bucket).await;
     }
     let queue = TestQueue::new(&aws, Some(5)).await;
     let store = db.store();

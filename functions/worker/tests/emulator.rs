@@ -12,7 +12,7 @@ use tms::adapters::sqs::{SqsWorkQueue, REASON_ATTRIBUTE};
 use tms::ports::TaskRepository;
 use tms::telemetry::metrics::MemorySink;
 use tms::{Status, TaskKind, WorkMessage, CORRELATION_ATTRIBUTE};
-use tms_testkit::aws::{sdk_config, test_bucket, TestQueue};
+use tms_testkit::aws::{enable_versioning, sdk_config, test_bucket, TestQueue};
 use tms_testkit::tasks::new_task;
 use tms_testkit::TestDb;
 use tms_worker::{Deps, Executor, Registry, WebhookExecutor, WebhookSettings};
@@ -137,16 +137,7 @@ async fn email_and_archive_tasks_store_their_documents_in_the_bucket() {
 async fn an_archive_run_again_after_its_outcome_was_lost_writes_its_object_once() {
     let aws = sdk_config().await;
     let (s3, bucket) = test_bucket(&aws).await;
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
+    enable_versioning(&s3, &bucket).await;
     let archive = tms_worker::executor::ArchiveExecutor::new(Arc::new(S3ObjectStore::new(
         s3.clone(),
         &bucket,

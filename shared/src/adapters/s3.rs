@@ -34,6 +34,21 @@ impl S3ObjectStore {
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
+
+    /// A `PutObject` of `body` at `key` in the bucket.
+    fn put_request(
+        &self,
+        key: &str,
+        body: ByteStream,
+        content_type: &str,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+    }
 }
 
 fn unavailable<E: std::error::Error + Send + Sync + 'static>(
@@ -111,12 +126,7 @@ impl ObjectStore for S3ObjectStore {
 
     #[tracing::instrument(skip(self, body), fields(bytes = body.len()))]
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
+        self.put_request(key, ByteStream::from(body), content_type)
             .send()
             .await
             .map_err(unavailable)?;
@@ -131,13 +141,8 @@ impl ObjectStore for S3ObjectStore {
         content_type: &str,
     ) -> Result<bool, ObjectError> {
         let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
+            .put_request(key, ByteStream::from(body), content_type)
             .if_none_match("*")
-            .body(ByteStream::from(body))
             .send()
             .await;
         match sent {
@@ -159,12 +164,7 @@ impl ObjectStore for S3ObjectStore {
         let body = ByteStream::from_path(path).await.map_err(|e| {
             ObjectError::Unavailable(format!("cannot read {}: {e}", path.display()).into())
         })?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body)
+        self.put_request(key, body, content_type)
             .send()
             .await
             .map_err(unavailable)?;

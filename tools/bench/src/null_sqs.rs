@@ -30,17 +30,13 @@ impl NullSqs {
     /// # Errors
     /// When no local port can be bound.
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(Counts::default());
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(counts.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(crate::bench::no_delay(listener), app).await;
-        });
+        let (address, server) = crate::bench::serve(app).await?;
         Ok(Self {
-            url,
+            url: format!("http://{address}"),
             counts,
             server,
         })

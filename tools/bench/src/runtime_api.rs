@@ -135,8 +135,6 @@ impl RuntimeApi {
     /// # Errors
     /// When no port can be bound.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?.to_string();
         let (polls_tx, polls) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::channel(1);
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
@@ -156,11 +154,9 @@ impl RuntimeApi {
             .route(&format!("{base}/invocation/{{id}}/error"), post(error))
             .route(&format!("{base}/init/error"), post(init_error))
             .with_state(shared);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(crate::bench::no_delay(listener), app).await;
-        });
+        let (address, server) = crate::bench::serve(app).await?;
         Ok(Self {
-            address,
+            address: address.to_string(),
             polls,
             events,
             outcomes,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::{stream, StreamExt, TryStreamExt};
 
 /// The median round the local stack needs.
@@ -116,21 +116,8 @@ async fn measure(
         if got.is_empty() {
             bail!("the queue answered no message with a backlog in it");
         }
-        let entries = got
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .build()
-                    .expect("id and handle are set")
-            })
-            .collect();
-        sqs.delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
+        let got: Vec<_> = got.iter().collect();
+        crate::runner::delete_messages(sqs, url, &got)
             .await
             .context("delete")?;
         took.push(round.elapsed());

@@ -15,6 +15,9 @@ use tms::config::Env;
 
 pub use stack::{Resources, Stack};
 
+/// Where `tms-local dev` writes the PID of the runner it runs (`make load FAULTS=1` kills it).
+pub const RUNNER_PID_FILE: &str = ".local/runner.pid";
+
 /// An HTTP client for the local stack (TLS on the process's aws-lc provider, as in the functions).
 pub fn http_client() -> reqwest::Client {
     tms::tls::install_crypto_provider();

@@ -53,7 +53,7 @@ pub struct DevFaults {
 
 impl DevFaults {
     fn runner_pid(&self) -> anyhow::Result<u32> {
-        let path = self.root.join(".local/runner.pid");
+        let path = self.root.join(crate::RUNNER_PID_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "{} not found: is the stack `make dev` runs up?",
@@ -294,7 +294,7 @@ async fn connect(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
 }
 
 /// What one look at the database saw: the run's tasks by status, and whether its import ended
-/// (in how many seconds).
+/// (in how many seconds); the import is looked up only while `import_key` is given.
 struct Progress {
     statuses: HashMap<String, u64>,
     import_seconds: Option<Option<f64>>,
@@ -303,7 +303,7 @@ struct Progress {
 async fn progress(
     db: &tokio_postgres::Client,
     run: &str,
-    import_key: &str,
+    import_key: Option<&str>,
 ) -> anyhow::Result<Progress> {
     let rows = db
         .query(
@@ -315,13 +315,17 @@ async fn progress(
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
         .collect();
-    let import = db
-        .query_opt(
-            "SELECT status, error, extract(epoch FROM finished_at - started_at)::float8 \
-             FROM tms.imports WHERE object_key = $1 AND status <> 'running'",
-            &[&import_key],
-        )
-        .await?;
+    let import = match import_key {
+        Some(key) => {
+            db.query_opt(
+                "SELECT status, error, extract(epoch FROM finished_at - started_at)::float8 \
+                 FROM tms.imports WHERE object_key = $1 AND status <> 'running'",
+                &[&key],
+            )
+            .await?
+        }
+        None => None,
+    };
     let import_seconds = match import {
         Some(row) if row.get::<_, String>(0) == "failed" => {
             let error: Option<String> = row.get(1);
@@ -367,7 +371,8 @@ pub async fn run(target: &Target, plan: Plan, faults: &dyn Faults) -> anyhow::Re
         .push(("the queue", plan.queue, t.elapsed().as_secs_f64()));
 
     let deadline = started + plan.wait;
-    let mut import_seconds = None;
+    // Once the import ended: how many seconds it took, when it says.
+    let mut import_ended: Option<Option<f64>> = None;
     let mut planned = plan.faults.iter().peekable();
     // Faults want a closer look: a small run ends in seconds.
     let every = if plan.faults.is_empty() {
@@ -376,7 +381,8 @@ pub async fn run(target: &Target, plan: Plan, faults: &dyn Faults) -> anyhow::Re
         Duration::from_millis(500)
     };
     loop {
-        let seen = match progress(&db, &run, &key).await {
+        let pending_import = import_ended.is_none().then_some(key.as_str());
+        let seen = match progress(&db, &run, pending_import).await {
             Ok(seen) => seen,
             Err(e) if db.is_closed() => {
                 eprintln!("\n    the database connection broke ({e:#}): connecting again");
@@ -391,8 +397,8 @@ pub async fn run(target: &Target, plan: Plan, faults: &dyn Faults) -> anyhow::Re
             .iter()
             .filter_map(|s| report.statuses.get(*s))
             .sum();
-        if let Some(seconds) = seen.import_seconds {
-            import_seconds = seconds;
+        if seen.import_seconds.is_some() {
+            import_ended = seen.import_seconds;
         }
         eprint!(
             "\r    {:>5.0} s: created {}/{}, ended {terminal}, running {}, pending {}, failed {}   ",
@@ -419,7 +425,7 @@ pub async fn run(target: &Target, plan: Plan, faults: &dyn Faults) -> anyhow::Re
         tokio::time::sleep(every).await;
     }
     report.faults_missed = planned.count();
-    if let Some(seconds) = import_seconds {
+    if let Some(Some(seconds)) = import_ended {
         report.stages.insert(1, ("the import", plan.rows, seconds));
     }
     let row = db

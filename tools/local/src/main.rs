@@ -18,9 +18,6 @@ use tms::config::Env;
 use tms_local::demo::{render, Demo};
 use tms_local::{bootstrap, Stack};
 
-/// Where `tms-local dev` writes the PID of the runner it runs (`make load FAULTS=1` kills it).
-pub const RUNNER_PID_FILE: &str = ".local/runner.pid";
-
 fn usage() -> ! {
     eprintln!("usage: tms-local dev|runner|bootstrap|demo|load|emulator-check");
     std::process::exit(2)
@@ -136,7 +133,7 @@ async fn dev() -> anyhow::Result<()> {
     // The path of this program now: after a rebuild the running one is a deleted file.
     let this = std::env::current_exe()?;
     let runner_env = tms_local::runner_env(&stack, &resources);
-    let pid_file = stack.root.join(RUNNER_PID_FILE);
+    let pid_file = stack.root.join(tms_local::RUNNER_PID_FILE);
     let mut runner = start_runner(&this, &runner_env, &pid_file)?;
     let env_file = stack.write_dev_env(&resources)?;
     tracing::info!(path = %env_file.display(), "dev.env written");

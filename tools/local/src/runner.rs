@@ -169,7 +169,20 @@ where
                 Vec::new()
             }
         };
-    for chunk in settled.chunks(10) {
+    delete_messages(sqs, url, &settled).await?;
+    Ok(delivered)
+}
+
+/// Deletes `messages` from the queue at `url`, ten a `DeleteMessageBatch`.
+///
+/// # Errors
+/// When the queue cannot be written.
+pub async fn delete_messages(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    messages: &[&Message],
+) -> anyhow::Result<()> {
+    for chunk in messages.chunks(10) {
         let entries = chunk
             .iter()
             .enumerate()
@@ -187,7 +200,7 @@ where
             .send()
             .await?;
     }
-    Ok(delivered)
+    Ok(())
 }
 
 impl Runner {

@@ -184,6 +184,21 @@ impl TestQueue {
     }
 }
 
+/// Turns versioning on for `bucket`.
+pub async fn enable_versioning(client: &aws_sdk_s3::Client, bucket: &str) {
+    client
+        .put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+}
+
 /// A bucket of its own for one test.
 pub async fn test_bucket(config: &SdkConfig) -> (aws_sdk_s3::Client, String) {
     let client = tms::adapters::s3::client(config);
