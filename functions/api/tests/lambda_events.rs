@@ -36,12 +36,14 @@ fn fakes() -> Fakes {
         queue: queue.clone(),
         metrics: Arc::new(MemorySink::default()),
     };
-    let state = AppState::new(
+    let mut state = AppState::new(
         ports,
         TokenVerifier::new(secrets, Some("/tms/api-tokens".into())),
         "k",
         SubmissionRules::default(),
     );
+    // As `main` wires it under Lambda: the messages wait for the settle after the response.
+    state.outbox = state.outbox.collecting();
     Fakes {
         repo,
         queue,

@@ -1,9 +1,11 @@
 //! PostgreSQL adapter: connection settings with TLS, the pool, migrations and the task store.
 
+#[cfg(feature = "migrations")]
 pub mod bootstrap;
 pub mod copy;
 mod error;
 mod imports;
+#[cfg(feature = "migrations")]
 pub mod migrate;
 mod pool;
 mod rows;
