@@ -9,7 +9,7 @@ use tms_api::{build_state, router, Config};
 // the create path costs little CPU besides the database's (BENCHMARKS.md has the measurement).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    tms::telemetry::init_logging();
+    lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env(&Env::process())?;
     let aws = aws::load_config().await;
     let mut state = build_state(&config, &aws).await?;

@@ -8,7 +8,7 @@ use tms_bootstrap::{function_handler, Config, DatabaseBootstrap, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tms::telemetry::init_logging();
+    lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env(&Env::process())?;
     let aws = aws::load_config().await;
     let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));

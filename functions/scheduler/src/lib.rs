@@ -110,7 +110,7 @@ async fn run_job(deps: &Deps, job: Job, deadline: &Deadline) -> Result<Value, St
 /// # Errors
 /// [`JobError`] for an input naming no job or a job the database failed; EventBridge counts
 /// the failed invocation and the next run tries again.
-#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, job))]
+#[tracing::instrument(skip_all, fields(job))]
 pub async fn function_handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let job = Job::from_event(&event.payload)?;
     tracing::Span::current().record("job", job.name());

@@ -78,8 +78,7 @@ pub fn producer_map(secrets: Arc<dyn Secrets>, param: Option<String>) -> CachedS
 ///
 /// # Errors
 /// None in practice; the signature is the runtime's.
-#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
-    records = event.payload.records.len()))]
+#[tracing::instrument(skip_all, fields(records = event.payload.records.len()))]
 pub async fn function_handler(
     deps: &Deps,
     event: LambdaEvent<SqsEvent>,

@@ -6,7 +6,7 @@ use tms_worker::{function_handler, Config, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tms::telemetry::init_logging();
+    lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env(&Env::process())?;
     let aws = aws::load_config().await;
     let deps = Deps::build(&config, &aws).await?;

@@ -1,9 +1,10 @@
-//! Logging: JSON lines under Lambda when `AWS_LAMBDA_LOG_FORMAT=JSON` (see [`json`]), text
-//! otherwise. The level comes from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+//! Logging of the local tools and the tests: text on standard error. The functions log through
+//! the Lambda runtime's own subscriber (`lambda_runtime::tracing::init_default_subscriber`:
+//! JSON under `AWS_LAMBDA_LOG_FORMAT=JSON`, the level from `AWS_LAMBDA_LOG_LEVEL`, else
+//! `RUST_LOG`), and metrics as EMF lines ([`metrics`]).
 //!
-//! `RUST_LOG` takes levels and per-target levels (`info`, `warn,tms=debug`), not the span and
-//! field filters of tracing's `EnvFilter`: that filter brings a regular expression engine, a
-//! tenth of a package's size.
+//! The level here comes from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else the default given;
+//! `RUST_LOG` takes levels and per-target levels (`info`, `warn,tms=debug`).
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
@@ -35,29 +36,16 @@ pub fn init_logging() {
 
 /// As [`init_logging`], with another filter when neither variable sets one.
 pub fn init_logging_with_default(default: &str) {
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_target(false);
-    let result = if json {
-        // Lambda adds its own timestamp and request id to every line.
-        builder
-            .with_writer(std::io::stdout)
-            .fmt_fields(json::JsonMembers)
-            .event_format(json::LambdaJson)
-            .finish()
-            .with(filter(default))
-            .try_init()
-    } else {
-        builder
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .finish()
-            .with(filter(default))
-            .try_init()
-    };
+    let result = tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        .with(filter(default))
+        .try_init();
     drop(result);
 }
 
-pub mod json;
 pub mod metrics;
 
 #[cfg(test)]

@@ -559,30 +559,6 @@ async fn refuse_foreign_cluster(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `app` on a free loopback port, with `TCP_NODELAY` on every accepted socket: a server
-/// the bench times through must not let Nagle's algorithm hold a response's last segment back
-/// for the client's delayed ACK (about 40 ms a request when headers and body go out in two
-/// sends). Returns the address and the server's task.
-///
-/// # Errors
-/// When no port can be bound.
-pub async fn serve(
-    app: axum::Router,
-) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
-    use axum::serve::ListenerExt as _;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            eprintln!("TCP_NODELAY could not be set: {e}");
-        }
-    });
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((address, server))
-}
-
 /// pgbench of the PostgreSQL server the scripts run (`PG_BINDIR`, which scripts/bench.sh sets),
 /// else the one on `PATH`.
 pub fn pgbench_path() -> PathBuf {

@@ -1,5 +1,5 @@
 //! The API's create as Lambda runs it: the release `tms-api` started against the bench's
-//! Runtime API (`runtime_api`), one invocation at a time, with the event API Gateway's HTTP API
+//! Runtime API (`tms_testkit::runtime_api`), one invocation at a time, with the event API Gateway's HTTP API
 //! sends for `POST /v1/tasks`; beside it the Python peer (`tools/bench/peer/create.py` under
 //! `awslambdaric`, boto3, psycopg) under the same Runtime API with the same services.
 //!
@@ -22,8 +22,8 @@ use crate::cost::{self, Figures};
 use crate::init::{lambda_command, python, MAX_INIT_MS};
 use crate::null_sqs::NullSqs;
 use crate::report::{median, quantile, Line, Promise, Report};
-use crate::runtime_api::{Invoked, RuntimeApi};
 use crate::worker::{batch_event, batch_script, TENANT};
+use tms_testkit::runtime_api::{Invoked, RuntimeApi};
 
 /// The fixture of the API's tests: what API Gateway's HTTP API sends for a create.
 const FIXTURE: &str = include_str!("../../../functions/api/tests/fixtures/apigw-v2-create.json");

@@ -21,7 +21,6 @@ mod lambda;
 mod null_sqs;
 mod package;
 mod report;
-mod runtime_api;
 mod worker;
 
 use std::sync::Mutex;
@@ -65,8 +64,7 @@ fn log_to_file(path: &std::path::Path) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
         .with_writer(Mutex::new(file))
-        .fmt_fields(tms::telemetry::json::JsonMembers)
-        .event_format(tms::telemetry::json::LambdaJson)
+        .json()
         .try_init()
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -34,7 +34,7 @@ impl NullSqs {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(counts.clone());
-        let (address, server) = crate::bench::serve(app).await?;
+        let (address, server) = tms_testkit::http::spawn(app).await?;
         Ok(Self {
             url: format!("http://{address}"),
             counts,

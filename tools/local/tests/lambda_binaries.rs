@@ -10,6 +10,7 @@ use axum::routing::put;
 use serde_json::{json, Value};
 use tms_local::stack::Names;
 use tms_local::Stack;
+use tms_testkit::runtime_api::{Invoked, RuntimeApi};
 use tms_testkit::{repo_root, TestDb};
 use tokio::process::{Child, Command};
 
@@ -268,4 +269,139 @@ async fn each_function_binary_answers_its_aws_event_under_a_runtime_api_emulator
     for mut child in emulator.children.drain(..) {
         let _ = child.start_kill();
     }
+}
+
+/// The JSON lines of a function's standard output.
+fn json_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// A field of the line's event or of any span it is in.
+fn field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    line["fields"]
+        .get(name)
+        .or_else(|| line["spans"].as_array()?.iter().find_map(|s| s.get(name)))
+}
+
+/// The lines inside a span named `span`: each carries the invocation's request id and trace.
+fn assert_invocation_on_every_line(lines: &[Value], span: &str, invoked: &Invoked) -> usize {
+    let inside: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["name"] == span))
+        })
+        .collect();
+    for line in &inside {
+        assert_eq!(
+            field(line, "requestId"),
+            Some(&json!(invoked.outcome.id)),
+            "{line}"
+        );
+        assert_eq!(
+            field(line, "xrayTraceId"),
+            Some(&json!(invoked.trace)),
+            "{line}"
+        );
+    }
+    inside.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_lambda_every_log_line_of_a_request_or_task_names_the_invocation_and_its_trace() {
+    tokio::task::spawn_blocking(build_binaries).await.unwrap();
+    let db = TestDb::new().await;
+    let mut stack = Stack::from_env(&repo_root()).unwrap();
+    stack.names = Names::with_prefix(
+        &format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        &db.name,
+    );
+    let aws = stack.sdk_config().await;
+    let res = stack.provision(&aws).await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let within = Duration::from_secs(60);
+
+    // The API: one create through API Gateway's event.
+    let mut api = RuntimeApi::start("tms-api").await.unwrap();
+    let api_log = logs.path().join("api.log");
+    let _api = lambda_binary("tms-api", &api, stack.function_env(&res), &api_log);
+    let token = stack.tokens[0].1.clone();
+    let create = json!({
+        "version": "2.0", "routeKey": "POST /v1/tasks", "rawPath": "/v1/tasks", "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {token}"), "content-type": "application/json"},
+        "requestContext": {"accountId": "000000000000", "apiId": "local", "domainName": "local",
+            "domainPrefix": "local", "requestId": "r-1", "routeKey": "POST /v1/tasks", "stage": "$default",
+            "time": "22/Nov/2026:10:00:00 +0000", "timeEpoch": 1795428000000u64,
+            "http": {"method": "POST", "path": "/v1/tasks", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"}},
+        "body": r#"{"kind":"noop","payload":{}}"#,
+        "isBase64Encoded": false
+    });
+    let created = api
+        .invoke(serde_json::to_vec(&create).unwrap(), within)
+        .await
+        .unwrap();
+    let response: Value = serde_json::from_slice(&created.outcome.body).unwrap();
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let task: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let lines = json_lines(&api_log);
+    let served = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request served")
+        .unwrap_or_else(|| panic!("no 'request served' line in {lines:?}"));
+    assert_eq!(
+        field(served, "correlation_id"),
+        Some(&task["correlation_id"])
+    );
+    assert!(assert_invocation_on_every_line(&lines, "request", &created) >= 1);
+
+    // The worker: a batch with the task's work message.
+    let mut worker = RuntimeApi::start("tms-worker").await.unwrap();
+    let worker_log = logs.path().join("worker.log");
+    let _worker = lambda_binary("tms-worker", &worker, stack.function_env(&res), &worker_log);
+    let pointer =
+        json!({"task_id": task["id"], "tenant": "demo", "correlation_id": task["correlation_id"]})
+            .to_string();
+    let batch = json!({"Records": [sqs_record("m-1", &pointer, "work")]});
+    let ran = worker
+        .invoke(serde_json::to_vec(&batch).unwrap(), within)
+        .await
+        .unwrap();
+    let response: Value = serde_json::from_slice(&ran.outcome.body).unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    let lines = json_lines(&worker_log);
+    let recorded = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "task attempt recorded")
+        .unwrap_or_else(|| panic!("no 'task attempt recorded' line in {lines:?}"));
+    assert_eq!(field(recorded, "task_id"), Some(&task["id"]));
+    assert!(assert_invocation_on_every_line(&lines, "task", &ran) >= 1);
+}
+
+/// Starts the debug build of `name` against `runtime`, as Lambda would with JSON logs, its
+/// standard output into `log`; killed when dropped.
+fn lambda_binary(
+    name: &str,
+    runtime: &RuntimeApi,
+    env: Vec<(String, String)>,
+    log: &std::path::Path,
+) -> Child {
+    Command::new(repo_root().join("target/debug").join(name))
+        .envs(env)
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
 }

@@ -17,6 +17,7 @@ pub mod aws;
 pub mod fakes;
 pub mod http;
 pub mod logs;
+pub mod runtime_api;
 pub mod tasks;
 
 /// The repository root (this crate lives in `tools/testkit`).

@@ -1,9 +1,11 @@
 //! A Lambda Runtime API for one execution environment: the function polls
-//! `GET /2018-06-01/runtime/invocation/next`, gets one event at a time, and posts its
-//! `/response` or `/error`; nothing is handed out until the bench invokes. What it times is what
-//! Lambda does: *latency* is the event handed out → `/response` (what the caller waits for),
-//! *billed* is the event handed out → the next `/next` (the environment is billed until it asks
-//! for more work, so work after the response counts).
+//! `GET /2018-06-01/runtime/invocation/next`, gets one event at a time (with a request id and an
+//! X-Ray trace header, as Lambda hands them out), and posts its `/response` or `/error`; nothing
+//! is handed out until the caller invokes. What it times is what Lambda does: *latency* is the
+//! event handed out → `/response` (what the caller waits for), *billed* is the event handed out →
+//! the next `/next` (the environment is billed until it asks for more work, so work after the
+//! response counts). `make bench` measures the functions with it; tests run the function
+//! binaries under it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,7 @@ use tokio::sync::{mpsc, Mutex};
 /// One event handed to the function.
 struct Event {
     id: String,
+    trace: String,
     body: Vec<u8>,
 }
 
@@ -35,6 +38,8 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Invoked {
     pub outcome: Outcome,
+    /// The X-Ray trace header handed out with the event (`Lambda-Runtime-Trace-Id`).
+    pub trace: String,
     /// Event handed out → `/response` (or `/error`).
     pub latency: Duration,
     /// Event handed out → the next `/next`.
@@ -75,14 +80,6 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
         .to_string();
-    let trace = format!(
-        "Root=1-{:08x}-{};Parent={};Sampled=0",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        &uuid::Uuid::new_v4().simple().to_string()[..24],
-        &uuid::Uuid::new_v4().simple().to_string()[..16],
-    );
     (
         [
             ("content-type", "application/json".to_owned()),
@@ -92,7 +89,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
                 "lambda-runtime-invoked-function-arn",
                 shared.function_arn.clone(),
             ),
-            ("lambda-runtime-trace-id", trace),
+            ("lambda-runtime-trace-id", event.trace),
         ],
         event.body,
     )
@@ -154,7 +151,7 @@ impl RuntimeApi {
             .route(&format!("{base}/invocation/{{id}}/error"), post(error))
             .route(&format!("{base}/init/error"), post(init_error))
             .with_state(shared);
-        let (address, server) = crate::bench::serve(app).await?;
+        let (address, server) = crate::http::spawn(app).await?;
         Ok(Self {
             address: address.to_string(),
             polls,
@@ -194,11 +191,13 @@ impl RuntimeApi {
     pub async fn invoke(&mut self, event: Vec<u8>, within: Duration) -> anyhow::Result<Invoked> {
         self.polled(within).await?;
         let id = uuid::Uuid::new_v4().to_string();
+        let trace = trace_header();
         let handed = Instant::now();
         self.waiting = None;
         self.events
             .send(Event {
                 id: id.clone(),
+                trace: trace.clone(),
                 body: event,
             })
             .await
@@ -212,9 +211,23 @@ impl RuntimeApi {
         }
         let next = self.polled(within).await?;
         Ok(Invoked {
+            trace,
             latency: outcome.at - handed,
             billed: next - handed,
             outcome,
         })
     }
+}
+
+/// A fresh X-Ray trace header, `Root=1-<epoch seconds>-<24 hex>;Parent=<16 hex>;Sampled=0`.
+fn trace_header() -> String {
+    let hex = |n: usize| uuid::Uuid::new_v4().simple().to_string()[..n].to_owned();
+    format!(
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        hex(24),
+        hex(16),
+    )
 }
