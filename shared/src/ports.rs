@@ -559,6 +559,33 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A database login held in a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub username: Option<String>,
+    pub password: Secret,
+}
+
+impl Secret {
+    /// The login this secret holds: a bare password, or JSON `{"username"?, "password"}` (the
+    /// shape of the RDS-managed master secret and of the secrets RDS Proxy reads); `None` for
+    /// JSON without a string `password`.
+    pub fn login(&self) -> Option<Login> {
+        let raw = self.0.trim();
+        if !raw.starts_with('{') {
+            return Some(Login {
+                username: None,
+                password: Secret::new(raw),
+            });
+        }
+        let v: Value = serde_json::from_str(raw).ok()?;
+        Some(Login {
+            username: v.get("username").and_then(Value::as_str).map(str::to_owned),
+            password: Secret::new(v.get("password")?.as_str()?),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("secret {0} not found")]
@@ -588,5 +615,20 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_login_is_a_bare_password_or_json_with_a_password() {
+        let plain = Secret::new("plain\n").login().unwrap();
+        assert_eq!((plain.username, plain.password.expose()), (None, "plain"));
+        let json = Secret::new(r#"{"username":"tms_app","password":"s3cret","engine":"postgres"}"#)
+            .login()
+            .unwrap();
+        assert_eq!(json.username.as_deref(), Some("tms_app"));
+        assert_eq!(json.password.expose(), "s3cret");
+        for bad in [r#"{"username":"a"}"#, r#"{"password":1}"#, "{not json"] {
+            assert_eq!(Secret::new(bad).login(), None, "{bad}");
+        }
+        assert!(!format!("{json:?}").contains("s3cret"));
     }
 }

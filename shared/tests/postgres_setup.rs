@@ -85,3 +85,97 @@ async fn settings_that_can_never_work_fail_at_open() {
     };
     assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 }
+
+/// Secrets whose values a test changes, as a rotation does.
+#[derive(Default)]
+struct Rotating {
+    values: std::sync::Mutex<HashMap<String, String>>,
+    reads: AtomicUsize,
+}
+
+#[async_trait]
+impl Secrets for Rotating {
+    async fn get(&self, name: &str) -> Result<Secret, SecretsError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.values
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(Secret::new)
+            .ok_or_else(|| SecretsError::NotFound(name.to_owned()))
+    }
+}
+
+#[tokio::test]
+async fn after_a_rotation_new_connections_read_the_secret_again() {
+    let db = TestDb::new().await;
+    let user = format!(
+        "tt_rot_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let admin = db.admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD 'first-{user}'; GRANT tms_application TO {user}"
+        ))
+        .await
+        .unwrap();
+    let json = |pw: &str| serde_json::json!({"username": user, "password": pw}).to_string();
+    let secrets = Arc::new(Rotating::default());
+    secrets
+        .values
+        .lock()
+        .unwrap()
+        .insert("/tms/rotated".into(), json(&format!("first-{user}")));
+    let mut cfg = config(&db, Some("/tms/rotated"));
+    cfg.url = cfg.url.replace("tms_app@", &format!("{user}@"));
+    cfg.pool_size = 1;
+    let store = open_store(&cfg, secrets.clone()).unwrap();
+    store
+        .ping()
+        .await
+        .expect("the JSON secret's password logs in");
+
+    // The rotation: the role's password changes, then the secret's current value.
+    admin
+        .batch_execute(&format!("ALTER ROLE {user} PASSWORD 'second-{user}'"))
+        .await
+        .unwrap();
+    secrets
+        .values
+        .lock()
+        .unwrap()
+        .insert("/tms/rotated".into(), json(&format!("second-{user}")));
+    store
+        .ping()
+        .await
+        .expect("the open connection is unaffected");
+    assert_eq!(secrets.reads.load(Ordering::SeqCst), 1);
+
+    // A new connection (the server closed the old one) is refused the old password, and the
+    // pool reads the secret again instead of failing until the sandbox is recycled.
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut answered = store.ping().await;
+    if answered.is_err() {
+        // The closed connection may be handed out once before the driver notices.
+        answered = store.ping().await;
+    }
+    answered.expect("a new connection with the rotated password");
+    assert_eq!(secrets.reads.load(Ordering::SeqCst), 2, "read once more");
+
+    drop(store);
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{user}'; \
+             DROP ROLE {user}"
+        ))
+        .await
+        .ok();
+}

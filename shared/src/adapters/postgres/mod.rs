@@ -15,6 +15,6 @@ mod store;
 mod submissions;
 
 pub use error::store_error;
-pub use pool::{Object, PgSettings, PgSetupError, Pool};
+pub use pool::{Object, PasswordSource, PgSettings, PgSetupError, Pool};
 pub use setup::{open_store, SetupError};
 pub use store::PostgresStore;

@@ -13,10 +13,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{redact_url, DatabaseConfig, SslMode};
-use crate::ports::Secret;
+use crate::ports::{Secret, Secrets, SecretsError};
 
 /// The pool of [`PgSettings::pool`].
 pub type Pool = managed::Pool<PgManager>;
@@ -273,17 +274,30 @@ impl PgSettings {
     /// # Errors
     /// [`PgSetupError::Pool`] when the pool cannot be built.
     pub fn pool(&self) -> Result<Pool, PgSetupError> {
-        let manager = Manager::from_config(
-            self.config.clone(),
-            self.tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
+        self.pool_rereading(None)
+    }
+
+    /// [`PgSettings::pool`], reading the password again from `source` when the server refuses
+    /// the one it has (the login's secret was rotated since the pool was built).
+    ///
+    /// # Errors
+    /// [`PgSetupError::Pool`] when the pool cannot be built.
+    pub fn pool_rereading(&self, source: Option<PasswordSource>) -> Result<Pool, PgSetupError> {
+        let manager = PgManager {
+            current: std::sync::RwLock::new(Arc::new(Current::new(
+                self.config.clone(),
+                self.tls.clone(),
+            ))),
+            reread: source.map(|source| Reread {
+                config: self.config.clone(),
+                tls: self.tls.clone(),
+                source,
+            }),
+        };
         // Last in, first out: the connection used last is the one handed out next, so a
         // lightly loaded function keeps talking to the same (warm) backend and the others
         // stay idle, instead of every call going round all of them.
-        Pool::builder(PgManager(manager))
+        Pool::builder(manager)
             .max_size(self.pool_size)
             .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
@@ -295,17 +309,122 @@ impl PgSettings {
     }
 }
 
-/// deadpool-postgres's manager, checking only connections that were idle for a while: the
-/// check is a round trip, and on the API's create path it was one of four per request.
-#[derive(Debug)]
-pub struct PgManager(Manager);
+/// The manager in use and the password it connects with.
+struct Current {
+    manager: Manager,
+    password: Option<Vec<u8>>,
+}
+
+impl Current {
+    fn new(config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Self {
+        let password = config.get_password().map(<[u8]>::to_vec);
+        // NOTE: `Verified` checks a connection with an empty query; `Clean` (DISCARD ALL) would
+        // also drop the session's advisory locks, which the scheduler's job lock keeps on a
+        // pooled connection when the pool holds one (see `scheduler::lock_job`).
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        Self { manager, password }
+    }
+}
+
+/// Where a pool reads its login's password again: the secret (a bare password, or JSON with a
+/// `password`) named by `param`.
+#[derive(Clone)]
+pub struct PasswordSource {
+    pub secrets: Arc<dyn Secrets>,
+    pub param: String,
+}
+
+impl PasswordSource {
+    /// # Errors
+    /// [`SecretsError`] when the secret cannot be read or holds no password.
+    pub async fn read(&self) -> Result<Secret, SecretsError> {
+        let secret = self.secrets.get(&self.param).await?;
+        secret
+            .login()
+            .map(|login| login.password)
+            .ok_or_else(|| SecretsError::Unavailable {
+                name: self.param.clone(),
+                source: "the secret is JSON without a \"password\" string".into(),
+            })
+    }
+}
+
+struct Reread {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    source: PasswordSource,
+}
+
+/// deadpool-postgres's manager, checking only connections that were idle for a while (the
+/// check is a round trip, and on the API's create path it was one of four per request), and
+/// reading the password again when the server refuses it.
+pub struct PgManager {
+    current: std::sync::RwLock<Arc<Current>>,
+    reread: Option<Reread>,
+}
+
+impl std::fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgManager")
+            .field("rereads_password", &self.reread.is_some())
+            .finish()
+    }
+}
+
+impl PgManager {
+    fn current(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After a refused password: a manager with the secret's current password, if it changed.
+    async fn reread(&self, refused: &Current) -> Option<Arc<Current>> {
+        let reread = self.reread.as_ref()?;
+        let password = match reread.source.read().await {
+            Ok(password) => password,
+            Err(e) => {
+                tracing::warn!(error = %e, "the database refused the password and the secret cannot be read again");
+                return None;
+            }
+        };
+        if refused.password.as_deref() == Some(password.expose().as_bytes()) {
+            return None;
+        }
+        let mut config = reread.config.clone();
+        config.password(password.expose());
+        let fresh = Arc::new(Current::new(config, reread.tls.clone()));
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+        tracing::info!(param = %reread.source.param, "the database password changed (rotated); new connections use the secret's current value");
+        Some(fresh)
+    }
+}
 
 impl managed::Manager for PgManager {
     type Type = ClientWrapper;
     type Error = tokio_postgres::Error;
 
     async fn create(&self) -> Result<ClientWrapper, tokio_postgres::Error> {
-        self.0.create().await
+        let current = self.current();
+        match current.manager.create().await {
+            Err(e) if e.code() == Some(&SqlState::INVALID_PASSWORD) => {
+                match self.reread(&current).await {
+                    Some(fresh) => fresh.manager.create().await,
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     async fn recycle(
@@ -316,10 +435,10 @@ impl managed::Manager for PgManager {
         if !client.is_closed() && metrics.last_used() < TRUST_RECENTLY_USED {
             return Ok(());
         }
-        self.0.recycle(client, metrics).await
+        self.current().manager.recycle(client, metrics).await
     }
 
     fn detach(&self, client: &mut ClientWrapper) {
-        self.0.detach(client);
+        self.current().manager.detach(client);
     }
 }

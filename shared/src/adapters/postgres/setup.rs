@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::pool::PasswordSource;
 use super::{PgSettings, PgSetupError, PostgresStore};
 use crate::config::DatabaseConfig;
 use crate::ports::{Secrets, SecretsError};
@@ -15,9 +16,10 @@ pub enum SetupError {
 }
 
 /// The store for `db`, opened on first use: the password is read from `secrets` (when
-/// `db.password_param` names one), the TLS connector set up and the pool built by the first
-/// query, so a function's init makes no network call and loads no CA store. A failed read is
-/// retried by the next query.
+/// `db.password_param` names one; a bare password or JSON with a `password`), the TLS connector
+/// set up and the pool built by the first query, so a function's init makes no network call and
+/// loads no CA store. A failed read is retried by the next query. When the server later refuses
+/// the password (its secret was rotated), the pool reads the secret again.
 ///
 /// # Errors
 /// [`SetupError::Database`] at once for settings that can never work (URL, CA file).
@@ -40,10 +42,14 @@ pub(super) struct Opener {
 
 impl Opener {
     pub(super) async fn open(&self) -> Result<super::Pool, SetupError> {
-        let password = match &self.db.password_param {
-            Some(param) => Some(self.secrets.get(param).await?),
+        let source = self.db.password_param.as_ref().map(|param| PasswordSource {
+            secrets: self.secrets.clone(),
+            param: param.clone(),
+        });
+        let password = match &source {
+            Some(source) => Some(source.read().await?),
             None => None,
         };
-        Ok(PgSettings::new(&self.db, password.as_ref())?.pool()?)
+        Ok(PgSettings::new(&self.db, password.as_ref())?.pool_rereading(source)?)
     }
 }
