@@ -8,7 +8,7 @@ use tms::Backoff;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The pool must hold at least two connections: one keeps the job's lock.
+    /// One connection is enough (as deployed): the job's lock then shares it with the job.
     pub database: DatabaseConfig,
     /// `TMS_WORK_QUEUE_URL`: where the relay and the reaper send work messages.
     pub work_queue_url: String,
@@ -72,12 +72,6 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Settings::default();
         let database = DatabaseConfig::from_env(env)?;
-        if database.pool_size < 2 {
-            return Err(invalid(
-                "TMS_DATABASE_POOL_SIZE",
-                "the scheduler needs at least 2 connections (one holds the job's lock)",
-            ));
-        }
         let days: u32 = env.or("TMS_RETENTION_DAYS", 30)?;
         if days == 0 {
             return Err(invalid("TMS_RETENTION_DAYS", "must be at least 1"));
@@ -160,7 +154,7 @@ mod tests {
             ("TMS_RETENTION_DAYS", "0"),
             ("TMS_RETENTION_DAYS", "a month"),
             ("TMS_RETENTION_CHUNK", "0"),
-            ("TMS_DATABASE_POOL_SIZE", "1"),
+            ("TMS_DATABASE_POOL_SIZE", "0"),
             ("TMS_BACKOFF_CAP_SECONDS", "1"),
         ] {
             let env = Env::from_pairs(REQUIRED.into_iter().chain([(name, value)]));

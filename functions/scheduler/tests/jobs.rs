@@ -249,6 +249,63 @@ async fn a_job_whose_lock_is_held_elsewhere_is_skipped() {
 }
 
 #[tokio::test]
+async fn with_one_connection_a_job_runs_beside_its_lock_and_still_excludes_other_runs() {
+    let f = fixture().await;
+    let one = PostgresStore::new(f.db.app_settings().with_pool_size(1).pool().unwrap());
+    let deps = Deps {
+        store: Arc::new(one.clone()),
+        work: Arc::new(one.clone()),
+        queue: Arc::new(SqsWorkQueue::new(f.queue.client.clone(), &f.queue.url)),
+        metrics: f.metrics.clone(),
+        settings: Settings::default(),
+    };
+    let tasks = created(&f, 1).await;
+    unsent_for_a_minute(&f, &ids(&tasks)).await;
+    let elsewhere = f.store.lock_job("relay").await.unwrap().unwrap();
+    assert_eq!(run(&deps, "relay").await["status"], "skipped");
+    elsewhere.release().await.unwrap();
+
+    // The job's statements use the connection that holds its lock: no wait for a second one
+    // (the pool would give up after 10 s).
+    let started = std::time::Instant::now();
+    assert_eq!(run(&deps, "relay").await["report"]["sent"], 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let held = one.lock_job("reap").await.unwrap().expect("free");
+    assert!(
+        f.store.lock_job("reap").await.unwrap().is_none(),
+        "the lock holds while its connection is back in the pool"
+    );
+    assert_eq!(
+        run(&deps, "stats").await["status"],
+        "done",
+        "the pool still serves"
+    );
+    held.release().await.unwrap();
+    let other = f.store.lock_job("reap").await.unwrap().expect("released");
+    other.release().await.unwrap();
+
+    let dropped = one.lock_job("retention").await.unwrap().expect("free");
+    drop(dropped);
+    let mut free = None;
+    for _ in 0..50 {
+        free = f.store.lock_job("retention").await.unwrap();
+        if free.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    free.expect("a lock dropped unreleased is released by a task of its own")
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     let f = fixture().await;
     let retried = created(&f, 1).await;

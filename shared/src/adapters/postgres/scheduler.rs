@@ -130,6 +130,60 @@ impl Drop for PgJobLock {
     }
 }
 
+/// The lock of a pool of one connection: the lock stays with that connection's session while
+/// the connection goes back to the pool, where the job's own statements take it in turn (a
+/// scheduler invocation runs one job at a time). Should the connection be replaced meanwhile,
+/// its session, and so the lock, ended with it.
+struct SharedJobLock {
+    store: PostgresStore,
+    job: Option<String>,
+}
+
+impl SharedJobLock {
+    async fn unlock(store: &PostgresStore, job: &str) -> Result<(), StoreError> {
+        let client = store.pool().await?.get().await?;
+        let held: bool = client
+            .query_one(UNLOCK, &[&JOB_LOCK_CLASS, &job])
+            .await
+            .map_err(|e| {
+                drop(Object::take(client));
+                store_error(e)
+            })?
+            .get(0);
+        if !held {
+            tracing::info!(
+                job,
+                "the job lock's connection was replaced during the run; the lock ended with it"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobLock for SharedJobLock {
+    async fn release(mut self: Box<Self>) -> Result<(), StoreError> {
+        match self.job.take() {
+            Some(job) => Self::unlock(&self.store, &job).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SharedJobLock {
+    fn drop(&mut self) {
+        // Dropped unreleased (a panic, a cancelled run): unlocked from a task of its own.
+        if let (Some(job), Ok(runtime)) = (self.job.take(), tokio::runtime::Handle::try_current()) {
+            let store = self.store.clone();
+            runtime.spawn(async move {
+                if let Err(e) = Self::unlock(&store, &job).await {
+                    tracing::warn!(job, error = %e, "job lock not released");
+                }
+            });
+        }
+    }
+}
+
 impl PostgresStore {
     /// Runs `sql` (parameters: an age in milliseconds and a row limit) and returns its `n`.
     async fn count_of(
@@ -152,18 +206,29 @@ impl PostgresStore {
 #[async_trait]
 impl SchedulerStore for PostgresStore {
     async fn lock_job(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, StoreError> {
-        let client = self.pool().await?.get().await?;
+        let pool = self.pool().await?;
+        let client = pool.get().await?;
         let locked: bool = client
             .query_one(TRY_LOCK, &[&JOB_LOCK_CLASS, &job])
             .await
             .map_err(store_error)?
             .get(0);
-        Ok(locked.then(|| {
-            Box::new(PgJobLock {
+        if !locked {
+            return Ok(None);
+        }
+        // NOTE: with one connection (TMS_DATABASE_POOL_SIZE=1, as deployed) the job's
+        // statements need the connection the lock is on; with more, the lock keeps its own.
+        if pool.status().max_size > 1 {
+            return Ok(Some(Box::new(PgJobLock {
                 client: Some(client),
                 job: job.to_owned(),
-            }) as Box<dyn JobLock>
-        }))
+            })));
+        }
+        drop(client);
+        Ok(Some(Box::new(SharedJobLock {
+            store: self.clone(),
+            job: Some(job.to_owned()),
+        })))
     }
 
     #[tracing::instrument(skip_all, fields(limit))]
