@@ -143,7 +143,8 @@ async fn run_guarded(
     }
 }
 
-fn report_json(report: &BootstrapReport) -> Value {
+/// The answer to a Terraform or direct invocation.
+pub fn report_json(report: &BootstrapReport) -> Value {
     json!({"status": "ok", "report": report})
 }
 

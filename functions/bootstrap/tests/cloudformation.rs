@@ -38,6 +38,7 @@ impl Bootstrap for FakeWork {
                 database: "tms".into(),
                 roles_created: vec![],
                 migrations_applied: vec!["V1__init".into()],
+                migrations_ahead: vec![],
             }),
             Behaviour::Fail(msg) => Err(BootError::AdminSecret(msg.into())),
             Behaviour::Panic => panic!("boom inside the work"),

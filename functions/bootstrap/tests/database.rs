@@ -281,3 +281,91 @@ async fn works_as_a_non_superuser_database_owner_like_the_rds_master() {
         .await;
     drop(revoke);
 }
+
+/// Applies, as a newer release's bootstrap would, an expand migration this release does not
+/// know: a nullable column, a new table, and its row in the history.
+async fn migrate_as_a_newer_release(db: &TestDb, roles: &TestRoles) -> String {
+    let next = tms::adapters::postgres::migrate::embedded().len() + 1;
+    let migrator = db
+        .connect_as(&roles.roles.migrator(), &roles.logins.migrator)
+        .await;
+    migrator
+        .batch_execute(&format!(
+            "SET ROLE {mig}; \
+             ALTER TABLE tms.tasks ADD COLUMN from_next_release text; \
+             CREATE TABLE tms.from_next_release (id bigint PRIMARY KEY); \
+             INSERT INTO tms.refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES ({next}, 'from_a_newer_release', \
+                     to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '42')",
+            mig = quote_ident(&roles.roles.migration())
+        ))
+        .await
+        .expect("the newer release's migration");
+    format!("V{next}__from_a_newer_release")
+}
+
+#[tokio::test]
+async fn the_previous_release_redeploys_onto_a_database_a_newer_release_migrated() {
+    let roles = TestRoles::new();
+    let db = TestDb::empty().await;
+    let (work, _) = bootstrapper(&db.name, &roles, "postgres", &admin_param(&roles).await).await;
+    work.run().await.expect("first deploy");
+    let newer = migrate_as_a_newer_release(&db, &roles).await;
+
+    let report = work
+        .run()
+        .await
+        .expect("redeploying this (older) release succeeds on the newer schema");
+    assert!(report.migrations_applied.is_empty(), "{report:?}");
+    assert_eq!(report.migrations_ahead, std::slice::from_ref(&newer));
+    let answer = tms_bootstrap::report_json(&report);
+    assert_eq!(answer["report"]["migrations_ahead"][0], newer.as_str());
+
+    // This release's code works on that schema: the application user creates and reads a task.
+    let app = db
+        .admin_settings()
+        .with_login(&roles.roles.app(), &roles.logins.app)
+        .with_pool_size(1)
+        .pool()
+        .unwrap();
+    let store = tms::adapters::postgres::PostgresStore::new(app);
+    let task = tms_testkit::tasks::noop("demo");
+    tms::ports::TaskRepository::create(&store, &task)
+        .await
+        .expect("create on the newer schema");
+    let tables = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tms' \
+             AND table_name = 'from_next_release'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(
+        tables, 1,
+        "the newer release's objects are left as they are"
+    );
+}
+
+#[tokio::test]
+async fn a_history_that_disagrees_below_the_newest_embedded_migration_still_fails() {
+    let roles = TestRoles::new();
+    let db = TestDb::empty().await;
+    let (work, _) = bootstrapper(&db.name, &roles, "postgres", &admin_param(&roles).await).await;
+    work.run().await.expect("first deploy");
+    migrate_as_a_newer_release(&db, &roles).await;
+    db.admin()
+        .await
+        .batch_execute("UPDATE tms.refinery_schema_history SET checksum = '1' WHERE version = 1")
+        .await
+        .unwrap();
+    let err = work
+        .run()
+        .await
+        .expect_err("an edited V1 is refused")
+        .to_string();
+    assert!(err.contains("disagrees") && err.contains("V1__"), "{err}");
+}

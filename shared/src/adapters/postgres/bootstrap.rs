@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::migrate::{self, MigrateError, HISTORY_TABLE};
+use super::migrate::{self, MigrateError, Migrated, HISTORY_TABLE};
 use super::pool::PgSettings;
 use crate::ports::Secret;
 
@@ -101,6 +101,9 @@ pub struct BootstrapReport {
     pub database: String,
     pub roles_created: Vec<String>,
     pub migrations_applied: Vec<String>,
+    /// Migrations a newer release applied, which this one does not know (see [`migrate`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub migrations_ahead: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,11 +198,12 @@ pub async fn bootstrap(
             user: roles.migrator(),
             source,
         })?;
-    let migrations_applied = migrator_part(&mut client, roles).await?;
+    let migrated = migrator_part(&mut client, roles).await?;
     Ok(BootstrapReport {
         database,
         roles_created,
-        migrations_applied,
+        migrations_applied: migrated.applied,
+        migrations_ahead: migrated.ahead,
     })
 }
 
@@ -286,7 +290,7 @@ async fn admin_part(
 }
 
 /// Default privileges, migrations and grants, as the migrator acting as the owner group.
-async fn migrator_part(client: &mut Client, roles: &Roles) -> Result<Vec<String>, BootstrapError> {
+async fn migrator_part(client: &mut Client, roles: &Roles) -> Result<Migrated, BootstrapError> {
     let (mig, app, ro) = (
         quote_ident(&roles.migration()),
         quote_ident(&roles.application()),
@@ -302,7 +306,7 @@ async fn migrator_part(client: &mut Client, roles: &Roles) -> Result<Vec<String>
         ))
         .await
         .map_err(step("default privileges"))?;
-    let applied = migrate::migrate(client).await?;
+    let migrated = migrate::migrate_report(client).await?;
     // Objects that existed before the default privileges, and the migration history, which the
     // application may read but never write.
     client
@@ -314,7 +318,7 @@ async fn migrator_part(client: &mut Client, roles: &Roles) -> Result<Vec<String>
         ))
         .await
         .map_err(step("table privileges"))?;
-    Ok(applied)
+    Ok(migrated)
 }
 
 /// The database-level part alone, for a database cloned from a bootstrapped template
