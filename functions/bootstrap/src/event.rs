@@ -1,4 +1,5 @@
-//! The three event shapes the bootstrapper accepts, told apart by their fields.
+//! The event shapes the bootstrapper accepts, told apart by their fields: the three ways a
+//! deployment runs the bootstrap, and Secrets Manager's rotation steps.
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use serde::Deserialize;
@@ -21,6 +22,8 @@ pub enum Invocation {
     Terraform(TerraformAction),
     /// `{"action": "bootstrap"}`.
     Direct,
+    /// A step of Secrets Manager's rotation of a login user's secret.
+    Rotation(crate::rotation::RotationRequest),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub enum EventError {
     CloudFormation(String),
     #[error("invalid Terraform lifecycle key \"tf\": {0}")]
     Terraform(String),
+    #[error("invalid Secrets Manager rotation event: {0}")]
+    Rotation(String),
     #[error(
         "unrecognised event: expected a CloudFormation custom-resource event, a Terraform \
          aws_lambda_invocation input, or {{\"action\": \"bootstrap\"}}"
@@ -44,12 +49,17 @@ struct TerraformKey {
 /// Tells the event shape apart.
 ///
 /// # Errors
-/// [`EventError`] for an event of none of the three shapes or a malformed one.
+/// [`EventError`] for an event of none of the shapes or a malformed one.
 pub fn classify(event: &Value) -> Result<Invocation, EventError> {
     if event.get("RequestType").is_some() && event.get("ResponseURL").is_some() {
         return serde_json::from_value(event.clone())
             .map(|req| Invocation::CloudFormation(Box::new(req)))
             .map_err(|e| EventError::CloudFormation(e.to_string()));
+    }
+    if event.get("Step").is_some() && event.get("SecretId").is_some() {
+        return serde_json::from_value(event.clone())
+            .map(Invocation::Rotation)
+            .map_err(|e| EventError::Rotation(e.to_string()));
     }
     if let Some(tf) = event.get("tf") {
         return serde_json::from_value::<TerraformKey>(tf.clone())
@@ -123,6 +133,21 @@ mod tests {
         assert!(matches!(
             classify(&json!({"tf": {"action": "read"}})),
             Err(EventError::Terraform(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_steps() {
+        let event = json!({"SecretId": "arn:aws:secretsmanager:eu-west-1:1:secret:x-AbC123",
+                           "ClientRequestToken": "t-1", "Step": "setSecret"});
+        let Invocation::Rotation(request) = classify(&event).unwrap() else {
+            panic!("a rotation step");
+        };
+        assert_eq!(request.step, crate::rotation::Step::Set);
+        assert_eq!(request.token, "t-1");
+        assert!(matches!(
+            classify(&json!({"SecretId": "x", "Step": "dropSecret", "ClientRequestToken": "t"})),
+            Err(EventError::Rotation(_))
         ));
     }
 

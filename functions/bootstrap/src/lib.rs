@@ -1,11 +1,14 @@
 //! The database bootstrapper function: one handler for CloudFormation custom resources,
-//! Terraform `aws_lambda_invocation` and direct invocations. The work itself
+//! Terraform `aws_lambda_invocation` and direct invocations, and Secrets Manager's rotation of
+//! the login users' secrets ([`rotation`]). The work itself
 //! ([`tms::adapters::postgres::bootstrap`]) is behind the [`Bootstrap`] port so the response
 //! contract can be tested with failing, panicking and slow fakes.
 
 pub mod cfn;
 mod config;
 pub mod event;
+pub mod rotation;
+pub mod secretsmanager;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tms::ports::{Secret, Secrets, SecretsError};
 
 pub use config::Config;
 use event::{Invocation, TerraformAction};
+use rotation::{Done, LoginPasswords, RotationError, RotationSecrets};
 
 /// Time kept back from the invocation's deadline to deliver the response.
 pub const RESPONSE_MARGIN: Duration = Duration::from_secs(5);
@@ -32,6 +36,11 @@ pub enum BootError {
     Secrets(#[from] SecretsError),
     #[error("the admin secret {0} is neither a password nor JSON with a \"password\" field")]
     AdminSecret(String),
+    #[error(
+        "the login secret {param} is neither a password nor JSON with a \"password\" field for \
+         user {user}"
+    )]
+    LoginSecret { param: String, user: String },
     #[error(transparent)]
     Setup(#[from] PgSetupError),
     #[error(transparent)]
@@ -61,18 +70,35 @@ impl DatabaseBootstrap {
 /// The admin secret: a bare password, or JSON `{"username"?, "password"}` (the shape of an RDS
 /// managed master secret).
 fn admin_login(param: &str, secret: &Secret) -> Result<(Option<String>, Secret), BootError> {
-    let raw = secret.expose().trim();
-    if raw.starts_with('{') {
-        let v: Value =
-            serde_json::from_str(raw).map_err(|_| BootError::AdminSecret(param.to_owned()))?;
-        let password = v
-            .get("password")
-            .and_then(Value::as_str)
-            .ok_or_else(|| BootError::AdminSecret(param.to_owned()))?;
-        let user = v.get("username").and_then(Value::as_str).map(str::to_owned);
-        Ok((user, Secret::new(password)))
-    } else {
-        Ok((None, Secret::new(raw)))
+    let login = secret
+        .login()
+        .ok_or_else(|| BootError::AdminSecret(param.to_owned()))?;
+    Ok((login.username, login.password))
+}
+
+/// A login user's password: a bare password, or JSON `{"username", "password"}` (the shape RDS
+/// Proxy and rotation need) naming that user.
+fn user_password(param: &str, user: &str, secret: &Secret) -> Result<Secret, BootError> {
+    match secret.login() {
+        Some(login) if login.username.as_deref().is_none_or(|u| u == user) => Ok(login.password),
+        _ => Err(BootError::LoginSecret {
+            param: param.to_owned(),
+            user: user.to_owned(),
+        }),
+    }
+}
+
+impl DatabaseBootstrap {
+    /// The admin's connection settings, its password from the admin secret.
+    async fn admin(&self) -> Result<PgSettings, BootError> {
+        let c = &self.config;
+        let secret = self.secrets.get(&c.admin_secret_param).await?;
+        let (user, password) = admin_login(&c.admin_secret_param, &secret)?;
+        let settings = PgSettings::new(&c.database, Some(&password))?;
+        Ok(match user {
+            Some(user) => settings.with_login(&user, &password),
+            None => settings,
+        })
     }
 }
 
@@ -81,24 +107,56 @@ impl Bootstrap for DatabaseBootstrap {
     async fn run(&self) -> Result<BootstrapReport, BootError> {
         let c = &self.config;
         let s = &self.secrets;
-        let (admin, migrator, app, dev) = futures::try_join!(
-            s.get(&c.admin_secret_param),
-            s.get(&c.migrator_password_param),
-            s.get(&c.app_password_param),
-            s.get(&c.dev_password_param),
+        let (settings, migrator, app, dev) = futures::try_join!(
+            self.admin(),
+            async { Ok(s.get(&c.migrator_password_param).await?) },
+            async { Ok(s.get(&c.app_password_param).await?) },
+            async { Ok(s.get(&c.dev_password_param).await?) },
         )?;
-        let (user, password) = admin_login(&c.admin_secret_param, &admin)?;
-        let mut settings = PgSettings::new(&c.database, Some(&password))?;
-        if let Some(user) = user {
-            settings = settings.with_login(&user, &password);
-        }
-        let logins = Logins { migrator, app, dev };
+        let logins = Logins {
+            migrator: user_password(&c.migrator_password_param, &c.roles.migrator(), &migrator)?,
+            app: user_password(&c.app_password_param, &c.roles.app(), &app)?,
+            dev: user_password(&c.dev_password_param, &c.roles.dev(), &dev)?,
+        };
         Ok(bootstrap::bootstrap(&settings, &c.roles, &logins).await?)
     }
 }
 
+#[async_trait]
+impl LoginPasswords for DatabaseBootstrap {
+    fn manages(&self, user: &str) -> bool {
+        self.config.roles.is_login(user)
+    }
+
+    async fn set(&self, user: &str, password: &Secret) -> Result<(), RotationError> {
+        let admin = self
+            .admin()
+            .await
+            .map_err(|e| RotationError::Database(e.to_string()))?;
+        bootstrap::set_password(&admin, &self.config.roles, user, password)
+            .await
+            .map_err(|e| RotationError::Database(e.to_string()))
+    }
+
+    async fn check(&self, user: &str, password: &Secret) -> Result<(), RotationError> {
+        let server = PgSettings::new(&self.config.database, None)
+            .map_err(|e| RotationError::Database(e.to_string()))?;
+        bootstrap::check_login(&server, user, password)
+            .await
+            .map_err(|e| RotationError::Database(e.to_string()))
+    }
+}
+
+/// The rotation's two sides: Secrets Manager and the database.
+pub struct Rotation {
+    pub secrets: Arc<dyn RotationSecrets>,
+    pub logins: Arc<dyn LoginPasswords>,
+}
+
 pub struct Deps {
     pub bootstrap: Arc<dyn Bootstrap>,
+    /// `None` where no rotation is wired (the local stack).
+    pub rotation: Option<Rotation>,
     pub http: LazyHttp,
 }
 
@@ -188,6 +246,27 @@ pub async fn function_handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<
             cfn::deliver(deps.http.get(), &ids.response_url, body).await?;
             Ok(json!({"status": if failed { "FAILED" } else { "SUCCESS" }}))
         }
+        Invocation::Rotation(request) => {
+            let Some(rotation) = &deps.rotation else {
+                return Err("this bootstrapper is not wired for rotation".into());
+            };
+            let step = request.step.name();
+            match rotation::rotate(
+                &request,
+                rotation.secrets.as_ref(),
+                rotation.logins.as_ref(),
+            )
+            .await
+            {
+                Ok(done) => Ok(
+                    json!({"status": "ok", "step": step, "already_done": done == Done::AlreadyDone}),
+                ),
+                Err(e) => {
+                    tracing::error!(step, secret = %request.secret_id, error = %e, "rotation step failed");
+                    Err(e.into())
+                }
+            }
+        }
         Invocation::Terraform(TerraformAction::Delete) => {
             Ok(json!({"status": "skipped", "reason": "delete leaves the database as it is"}))
         }
@@ -218,5 +297,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/x") && !err.contains("user\":"), "{err}");
+    }
+
+    #[test]
+    fn a_login_secret_is_a_password_or_json_naming_its_user() {
+        let plain = user_password("/p", "tms_app", &Secret::new("pw")).unwrap();
+        assert_eq!(plain.expose(), "pw");
+        let json = Secret::new(r#"{"username":"tms_app","password":"pw2"}"#);
+        assert_eq!(
+            user_password("/p", "tms_app", &json).unwrap().expose(),
+            "pw2"
+        );
+        let err = user_password("/p", "tms_dev", &json)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/p") && err.contains("tms_dev") && !err.contains("pw2"),
+            "{err}"
+        );
     }
 }

@@ -117,6 +117,7 @@ fn deps(behaviour: Behaviour) -> (Deps, Arc<FakeWork>) {
     (
         Deps {
             bootstrap: work.clone(),
+            rotation: None,
             http: Default::default(),
         },
         work,

@@ -93,6 +93,7 @@ pub async fn bootstrap(stack: &Stack) -> anyhow::Result<serde_json::Value> {
     ));
     let deps = tms_bootstrap::Deps {
         bootstrap: Arc::new(tms_bootstrap::DatabaseBootstrap::new(config, secrets)),
+        rotation: None,
         http: Default::default(),
     };
     let mut ctx = lambda_runtime::Context::default();

@@ -78,6 +78,13 @@ impl Roles {
         format!("{}_dev", self.prefix)
     }
 
+    /// Whether `user` is one of the three login users.
+    pub fn is_login(&self, user: &str) -> bool {
+        [self.migrator(), self.app(), self.dev()]
+            .iter()
+            .any(|u| u == user)
+    }
+
     /// (group, login user) pairs.
     pub fn pairs(&self) -> [(String, String); 3] {
         [
@@ -124,6 +131,8 @@ pub enum BootstrapError {
     Migrate(#[from] MigrateError),
     #[error("the connection settings name no database")]
     NoDatabase,
+    #[error("{0} is not one of the login users the bootstrapper manages")]
+    NotALogin(String),
 }
 
 impl BootstrapError {
@@ -145,6 +154,69 @@ impl BootstrapError {
         .contains(db.code())
             || db.message().contains("concurrently")
     }
+}
+
+/// The password as a SCRAM verifier.
+// NOTE: passwords go over the wire as verifiers computed here, so the plaintext never reaches
+// the server's logs or statistics.
+fn verifier(password: &Secret) -> String {
+    postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
+}
+
+/// Sets the password of `user`, one of the login users of `roles` (a rotation's `setSecret`),
+/// connected as `admin`.
+///
+/// # Errors
+/// [`BootstrapError::NotALogin`] for any other user; [`BootstrapError::Connect`] or
+/// [`BootstrapError::Step`] when the database fails.
+pub async fn set_password(
+    admin: &PgSettings,
+    roles: &Roles,
+    user: &str,
+    password: &Secret,
+) -> Result<(), BootstrapError> {
+    if !roles.is_login(user) {
+        return Err(BootstrapError::NotALogin(user.to_owned()));
+    }
+    let client = admin
+        .connect()
+        .await
+        .map_err(|source| BootstrapError::Connect {
+            user: admin.config().get_user().unwrap_or("?").to_owned(),
+            source,
+        })?;
+    client
+        .batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            quote_ident(user),
+            verifier(password)
+        ))
+        .await
+        .map_err(step("set password"))
+}
+
+/// Logs in as `user` with `password` and runs a query (a rotation's `testSecret`).
+///
+/// # Errors
+/// [`BootstrapError::Connect`] when the login is refused, [`BootstrapError::Step`] when the
+/// query fails.
+pub async fn check_login(
+    server: &PgSettings,
+    user: &str,
+    password: &Secret,
+) -> Result<(), BootstrapError> {
+    let client = server
+        .with_login(user, password)
+        .connect()
+        .await
+        .map_err(|source| BootstrapError::Connect {
+            user: user.to_owned(),
+            source,
+        })?;
+    client
+        .batch_execute("SELECT 1")
+        .await
+        .map_err(step("query as the login"))
 }
 
 /// Double-quotes an identifier.
@@ -235,9 +307,7 @@ async fn admin_part(
                 created.push(role.clone());
             }
         }
-        // NOTE: the password goes over the wire as a SCRAM verifier computed here, so the
-        // plaintext never reaches the server's logs or statistics.
-        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        let verifier = verifier(password);
         txn.batch_execute(&format!(
             "ALTER ROLE {u} LOGIN PASSWORD '{verifier}'; \
              ALTER ROLE {g} NOLOGIN; \
@@ -372,6 +442,12 @@ mod tests {
             ]
         );
         assert_eq!(Roles::with_prefix("stage2").unwrap().app(), "stage2_app");
+        for user in ["tms_migrator", "tms_app", "tms_dev"] {
+            assert!(r.is_login(user), "{user}");
+        }
+        for other in ["tms_application", "postgres", "tms_admin", "stage2_app"] {
+            assert!(!r.is_login(other), "{other}");
+        }
         for bad in ["", "1x", "X", "a-b", "a\"b", &"a".repeat(41)] {
             assert!(Roles::with_prefix(bad).is_err(), "{bad}");
         }
