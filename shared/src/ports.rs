@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::{
-    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, NewTask, Status, Task, TaskError,
-    TaskEvent, TaskId, TaskKind, Tenant, TransitionError, WorkMessage,
+    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, NewTask, Status, Task,
+    TaskError, TaskEvent, TaskId, TaskKind, Tenant, TransitionError, WorkMessage,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -244,15 +244,17 @@ pub struct CreatedTask {
 /// creates nothing, and the run holds the import's lock until it ends.
 #[async_trait]
 pub trait ImportSession: Send {
-    /// Loads one chunk of rows (PostgreSQL binary COPY data, header to trailer, as
-    /// [`crate::adapters`]' staging encoder writes it) and inserts the tasks that do not exist
-    /// yet. Returns the tasks created.
+    /// Loads one chunk of valid rows and creates the tasks whose idempotency key the tenant
+    /// does not have yet. The chunk arrives as a stream of batches, loaded while it arrives:
+    /// a chunk (tens of thousands of rows) is never held in memory at once, only its batches.
+    /// Returns the tasks created.
     ///
     /// # Errors
-    /// [`StoreError`] when the database fails; the whole import is then rolled back.
+    /// [`StoreError`] when the database fails, [`StoreError::Refused`] when it refuses a row
+    /// (a value out of its range); the whole import is then rolled back.
     async fn load_chunk(
         &mut self,
-        chunk: futures::stream::BoxStream<'_, bytes::Bytes>,
+        rows: futures::stream::BoxStream<'_, Vec<ImportRow>>,
     ) -> Result<Vec<CreatedTask>, StoreError>;
 
     /// Commits the rows (when `outcome.error` is `None`; otherwise rolls them back) and

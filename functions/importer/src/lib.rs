@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use bytes::Bytes;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
@@ -28,8 +27,8 @@ use tms::telemetry::metrics::{
     MetricSet, MetricSink, StdoutSink, IMPORT_ROWS_ACCEPTED, IMPORT_ROWS_REJECTED,
 };
 use tms::{
-    CorrelationId, Import, ImportId, ImportKey, ImportKeyError, ImportLimits, TaskId, Tenant,
-    WorkMessage,
+    CorrelationId, Import, ImportId, ImportKey, ImportKeyError, ImportLimits, ImportRow, TaskId,
+    Tenant, WorkMessage,
 };
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -310,13 +309,13 @@ async fn load(
     let mut load_error = None;
     let mut log_error = None;
     let mut chunks = 0u64;
-    while let Some(first) = next_data(&mut rx).await {
+    while let Some(first) = next_rows(&mut rx).await {
         let chunk = stream::unfold((Some(first), &mut rx), |(first, rx)| async move {
-            if let Some(b) = first {
-                return Some((b, (None, rx)));
+            if let Some(rows) = first {
+                return Some((rows, (None, rx)));
             }
             match rx.recv().await {
-                Some(Msg::Data(b)) => Some((b, (None, rx))),
+                Some(Msg::Rows(rows)) => Some((rows, (None, rx))),
                 Some(Msg::EndOfChunk) | None => None,
             }
         });
@@ -374,10 +373,10 @@ fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-async fn next_data(rx: &mut mpsc::Receiver<Msg>) -> Option<Bytes> {
+async fn next_rows(rx: &mut mpsc::Receiver<Msg>) -> Option<Vec<ImportRow>> {
     loop {
         match rx.recv().await? {
-            Msg::Data(b) => return Some(b),
+            Msg::Rows(rows) => return Some(rows),
             Msg::EndOfChunk => continue,
         }
     }

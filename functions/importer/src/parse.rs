@@ -1,24 +1,24 @@
 //! Reading an import object row by row. Runs on a blocking thread: the object arrives as a
-//! stream, each valid row is validated with the domain rules and encoded for binary COPY into
-//! bounded buffers sent to the loader, and each invalid row is logged with its line and reason.
-//! Memory stays flat whatever the file size.
+//! stream, each valid row is validated with the domain rules and sent to the loader in bounded
+//! batches, and each invalid row is logged with its line and reason. Memory stays flat whatever
+//! the file size.
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tms::adapters::postgres::copy::{encode_row, StagedRow, COPY_HEADER, COPY_TRAILER};
 use tms::{
-    import_row_key, parse_rfc3339, CorrelationId, ImportFormat, ImportId, ImportLimits, NewTask,
-    Source, Submission, Tenant,
+    import_row_key, parse_rfc3339, CorrelationId, ImportFormat, ImportId, ImportLimits, ImportRow,
+    NewTask, Source, Submission, Tenant,
 };
 use tokio::sync::mpsc::Sender;
 
-/// Encoded rows are sent to the loader in buffers of about this size.
-pub const BUFFER_BYTES: usize = 256 * 1024;
+/// Valid rows are sent to the loader in batches of about this many bytes.
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// What a row holds besides its payload and key.
+const ROW_BYTES: usize = std::mem::size_of::<ImportRow>();
 /// How many errors the report lists (the `.errors.jsonl` object keeps up to
 /// [`ImportLimits::max_errors`]).
 pub const REPORT_ERRORS: usize = 100;
@@ -29,9 +29,8 @@ const RESERVED_CSV_COLUMNS: [&str; 3] = ["kind", "idempotency_key", "run_after"]
 /// What the parser sends the loader.
 #[derive(Debug)]
 pub enum Msg {
-    /// Binary COPY data: the first buffer of a chunk starts with the header, the last ends
-    /// with the trailer.
-    Data(Bytes),
+    /// Valid rows of the current chunk, in file order.
+    Rows(Vec<ImportRow>),
     /// The chunk is complete: load it.
     EndOfChunk,
 }
@@ -290,23 +289,23 @@ fn classify(e: std::io::Error, compressed: bool) -> Result<String, ParseError> {
     }
 }
 
-struct Encoder {
+/// Gathers valid rows into batches of about [`BATCH_BYTES`] and chunks of `chunk_rows`.
+struct Batcher {
     tx: Sender<Msg>,
-    buf: BytesMut,
+    batch: Vec<ImportRow>,
+    batch_bytes: usize,
     in_chunk: usize,
     chunk_rows: usize,
 }
 
-impl Encoder {
-    fn row(&mut self, row: &StagedRow<'_>) -> Result<(), ParseError> {
-        if self.in_chunk == 0 {
-            self.buf.extend_from_slice(COPY_HEADER);
-        }
-        encode_row(&mut self.buf, row);
+impl Batcher {
+    fn row(&mut self, row: ImportRow) -> Result<(), ParseError> {
+        self.batch_bytes += row.payload.len() + row.idempotency_key.len() + ROW_BYTES;
+        self.batch.push(row);
         self.in_chunk += 1;
         if self.in_chunk >= self.chunk_rows {
             self.end_chunk()
-        } else if self.buf.len() >= BUFFER_BYTES {
+        } else if self.batch_bytes >= BATCH_BYTES {
             self.flush()
         } else {
             Ok(())
@@ -314,12 +313,14 @@ impl Encoder {
     }
 
     fn flush(&mut self) -> Result<(), ParseError> {
-        if self.buf.is_empty() {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        let data = self.buf.split().freeze();
+        let capacity = self.batch.len();
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(capacity));
+        self.batch_bytes = 0;
         self.tx
-            .blocking_send(Msg::Data(data))
+            .blocking_send(Msg::Rows(batch))
             .map_err(|_| ParseError::Cancelled)
     }
 
@@ -327,7 +328,6 @@ impl Encoder {
         if self.in_chunk == 0 {
             return Ok(());
         }
-        self.buf.extend_from_slice(COPY_TRAILER);
         self.flush()?;
         self.in_chunk = 0;
         self.tx
@@ -336,10 +336,10 @@ impl Encoder {
     }
 }
 
-/// Validates rows and feeds the valid ones to the encoder.
+/// Validates rows and feeds the valid ones to the batcher.
 struct Rows<'a> {
     ctx: &'a RowContext,
-    encoder: Encoder,
+    batcher: Batcher,
     summary: ParseSummary,
     /// The errors file could not be written: the import fails.
     log_failure: Option<std::io::Error>,
@@ -397,19 +397,16 @@ impl Rows<'_> {
             Err(errors) => return self.reject(line, errors.to_string()),
         };
         let payload = serde_json::to_string(&task.payload).expect("a JSON value serialises");
-        let key = task
-            .idempotency_key
-            .as_deref()
-            .expect("import rows always have a key");
-        self.encoder.row(&StagedRow {
-            id: *task.id.as_uuid(),
-            kind: task.kind.as_str(),
-            payload: &payload,
-            max_attempts: task.max_attempts as i32,
+        let key = task.idempotency_key.expect("import rows always have a key");
+        self.batcher.row(ImportRow {
+            id: task.id,
+            kind: task.kind,
+            payload,
+            max_attempts: task.max_attempts,
             run_after: task.run_after,
             idempotency_key: key,
-            request_hash: &task.request_hash,
-            line: line as i64,
+            request_hash: task.request_hash,
+            line,
         })?;
         self.summary.total += 1;
         self.summary.accepted += 1;
@@ -423,7 +420,7 @@ impl Rows<'_> {
     fn finish(mut self, unreadable: Option<String>) -> Result<ParseSummary, ParseError> {
         let unreadable = unreadable.or_else(|| self.stop());
         if unreadable.is_none() {
-            self.encoder.end_chunk()?;
+            self.batcher.end_chunk()?;
         }
         self.summary.unreadable = unreadable;
         Ok(self.summary)
@@ -468,9 +465,10 @@ fn parse_into<'a>(
     });
     let rows = Rows {
         ctx,
-        encoder: Encoder {
+        batcher: Batcher {
             tx,
-            buf: BytesMut::with_capacity(BUFFER_BYTES + 64 * 1024),
+            batch: Vec::new(),
+            batch_bytes: 0,
             in_chunk: 0,
             chunk_rows: ctx.chunk_rows.max(1),
         },
@@ -742,7 +740,6 @@ fn parse_jsonl(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tms::adapters::postgres::copy::COPY_HEADER;
 
     fn ctx(chunk_rows: usize) -> RowContext {
         ctx_with(chunk_rows, ImportLimits::default())
@@ -783,37 +780,27 @@ mod tests {
         let errors = errors.unwrap_or_else(|| ErrorLog::new(ctx.limits.max_errors));
         let summary = parse_into(input, format, compressed, ctx, tx, errors).expect("parse");
         let mut chunks = Vec::new();
-        let mut current = Vec::new();
+        let mut current = 0;
+        let mut last_line = 0;
         while let Ok(msg) = rx.try_recv() {
             match msg {
-                Msg::Data(b) => current.extend_from_slice(&b),
+                Msg::Rows(rows) => {
+                    assert!(!rows.is_empty(), "no batch is empty");
+                    for row in &rows {
+                        assert!(row.line > last_line, "rows arrive in file order");
+                        last_line = row.line;
+                    }
+                    current += rows.len();
+                }
                 Msg::EndOfChunk => {
-                    assert!(current.starts_with(COPY_HEADER));
-                    assert!(current.ends_with(COPY_TRAILER));
-                    chunks.push(count_tuples(&current));
-                    current.clear();
+                    assert!(current > 0, "no chunk is empty");
+                    chunks.push(current);
+                    current = 0;
                 }
             }
         }
-        assert!(current.is_empty(), "no chunk is left unterminated");
+        assert_eq!(current, 0, "no chunk is left unterminated");
         (summary, chunks)
-    }
-
-    fn count_tuples(data: &[u8]) -> usize {
-        let mut i = COPY_HEADER.len();
-        let mut n = 0;
-        loop {
-            let fields = i16::from_be_bytes([data[i], data[i + 1]]);
-            i += 2;
-            if fields == -1 {
-                return n;
-            }
-            for _ in 0..fields {
-                let len = i32::from_be_bytes(data[i..i + 4].try_into().unwrap());
-                i += 4 + len.max(0) as usize;
-            }
-            n += 1;
-        }
     }
 
     #[test]
@@ -939,6 +926,75 @@ mod tests {
         assert_eq!(chunks, vec![2]);
         let lines: Vec<u64> = summary.errors.first.iter().map(|e| e.line).collect();
         assert_eq!(lines, [4, 5, 6, 7]);
+    }
+
+    /// The batches the parser sent (end-of-chunk markers left out).
+    fn batches(input: &[u8], format: ImportFormat, chunk_rows: usize) -> Vec<Vec<ImportRow>> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let ctx = ctx(chunk_rows);
+        parse(input, format, false, &ctx, tx).expect("parse");
+        let mut out = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Rows(rows) = msg {
+                out.push(rows);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn valid_rows_carry_the_validated_task() {
+        let later = (chrono::Utc::now() + chrono::Duration::days(30))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let jsonl = format!(
+            "{{\"kind\":\"archive\",\"payload\":{{\"name\":\"ü\"}},\"idempotency_key\":\"mine\",\"run_after\":\"{later}\",\"max_attempts\":3}}\n\
+             {{\"kind\":\"noop\",\"payload\":{{}}}}\n"
+        );
+        let rows: Vec<ImportRow> = batches(jsonl.as_bytes(), ImportFormat::Jsonl, 10)
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(rows.len(), 2);
+        let (first, second) = (&rows[0], &rows[1]);
+        assert_eq!(
+            (first.kind, first.payload.as_str(), first.max_attempts),
+            (tms::TaskKind::Archive, r#"{"name":"ü"}"#, 3)
+        );
+        assert_eq!((first.idempotency_key.as_str(), first.line), ("mine", 1));
+        assert_eq!(first.run_after, parse_rfc3339(&later));
+        assert_eq!(
+            (second.run_after, second.line, second.max_attempts),
+            (None, 2, tms::DEFAULT_MAX_ATTEMPTS)
+        );
+        assert_eq!(second.idempotency_key, "b/imports/demo/x.csv#v1:2");
+        assert_ne!(first.id, second.id);
+        assert_ne!(first.request_hash, second.request_hash);
+    }
+
+    #[test]
+    fn batches_stay_near_their_size_within_a_chunk() {
+        let mut jsonl = String::new();
+        for _ in 0..100 {
+            jsonl.push_str(&format!(
+                "{{\"kind\":\"noop\",\"payload\":{{\"x\":\"{}\"}}}}\n",
+                "a".repeat(10 * 1024)
+            ));
+        }
+        let sent = batches(jsonl.as_bytes(), ImportFormat::Jsonl, 1000);
+        assert!(sent.len() > 1, "{} batches", sent.len());
+        assert_eq!(sent.iter().map(Vec::len).sum::<usize>(), 100);
+        for batch in &sent {
+            let bytes: usize = batch
+                .iter()
+                .map(|r| r.payload.len() + r.idempotency_key.len() + ROW_BYTES)
+                .sum();
+            let last = batch.last().map_or(0, |r| r.payload.len());
+            assert!(
+                bytes < BATCH_BYTES + last + 1024,
+                "{bytes} bytes in a batch"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use sha2::{Digest, Sha256};
 
-use super::ids::{CorrelationId, ImportId, Tenant};
+use super::ids::{CorrelationId, ImportId, TaskId, Tenant};
+use super::kind::TaskKind;
 use super::submission::is_idempotency_key;
 
 pub const IMPORTS_PREFIX: &str = "imports/";
@@ -227,6 +228,24 @@ pub struct Import {
     pub correlation_id: CorrelationId,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One valid row of an import, ready to load: the task it creates unless the tenant already
+/// has its idempotency key. The tenant, correlation id and import id are the import's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    /// The validated payload as JSON text.
+    pub payload: String,
+    pub max_attempts: u32,
+    /// `None`: due at once (when the row is loaded).
+    pub run_after: Option<DateTime<Utc>>,
+    pub idempotency_key: String,
+    /// SHA-256 of the canonical submission.
+    pub request_hash: [u8; 32],
+    /// The line of the file where the row starts.
+    pub line: u64,
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub use backoff::Backoff;
 pub use ids::{CorrelationId, ImportId, TaskId, Tenant};
 pub use import::{
     import_row_key, Import, ImportCounts, ImportFormat, ImportKey, ImportKeyError, ImportLimits,
-    ImportStatus, IMPORTS_PREFIX, REPORTS_PREFIX,
+    ImportRow, ImportStatus, IMPORTS_PREFIX, REPORTS_PREFIX,
 };
 pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};

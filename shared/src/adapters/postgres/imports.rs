@@ -1,21 +1,23 @@
 //! Import bookkeeping and loading: the `imports` row per object version, and a session that
-//! loads the rows in one transaction through a temporary staging table (binary COPY, then one
-//! `INSERT ... SELECT ... ON CONFLICT DO NOTHING` per chunk).
+//! loads the rows in one transaction through a temporary staging table (binary COPY of rows
+//! encoded into large buffers, then one `INSERT ... SELECT ... ON CONFLICT DO NOTHING` per chunk).
 
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{pin_mut, SinkExt, StreamExt};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::copy::STAGING_COLUMNS;
+use super::copy::{encode_row, BUFFER_BYTES, COPY_HEADER, COPY_TRAILER, STAGING_COLUMNS};
 use super::error::store_error;
 use super::store::PostgresStore;
 use crate::domain::{
-    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportStatus, TaskId, Tenant,
+    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, ImportStatus, TaskId,
+    Tenant,
 };
 use crate::ports::{
     CreatedTask, ImportClaim, ImportOutcome, ImportSession, ImportStore, NewImport, StoreError,
@@ -234,7 +236,7 @@ impl PgImportSession {
 impl ImportSession for PgImportSession {
     async fn load_chunk(
         &mut self,
-        chunk: BoxStream<'_, bytes::Bytes>,
+        mut rows: BoxStream<'_, Vec<ImportRow>>,
     ) -> Result<Vec<CreatedTask>, StoreError> {
         let tenant = self.import.tenant.as_str().to_owned();
         let correlation = self.import.correlation_id.as_str().to_owned();
@@ -245,10 +247,18 @@ impl ImportSession for PgImportSession {
             .await
             .map_err(store_error)?;
         pin_mut!(sink);
-        let mut chunk = chunk;
-        while let Some(buf) = chunk.next().await {
-            sink.feed(buf).await.map_err(store_error)?;
+        let mut buf = BytesMut::with_capacity(BUFFER_BYTES + 64 * 1024);
+        buf.extend_from_slice(COPY_HEADER);
+        while let Some(batch) = rows.next().await {
+            for row in &batch {
+                encode_row(&mut buf, row)?;
+                if buf.len() >= BUFFER_BYTES {
+                    sink.feed(buf.split().freeze()).await.map_err(store_error)?;
+                }
+            }
         }
+        buf.extend_from_slice(COPY_TRAILER);
+        sink.feed(buf.split().freeze()).await.map_err(store_error)?;
         sink.as_mut().finish().await.map_err(store_error)?;
         let insert = client
             .prepare_cached(INSERT_STAGED)

@@ -2,7 +2,7 @@
 
 #[cfg(feature = "migrations")]
 pub mod bootstrap;
-pub mod copy;
+mod copy;
 mod error;
 mod imports;
 #[cfg(feature = "migrations")]
