@@ -15,7 +15,7 @@ use tms::{
 };
 use tokio::sync::mpsc::Sender;
 
-/// Valid rows are sent to the loader in batches of about this many bytes.
+/// Valid rows are sent to the loader in batches holding about this many bytes.
 pub const BATCH_BYTES: usize = 256 * 1024;
 /// What a row holds besides its payload and key.
 const ROW_BYTES: usize = std::mem::size_of::<ImportRow>();
@@ -300,7 +300,7 @@ struct Batcher {
 
 impl Batcher {
     fn row(&mut self, row: ImportRow) -> Result<(), ParseError> {
-        self.batch_bytes += row.payload.len() + row.idempotency_key.len() + ROW_BYTES;
+        self.batch_bytes += row.payload.capacity() + row.idempotency_key.capacity() + ROW_BYTES;
         self.batch.push(row);
         self.in_chunk += 1;
         if self.in_chunk >= self.chunk_rows {
@@ -987,9 +987,9 @@ mod tests {
         for batch in &sent {
             let bytes: usize = batch
                 .iter()
-                .map(|r| r.payload.len() + r.idempotency_key.len() + ROW_BYTES)
+                .map(|r| r.payload.capacity() + r.idempotency_key.capacity() + ROW_BYTES)
                 .sum();
-            let last = batch.last().map_or(0, |r| r.payload.len());
+            let last = batch.last().map_or(0, |r| r.payload.capacity());
             assert!(
                 bytes < BATCH_BYTES + last + 1024,
                 "{bytes} bytes in a batch"
