@@ -9,6 +9,7 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://
 
 trap stop_started EXIT INT TERM
 TMS_PG_FAST=1 start_service postgres
+"$ROOT/scripts/browser.sh"
 "$ROOT/scripts/venv.sh" tools test
 "$ROOT/scripts/node.sh"
 start_service aws-emulator

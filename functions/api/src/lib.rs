@@ -63,12 +63,9 @@ pub struct Pages {
 impl AppState {
     /// The OpenAPI document and the docs page, built now if this is the first call.
     pub fn pages(&self) -> &Pages {
-        self.pages.get_or_init(|| {
-            let doc = openapi::document();
-            Pages {
-                docs: openapi::docs_page(&doc),
-                openapi: doc.to_string(),
-            }
+        self.pages.get_or_init(|| Pages {
+            docs: openapi::docs_page(),
+            openapi: openapi::document().to_string(),
         })
     }
 
@@ -200,6 +197,13 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(system::docs))
         .merge(v1)
         .fallback(not_found)
-        .layer(middleware::from_fn(correlation::correlate))
         .with_state(state)
+        .merge(swagger_ui_dist::generate_routes(
+            swagger_ui_dist::ApiDefinition {
+                uri_prefix: openapi::DOCS_ASSETS,
+                api_definition: swagger_ui_dist::OpenApiSource::Uri("/openapi.json"),
+                title: Some("TMS API reference"),
+            },
+        ))
+        .layer(middleware::from_fn(correlation::correlate))
 }

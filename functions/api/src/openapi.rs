@@ -139,42 +139,35 @@ pub fn document() -> Value {
     doc
 }
 
-/// A documentation page: the operations as a table (works offline) and, when the browser can
-/// reach its CDN, the full Redoc rendering of `/openapi.json`.
-pub fn docs_page(doc: &Value) -> String {
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let mut rows = String::new();
-    if let Some(paths) = doc["paths"].as_object() {
-        for (path, item) in paths {
-            for (method, op) in item.as_object().into_iter().flatten() {
-                let summary = op["summary"]
-                    .as_str()
-                    .or(op["description"].as_str())
-                    .unwrap_or("");
-                rows.push_str(&format!(
-                    "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>\n",
-                    method.to_uppercase(),
-                    escape(path),
-                    escape(summary)
-                ));
-            }
-        }
-    }
+/// Where the Swagger UI assets are served (`swagger-ui-dist`'s routes, from the binary).
+pub const DOCS_ASSETS: &str = "/docs/assets";
+
+/// The interactive reference: Swagger UI (its script and style shipped in the binary by the
+/// `swagger-ui-dist` crate) rendering `/openapi.json`, with "Try it out" on every operation and
+/// the bearer token kept for the browser tab.
+pub fn docs_page() -> String {
     format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>TMS API</title>
-<style>body{{font-family:sans-serif;margin:2em}}td{{padding:.2em 1em}}</style></head>
-<body><h1>TMS API</h1>
-<p>The machine-readable document: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
-<table><thead><tr><th>Method</th><th>Path</th><th>Summary</th></tr></thead><tbody>
-{rows}</tbody></table>
-<redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>TMS API reference</title>
+<link rel="stylesheet" href="{DOCS_ASSETS}/swagger-ui.css">
+</head>
+<body>
+<noscript><p>The reference needs JavaScript. The document itself: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p></noscript>
+<div id="reference"></div>
+<script src="{DOCS_ASSETS}/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({{
+  url: "/openapi.json",
+  dom_id: "#reference",
+  deepLinking: true,
+  persistAuthorization: true,
+  displayRequestDuration: true,
+  tryItOutEnabled: true
+}});
+</script>
 </body></html>
-"#
+"##
     )
 }

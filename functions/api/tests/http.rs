@@ -910,9 +910,21 @@ async fn the_openapi_document_describes_every_route() {
         .await
         .unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs
-        .text()
-        .await
-        .unwrap()
-        .contains("/v1/tasks/{id}/redrive"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains(r#"url: "/openapi.json""#), "{page}");
+    for (asset, content_type, marker) in [
+        ("swagger-ui-bundle.js", "text/javascript", "SwaggerUIBundle"),
+        ("swagger-ui.css", "text/css", ".swagger-ui"),
+    ] {
+        assert!(page.contains(&format!("/docs/assets/{asset}")), "{page}");
+        let served = api
+            .http
+            .get(format!("{}/docs/assets/{asset}", api.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200, "{asset} ships with the binary");
+        assert_eq!(served.headers()["content-type"], content_type);
+        assert!(served.text().await.unwrap().contains(marker), "{asset}");
+    }
 }

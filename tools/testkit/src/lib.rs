@@ -14,6 +14,7 @@ use tms::ports::Secret;
 use uuid::Uuid;
 
 pub mod aws;
+pub mod browser;
 pub mod fakes;
 pub mod http;
 pub mod logs;

@@ -49,7 +49,7 @@ pub async fn openapi(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A page rendering the OpenAPI document.
+/// The interactive API reference (Swagger UI), its assets served from the binary.
 #[utoipa::path(
     get, path = "/docs", tag = "system",
     responses((status = 200, description = "The documentation page.", content_type = "text/html", body = String))
