@@ -1,5 +1,7 @@
 # The TMS stack, module by module; the same resources and settings as ../template.yaml
-# (`make lint-infra` checks the parity of functions, queues, mappings, schedules and alarms).
+# (`make lint-infra` checks the parity of functions and their environments, roles' statements,
+# queues, mappings, schedules, alarms, the dashboard, log retention and the variables'
+# validations). Remote state: backend.tf.example.
 
 provider "aws" {
   region = var.region
@@ -29,8 +31,9 @@ locals {
 module "network" {
   source = "./modules/network"
 
-  name     = var.name
-  vpc_cidr = var.vpc_cidr
+  name               = var.name
+  vpc_cidr           = var.vpc_cidr
+  nat_gateway_per_az = var.nat_gateway_per_az
 }
 
 module "database" {
@@ -48,8 +51,12 @@ module "database" {
   port                       = var.database_port
   instance_class             = var.database_instance_class
   allocated_storage          = var.database_allocated_storage
+  max_allocated_storage      = var.database_max_allocated_storage
+  slow_statement_ms          = var.database_slow_statement_ms
   engine_version             = var.database_engine_version
   multi_az                   = var.database_multi_az
+  log_retention_days         = var.log_retention_days
+  enable_proxy               = var.enable_rds_proxy
 }
 
 module "queues" {
@@ -87,6 +94,10 @@ module "functions" {
   bucket_name              = module.storage.bucket_name
   bucket_arn               = module.storage.bucket_arn
   database                 = module.database.connection
+  api_reserved_concurrency = var.api_reserved_concurrency
+  deployment_strategy      = var.deployment_strategy
+  login_rotation_days      = var.login_rotation_days
+  rollback_alarms          = module.monitoring.rollback_alarms
 }
 
 module "api" {
@@ -94,7 +105,8 @@ module "api" {
 
   name                   = var.name
   function_name          = module.functions.function_names["api"]
-  function_arn           = module.functions.function_arns["api"]
+  function_alias_arn     = module.functions.alias_arns["api"]
+  function_alias         = module.functions.alias_name
   jwt_issuer             = var.jwt_issuer
   jwt_audience           = var.jwt_audience
   cors_allow_origins     = var.cors_allow_origins
@@ -106,10 +118,23 @@ module "api" {
 module "monitoring" {
   source = "./modules/monitoring"
 
-  name           = var.name
-  alarm_email    = var.alarm_email
-  queue_names    = module.queues.queue_names
-  function_names = module.functions.function_names
+  name                                 = var.name
+  alarm_email                          = var.alarm_email
+  queue_names                          = module.queues.queue_names
+  function_names                       = module.functions.function_names
+  api_id                               = module.api.api_id
+  database_identifier                  = module.database.instance_identifier
+  create_database                      = var.existing_database_host == ""
+  database_connections_alarm_threshold = var.database_connections_alarm_threshold
+}
+
+module "cicd" {
+  source = "./modules/cicd"
+
+  name                     = var.name
+  github_repository        = var.github_repository
+  github_deploy_subject    = var.github_deploy_subject
+  github_oidc_provider_arn = var.github_oidc_provider_arn
 }
 
 # Discovery parameters for operators and scripts (plain strings, no secrets).

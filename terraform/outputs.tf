@@ -31,6 +31,20 @@ output "database_endpoint" {
   value = module.database.connection.host
 }
 
+output "database_proxy_endpoint" {
+  value = module.database.connection.proxy_host
+}
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard of the stack"
+  value       = module.monitoring.dashboard_name
+}
+
+output "github_deploy_role_arn" {
+  description = "The role the deploy workflow assumes (repository variable TMS_DEPLOY_ROLE_ARN)"
+  value       = module.cicd.deploy_role_arn
+}
+
 output "rds_ca_layer_arn" {
   description = "Passed to `make deploy-fn LAYER=...` so that a code-only update keeps the layer"
   value       = module.functions.rds_ca_layer_arn

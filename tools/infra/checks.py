@@ -18,7 +18,14 @@ STAR_RESOURCE_ALLOWED = {
     "xray:PutTelemetryRecords": "X-Ray supports no resource-level permissions for telemetry",
     "xray:GetSamplingRules": "X-Ray supports no resource-level permissions for sampling",
     "xray:GetSamplingTargets": "X-Ray supports no resource-level permissions for sampling",
+    "secretsmanager:GetRandomPassword": "generates a password; it acts on no resource",
 }
+
+# The functions behind the alias `live`, deployed gradually with alarms that roll them back.
+DEPLOYED_GRADUALLY = ("api", "worker", "importer", "scheduler")
+# One database connection: one request (API), one job whose lock shares it (scheduler).
+ONE_CONNECTION = ("api", "scheduler")
+LOGIN_SECRETS = ("secret.migrator.arn", "secret.app.arn", "secret.dev.arn")
 
 PROPERTIES = (
     "visibility",
@@ -28,6 +35,14 @@ PROPERTIES = (
     "report-batch-item-failures",
     "tls-only-bucket-policy",
     "no-star-resource",
+    "bounded-connections",
+    "invoked-through-alias",
+    "rollback-alarms",
+    "alarm-actions",
+    "stats-heartbeat",
+    "log-retention",
+    "login-rotation",
+    "provider-versions",
 )
 
 
@@ -104,4 +119,62 @@ def check(model: dict, source: str) -> list[tuple[str, str]]:
                 ("no-star-resource", f"{statement['where']}: Resource \"*\" for {', '.join(not_allowed) or 'no listed action'} (these actions take an ARN)")
             )
 
+    failures += _operations(model)
     return [(prop, f"{source}: {message}") for prop, message in failures]
+
+
+def _operations(model: dict) -> list[tuple[str, str]]:
+    """What production needs beyond the queues: bounded connections, gradual deployments that
+    roll back, alarms that notify, logs that expire, rotated logins, pinned providers."""
+    failures = []
+    for function, env in model["env"].items():
+        if "TMS_DATABASE_URL" not in env or function == "bootstrap":
+            continue
+        pool = env.get("TMS_DATABASE_POOL_SIZE")
+        if not (isinstance(pool, str) and pool.isdigit() and int(pool) >= 1):
+            failures.append(("bounded-connections", f"function {function}: TMS_DATABASE_POOL_SIZE is {pool!r}, not a fixed size (connections = concurrency x pool)"))
+        elif function in ONE_CONNECTION and pool != "1":
+            failures.append(("bounded-connections", f"function {function}: TMS_DATABASE_POOL_SIZE {pool}, expected 1 (one request or one job at a time)"))
+    for (function, queue), mapping in model["mappings"].items():
+        if not mapping.get("max_concurrency"):
+            failures.append(("bounded-connections", f"{mapping['where']}: SQS mapping {function} <- {queue} has no maximum concurrency (its connections are unbounded)"))
+
+    for function in DEPLOYED_GRADUALLY:
+        ops = model["function_ops"].get(function)
+        if ops is None:
+            continue
+        if ops.get("alias") != "live":
+            failures.append(("invoked-through-alias", f"function {function}: not published behind the alias live"))
+        if not ops.get("deployment"):
+            failures.append(("rollback-alarms", f"function {function}: no deployment preference (CodeDeploy)"))
+        elif not ops.get("rollback_alarms"):
+            failures.append(("rollback-alarms", f"function {function}: deployed without alarms to roll it back"))
+        for alarm in ops.get("rollback_alarms", []):
+            if alarm not in {str(key) for key in model["alarms"]}:
+                failures.append(("rollback-alarms", f"function {function}: rollback alarm {alarm} is not an alarm of the stack"))
+    for (kind, name), through_alias in model["invocations"].items():
+        if not through_alias:
+            failures.append(("invoked-through-alias", f"{kind} {name}: invokes the function itself, not its alias live (a gradual deployment would not apply)"))
+
+    for key, alarm in model["alarms"].items():
+        if not alarm.get("actions") or not alarm.get("ok_actions"):
+            failures.append(("alarm-actions", f"alarm {key}: no alarm or OK action (nobody would be told)"))
+        if alarm.get("treat_missing") in (None, "missing"):
+            failures.append(("alarm-actions", f"alarm {key}: missing data is not handled explicitly (TreatMissingData)"))
+    heartbeats = [key for key, alarm in model["alarms"].items() if key[0] == "TMS" and alarm.get("treat_missing") == "breaching"]
+    if not heartbeats:
+        failures.append(("stats-heartbeat", "no alarm on the stats job's gauges treats missing data as breaching (a stopped scheduler would go unnoticed)"))
+
+    for name, retention in model["log_groups"].items():
+        if retention in (None, "<expr>"):
+            failures.append(("log-retention", f"log group {name}: no retention"))
+
+    for secret in LOGIN_SECRETS:
+        if not model["rotations"].get(secret):
+            failures.append(("login-rotation", f"{secret}: not rotated"))
+
+    for module, providers in (model.get("providers") or {}).items():
+        for provider in providers["used"]:
+            if provider not in providers["versioned"]:
+                failures.append(("provider-versions", f"module {module}: provider {provider} has no version constraint in required_providers"))
+    return failures

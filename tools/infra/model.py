@@ -9,13 +9,15 @@ The model is a plain dict, the same shape for both sources, so that the property
     queues:    {key: {visibility, retention, sse, dlq: key | None, max_receive: int | None}}
     mappings:  {(function, queue): {batch_size, window, max_concurrency, response_types}}
     schedules: {job: {expression, input}}
-    alarms:    {(namespace, metric, dimension, target): {statistic, period, evaluation_periods,
-                                                        threshold, comparison}}
     routes:    {route key: behind the optional authorizer (bool)}
     policies:  [{where, effect, actions: [...], resources: [...]}]  (every IAM statement)
     buckets:   {key: [bucket policy statements, each {effect, principal_any, actions, covers,
                                                       secure_transport_false}]}
     problems:  [(property, message)] found while loading (e.g. a policy that cannot be read)
+
+and the operational sections of model_ops.py (environment values, deployments, alarms with their
+actions, roles' statements, log groups, the dashboard, rotation, the proxy, the database, the
+parameters' constraints, Terraform's provider versions).
 
 Keys: functions api, worker, importer, scheduler, bootstrap; queues work, work_dlq, import,
 import_dlq (SAM logical ids WorkQueue, WorkDeadLetterQueue, ... are mapped onto them).
@@ -29,6 +31,8 @@ import os
 import re
 
 import yaml
+
+import model_ops
 
 # --------------------------------------------------------------------------------------------
 # CloudFormation / SAM
@@ -218,24 +222,6 @@ def sam_model(path: str) -> dict:
                 "max_receive": redrive.get("maxReceiveCount") if redrive else None,
             }
 
-        elif kind == "AWS::CloudWatch::Alarm":
-            dimensions = _as_list(props.get("Dimensions"))
-            if len(dimensions) > 1:
-                model["problems"].append(("parity", f"{logical_id}: more than one dimension is not modelled"))
-            dimension, target = "", ""
-            if dimensions:
-                dimension = dimensions[0].get("Name", "")
-                value = dimensions[0].get("Value")
-                referenced = _referenced(value)
-                target = _sam_key(referenced) if referenced else (value if isinstance(value, str) else "?")
-            model["alarms"][(props.get("Namespace"), props.get("MetricName"), dimension, target)] = {
-                "statistic": props.get("Statistic"),
-                "period": props.get("Period"),
-                "evaluation_periods": props.get("EvaluationPeriods"),
-                "threshold": float(props.get("Threshold")),
-                "comparison": props.get("ComparisonOperator"),
-            }
-
         elif kind == "AWS::ApiGatewayV2::Route":
             authorization = props.get("AuthorizationType", "NONE")
             model["routes"][props.get("RouteKey")] = authorization != "NONE"
@@ -257,6 +243,7 @@ def sam_model(path: str) -> dict:
             model["buckets"].setdefault(bucket_id, [])
             model["buckets"][bucket_id] += [_bucket_statement(s, bucket_id) for s in statements]
 
+    model_ops.sam_extend(template, model)
     return model
 
 
@@ -289,9 +276,16 @@ def load_terraform(root: str) -> dict:
             continue
         module_dir = os.path.relpath(os.path.dirname(path), root)
         module = modules.setdefault(
-            module_dir, {"resource": {}, "data": {}, "locals": {}, "module": {}, "output": {}, "file": {}}
+            module_dir,
+            {"resource": {}, "data": {}, "locals": {}, "module": {}, "output": {}, "file": {}, "providers": {"versioned": []}},
         )
         parsed = _hcl_load(path)
+        for block in parsed.get("terraform", []):
+            for required in block.get("required_providers", []):
+                for provider, spec in required.items():
+                    spec = _one(spec)
+                    if isinstance(spec, dict) and spec.get("version"):
+                        module["providers"]["versioned"].append(provider)
         for block in parsed.get("resource", []):
             for kind, named in block.items():
                 for name, body in named.items():
@@ -355,7 +349,7 @@ def _tf_queue_key(modules, module_dir, expression) -> str:
 
 
 def _tf_function_key(expression) -> str:
-    match = re.search(r'aws_lambda_function\.(\w+)(?:\["(\w+)"\])?', str(expression))
+    match = re.search(r'aws_lambda_(?:function|alias)\.(\w+)(?:\["(\w+)"\])?', str(expression))
     if not match:
         return f"?{expression}"
     return match.group(2) or match.group(1)
@@ -458,18 +452,6 @@ def tf_model(root: str) -> dict:
         if isinstance(routes, dict):
             model["routes"].update({key: bool(value) for key, value in routes.items()})
 
-        alarms = module["locals"].get("alarms")
-        if isinstance(alarms, dict):
-            resource = module["resource"].get(("aws_cloudwatch_metric_alarm", "this"), {})
-            for name, spec in alarms.items():
-                model["alarms"][(spec["namespace"], spec["metric"], spec["dimension"], spec["target"])] = {
-                    "statistic": spec["statistic"],
-                    "period": _one(resource.get("period")),
-                    "evaluation_periods": _one(resource.get("evaluation_periods")),
-                    "threshold": float(spec["threshold"]),
-                    "comparison": _one(resource.get("comparison_operator")),
-                }
-
         for (kind, name), body in module["resource"].items():
             where = f"{module['file'][(kind, name)]}: {kind}.{name}"
             if kind == "aws_sqs_queue":
@@ -521,6 +503,7 @@ def tf_model(root: str) -> dict:
             elif kind == "aws_s3_bucket":
                 model["buckets"].setdefault(f"{module_dir}:{name}", [])
 
+    model_ops.tf_extend(modules, model, root)
     return model
 
 

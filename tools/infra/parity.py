@@ -1,10 +1,39 @@
 """Parity of template.yaml and terraform/: the same functions (memory, timeout, ephemeral
-storage, environment variable names, runtime, architecture, tracing, log format), queues and
-their settings, event source mappings, schedules, alarms and API routes."""
+storage, environment variable names and values, runtime, architecture, tracing, log format,
+alias, deployment strategy, rollback alarms, reserved concurrency, database endpoint), queues
+and their settings, event source mappings and what they invoke, schedules, alarms (with their
+evaluation, missing-data handling and actions), API routes, the roles' IAM statements and the
+deploy role's trust conditions, log groups and their retention, the dashboard's widgets,
+rotation schedules, the RDS Proxy and database settings, the NAT option, and the parameters'
+constraints (template parameters against Terraform variables' validations)."""
 
 from __future__ import annotations
 
-SECTIONS = ("functions", "queues", "mappings", "schedules", "alarms", "routes")
+SECTIONS = (
+    "functions",
+    "env",
+    "function_ops",
+    "queues",
+    "mappings",
+    "invocations",
+    "schedules",
+    "alarms",
+    "routes",
+    "roles",
+    "trust",
+    "log_groups",
+    "dashboard",
+    "rotations",
+    "proxy",
+    "database",
+    "network",
+)
+
+# Terraform variables with no template parameter (the region is the stack's, the name is the stack
+# name, the artifacts are what `sam build` makes), and template parameters with no variable (the
+# bootstrap runs on every apply through timestamp()).
+ONLY_TERRAFORM = {"region", "name", "artifacts_dir", "ca_layer_zip"}
+ONLY_TEMPLATE = {"deploy_id"}
 
 
 def _strip(value):
@@ -13,8 +42,48 @@ def _strip(value):
     return value
 
 
+def _diff(path: str, a, b, failures: list) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for field in sorted(set(a) | set(b), key=str):
+            if field not in b:
+                failures.append(("parity", f"{path} {field}: in template.yaml, missing in terraform/"))
+            elif field not in a:
+                failures.append(("parity", f"{path} {field}: in terraform/, missing in template.yaml"))
+            else:
+                _diff(f"{path} {field}", a[field], b[field], failures)
+    elif isinstance(a, list) and isinstance(b, list) and a != b:
+        only_sam = sorted((str(x) for x in a if x not in b))
+        only_tf = sorted((str(x) for x in b if x not in a))
+        failures.append(("parity", f"{path}: only in template.yaml {only_sam}, only in terraform/ {only_tf}" if only_sam or only_tf
+                         else f"{path}: template.yaml {a!r} != terraform/ {b!r}"))
+    elif a != b:
+        failures.append(("parity", f"{path}: template.yaml {a!r} != terraform/ {b!r}"))
+
+
+def _parameters(sam: dict, tf: dict, failures: list) -> None:
+    for name in sorted(set(sam) | set(tf)):
+        if name not in tf:
+            if name not in ONLY_TEMPLATE:
+                failures.append(("parity", f"parameters {name}: a template parameter without a Terraform variable"))
+            continue
+        if name not in sam:
+            if name not in ONLY_TERRAFORM:
+                failures.append(("parity", f"parameters {name}: a Terraform variable without a template parameter"))
+            continue
+        a, b = sam[name], tf[name]
+        if b.get("type") == "bool":
+            if a.get("allowed") not in (None, ["false", "true"]):
+                failures.append(("parity", f"parameters {name}: a Terraform bool, but the template allows {a.get('allowed')}"))
+            continue
+        for constraint in ("allowed", "pattern", "min", "max"):
+            if a.get(constraint) != b.get(constraint):
+                failures.append(
+                    ("parity", f"parameters {name} {constraint}: template.yaml {a.get(constraint)!r} != terraform/ validation {b.get(constraint)!r}")
+                )
+
+
 def compare(sam: dict, tf: dict) -> list[tuple[str, str]]:
-    failures = []
+    failures: list[tuple[str, str]] = []
     for section in SECTIONS:
         left, right = sam[section], tf[section]
         for key in sorted(set(left) | set(right), key=str):
@@ -23,19 +92,6 @@ def compare(sam: dict, tf: dict) -> list[tuple[str, str]]:
             elif key not in left:
                 failures.append(("parity", f"{section} {key}: in terraform/, missing in template.yaml"))
             else:
-                a, b = _strip(left[key]), _strip(right[key])
-                if isinstance(a, dict) and isinstance(b, dict):
-                    for field in sorted(set(a) | set(b)):
-                        if isinstance(a.get(field), list) and isinstance(b.get(field), list) and a.get(field) != b.get(field):
-                            only_sam = sorted(set(a[field]) - set(b[field]))
-                            only_tf = sorted(set(b[field]) - set(a[field]))
-                            failures.append(
-                                ("parity", f"{section} {key} {field}: only in template.yaml {only_sam}, only in terraform/ {only_tf}")
-                            )
-                        elif a.get(field) != b.get(field):
-                            failures.append(
-                                ("parity", f"{section} {key} {field}: template.yaml {a.get(field)!r} != terraform/ {b.get(field)!r}")
-                            )
-                elif a != b:
-                    failures.append(("parity", f"{section} {key}: template.yaml {a!r} != terraform/ {b!r}"))
+                _diff(f"{section} {key}", _strip(left[key]), _strip(right[key]), failures)
+    _parameters(sam["parameters"], tf["parameters"], failures)
     return failures

@@ -26,6 +26,12 @@ IAM = "terraform/modules/functions/iam.tf"
 STORAGE = "terraform/modules/storage/main.tf"
 MONITORING = "terraform/modules/monitoring/main.tf"
 API = "terraform/modules/api/main.tf"
+DATABASE = "terraform/modules/database/main.tf"
+DEPLOY = "terraform/modules/functions/deploy.tf"
+NETWORK = "terraform/modules/network/main.tf"
+NETWORK_VERSIONS = "terraform/modules/network/versions.tf"
+CICD = "terraform/modules/cicd/main.tf"
+VARIABLES = "terraform/variables.tf"
 
 # (what is broken, file, exact text (must occur once), replacement, property expected to fail)
 MUTATIONS = [
@@ -82,7 +88,7 @@ MUTATIONS = [
     ("parity: SAM stats schedule every 10 minutes", SAM,
      "Schedule: rate(5 minutes)", "Schedule: rate(10 minutes)", "parity"),
     ("parity: Terraform work queue age alarm threshold 600", MONITORING,
-     'target = "work", statistic = "Maximum", threshold = 300', 'target = "work", statistic = "Maximum", threshold = 600', "parity"),
+     'evaluation_periods = 3, datapoints = 2, threshold = 300,', 'evaluation_periods = 3, datapoints = 2, threshold = 600,', "parity"),
     ("parity: Terraform without the GET /docs route", API,
      '    "GET /docs"                   = false\n', "", "parity"),
     ("Terraform work queue without SSE", QUEUES,
@@ -90,6 +96,92 @@ MUTATIONS = [
      "  sqs_managed_sse_enabled    = true",
      'name                       = "${var.name}-work"\n  visibility_timeout_seconds = 370\n  message_retention_seconds  = 345600\n'
      "  sqs_managed_sse_enabled    = false", "queue-sse"),
+    # Bounded connections: fixed pools, one connection for the API and the scheduler.
+    ("SAM API pool of 4 connections", SAM,
+     'TMS_DATABASE_PASSWORD_PARAM: &app-password-name !Sub /aws/reference/secretsmanager/${AppPasswordSecret}\n          TMS_DATABASE_POOL_SIZE: "1"',
+     'TMS_DATABASE_PASSWORD_PARAM: &app-password-name !Sub /aws/reference/secretsmanager/${AppPasswordSecret}\n          TMS_DATABASE_POOL_SIZE: "4"', "bounded-connections"),
+    ("Terraform scheduler without a pool size", FUNCTIONS,
+     'TMS_DATABASE_POOL_SIZE      = "1"\n      }\n      reserved_concurrency = 0\n      deployment           = "AllAtOnce"',
+     '}\n      reserved_concurrency = 0\n      deployment           = "AllAtOnce"', "bounded-connections"),
+    ("parity: Terraform worker pool of 3 connections", FUNCTIONS,
+     'TMS_DATABASE_URL            = local.proxied_database_url\n        TMS_DATABASE_SSLMODE        = "verify-full"\n        TMS_DATABASE_CA_FILE        = local.ca_file\n        TMS_DATABASE_PASSWORD_PARAM = local.app_password\n        TMS_DATABASE_POOL_SIZE      = "2"',
+     'TMS_DATABASE_URL            = local.proxied_database_url\n        TMS_DATABASE_SSLMODE        = "verify-full"\n        TMS_DATABASE_CA_FILE        = local.ca_file\n        TMS_DATABASE_PASSWORD_PARAM = local.app_password\n        TMS_DATABASE_POOL_SIZE      = "3"', "parity"),
+    ("parity: Terraform worker bypasses RDS Proxy", FUNCTIONS,
+     'TMS_DATABASE_URL            = local.proxied_database_url\n        TMS_DATABASE_SSLMODE        = "verify-full"\n        TMS_DATABASE_CA_FILE        = local.ca_file\n        TMS_DATABASE_PASSWORD_PARAM = local.app_password\n        TMS_DATABASE_POOL_SIZE      = "2"',
+     'TMS_DATABASE_URL            = local.direct_database_url\n        TMS_DATABASE_SSLMODE        = "verify-full"\n        TMS_DATABASE_CA_FILE        = local.ca_file\n        TMS_DATABASE_PASSWORD_PARAM = local.app_password\n        TMS_DATABASE_POOL_SIZE      = "2"', "parity"),
+    ("parity: Terraform API without its reserved concurrency", FUNCTIONS,
+     "reserved_concurrency = var.api_reserved_concurrency", "reserved_concurrency = 0", "parity"),
+    ("parity: Terraform proxy opens 90% of the connections", DATABASE,
+     "max_connections_percent      = 60", "max_connections_percent      = 90", "parity"),
+    # Environment values and IAM statements.
+    ("parity: SAM worker stores archives under another prefix", SAM,
+     'Resource: [!Sub "${DataBucket.Arn}/emails/*", !Sub "${DataBucket.Arn}/archive/*"]',
+     'Resource: [!Sub "${DataBucket.Arn}/emails/*", !Sub "${DataBucket.Arn}/archives/*"]', "parity"),
+    ("parity: Terraform bootstrapper cannot put secret values", IAM,
+     '      "secretsmanager:PutSecretValue",\n', "", "parity"),
+    ("parity: Terraform deploy role trusts every ref of the repository", CICD,
+     'values   = ["repo:${var.github_repository}:${var.github_deploy_subject}"]', 'values   = ["repo:${var.github_repository}:*"]', "parity"),
+    # Alarms: actions, missing data, M of N, the heartbeat.
+    ("SAM stats heartbeat treats missing data as fine", SAM,
+     "TreatMissingData: breaching", "TreatMissingData: notBreaching", "stats-heartbeat"),
+    ("Terraform alarms without OK actions", MONITORING,
+     "  alarm_actions       = [aws_sns_topic.alarms.arn]\n  ok_actions          = [aws_sns_topic.alarms.arn]\n\n  dimensions",
+     "  alarm_actions       = [aws_sns_topic.alarms.arn]\n\n  dimensions", "alarm-actions"),
+    ("parity: Terraform dead-tasks alarm breaches on missing data", MONITORING,
+     'missing = "notBreaching", database = false, description = "Dead tasks await',
+     'missing = "breaching", database = false, description = "Dead tasks await', "parity"),
+    ("parity: SAM import queue age alarm at 30 minutes", SAM,
+     "Threshold: 3600", "Threshold: 1800", "parity"),
+    ("parity: Terraform 5xx rate alarm on 1 datapoint of 5", MONITORING,
+     "evaluation_periods  = 5\n  datapoints_to_alarm = 3\n  threshold           = 5",
+     "evaluation_periods  = 5\n  datapoints_to_alarm = 1\n  threshold           = 5", "parity"),
+    # Log retention.
+    ("Terraform database log groups without retention", DATABASE,
+     'name              = "/aws/rds/instance/${local.identifier}/${each.key}"\n  retention_in_days = var.log_retention_days',
+     'name              = "/aws/rds/instance/${local.identifier}/${each.key}"', "log-retention"),
+    ("parity: SAM upgrade log group kept 7 days", SAM,
+     "        - /aws/rds/instance/tms-${StackKey}/upgrade\n        - StackKey: !Select [0, !Split [\"-\", !Select [2, !Split [\"/\", !Ref AWS::StackId]]]]\n      RetentionInDays: !Ref LogRetentionDays",
+     "        - /aws/rds/instance/tms-${StackKey}/upgrade\n        - StackKey: !Select [0, !Split [\"-\", !Select [2, !Split [\"/\", !Ref AWS::StackId]]]]\n      RetentionInDays: 7", "parity"),
+    # The dashboard.
+    ("parity: Terraform dashboard shows the API's p90 duration", MONITORING,
+     '["AWS/Lambda", "Duration", "FunctionName", var.function_names["api"], { stat = "p99" }],',
+     '["AWS/Lambda", "Duration", "FunctionName", var.function_names["api"], { stat = "p90" }],', "parity"),
+    # Safe deployments.
+    ("Terraform worker mapping invokes the function, not its alias", FUNCTIONS,
+     'function_name                      = aws_lambda_alias.live["worker"].arn', 'function_name                      = aws_lambda_function.this["worker"].arn', "invoked-through-alias"),
+    ("SAM API integration invokes the function, not its alias", SAM,
+     "IntegrationUri: !Ref ApiFunction.Alias", "IntegrationUri: !GetAtt ApiFunction.Arn", "invoked-through-alias"),
+    ("SAM worker deployed without rollback alarms", SAM,
+     "        Alarms: [!Ref WorkerErrorsAlarm]\n", "", "rollback-alarms"),
+    ("parity: Terraform scheduler deployed gradually", FUNCTIONS,
+     'deployment           = "AllAtOnce"', "deployment           = var.deployment_strategy", "parity"),
+    ("Terraform aliases of three functions only", DEPLOY,
+     "resource \"aws_lambda_alias\" \"live\" {\n  for_each = local.app_functions",
+     "resource \"aws_lambda_alias\" \"live\" {\n  for_each = { for k, v in local.app_functions : k => v if k != \"scheduler\" }", "invoked-through-alias"),
+    # Rotation.
+    ("Terraform dev login not rotated", FUNCTIONS,
+     "    app      = var.database.app_secret_arn\n    dev      = var.database.dev_secret_arn\n  }\n\n  functions",
+     "    app      = var.database.app_secret_arn\n  }\n\n  functions", "login-rotation"),
+    ("parity: SAM dev login rotated weekly", SAM,
+     "SecretId: !Ref DevPasswordSecret\n      RotationLambdaARN: !GetAtt BootstrapFunction.Arn\n      RotateImmediatelyOnUpdate: false\n      RotationRules:\n        AutomaticallyAfterDays: !Ref LoginRotationDays",
+     "SecretId: !Ref DevPasswordSecret\n      RotationLambdaARN: !GetAtt BootstrapFunction.Arn\n      RotateImmediatelyOnUpdate: false\n      RotationRules:\n        AutomaticallyAfterDays: 7", "parity"),
+    # RDS and the network.
+    ("parity: SAM without Performance Insights", SAM,
+     "EnablePerformanceInsights: true", "EnablePerformanceInsights: false", "parity"),
+    ("parity: Terraform without log_min_duration_statement", DATABASE,
+     '  parameter {\n    name  = "log_min_duration_statement"\n    value = tostring(var.slow_statement_ms)\n  }\n', "", "parity"),
+    ("parity: Terraform without the NAT-per-zone option", NETWORK,
+     "  count = local.nat_count\n\n  allocation_id", "  count = 1\n\n  allocation_id", "parity"),
+    # Terraform: providers, variable validation.
+    ("Terraform network module without a provider version", NETWORK_VERSIONS,
+     '      source  = "hashicorp/aws"\n      version = ">= 5.80, < 6.0"', '      source = "hashicorp/aws"', "provider-versions"),
+    ("parity: Terraform task retention accepts 0 days", VARIABLES,
+     "condition     = var.task_retention_days >= 1", "condition     = var.task_retention_days >= 0", "parity"),
+    ("parity: SAM log retention without 3653 days", SAM,
+     "3288, 3653]", "3288]", "parity"),
+    ("parity: Terraform VPC CIDR without its pattern", VARIABLES,
+     'condition     = can(regex("^\\\\d{1,3}\\\\.\\\\d{1,3}\\\\.\\\\d{1,3}\\\\.\\\\d{1,3}/16$", var.vpc_cidr))',
+     "condition     = var.vpc_cidr != \"\"", "parity"),
 ]
 
 

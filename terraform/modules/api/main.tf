@@ -75,10 +75,11 @@ resource "aws_apigatewayv2_stage" "default" {
   }
 }
 
+# The alias: CodeDeploy shifts which version answers.
 resource "aws_apigatewayv2_integration" "function" {
   api_id                 = aws_apigatewayv2_api.this.id
   integration_type       = "AWS_PROXY"
-  integration_uri        = var.function_arn
+  integration_uri        = var.function_alias_arn
   payload_format_version = "2.0"
   timeout_milliseconds   = 30000
 }
@@ -112,6 +113,7 @@ resource "aws_lambda_permission" "api" {
   statement_id  = "http-api"
   action        = "lambda:InvokeFunction"
   function_name = var.function_name
+  qualifier     = var.function_alias
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*"
 }

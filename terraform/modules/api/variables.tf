@@ -6,7 +6,11 @@ variable "function_name" {
   type = string
 }
 
-variable "function_arn" {
+variable "function_alias_arn" {
+  type = string
+}
+
+variable "function_alias" {
   type = string
 }
 

@@ -3,6 +3,7 @@
 output "connection" {
   value = {
     host                = local.create ? aws_db_instance.this[0].address : var.existing_host
+    proxy_host          = local.proxy ? aws_db_proxy.this[0].endpoint : ""
     port                = var.port
     name                = var.database_name
     admin_user          = var.admin_user
@@ -11,4 +12,9 @@ output "connection" {
     app_secret_arn      = aws_secretsmanager_secret_version.login["app"].arn
     dev_secret_arn      = aws_secretsmanager_secret_version.login["dev"].arn
   }
+}
+
+# For the alarms' and the dashboard's DBInstanceIdentifier dimension ("none" without an instance).
+output "instance_identifier" {
+  value = local.create ? aws_db_instance.this[0].identifier : "none"
 }

@@ -54,3 +54,19 @@ variable "engine_version" {
 variable "multi_az" {
   type = bool
 }
+
+variable "max_allocated_storage" {
+  type = number
+}
+
+variable "slow_statement_ms" {
+  type = number
+}
+
+variable "log_retention_days" {
+  type = number
+}
+
+variable "enable_proxy" {
+  type = bool
+}

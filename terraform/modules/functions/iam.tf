@@ -184,6 +184,7 @@ data "aws_iam_policy_document" "scheduler" {
 }
 
 data "aws_iam_policy_document" "bootstrap" {
+  # checkov:skip=CKV_AWS_356:Only secretsmanager:GetRandomPassword has "*": it acts on no resource, and AWS documents it with "*".
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -205,6 +206,25 @@ data "aws_iam_policy_document" "bootstrap" {
       var.database.app_secret_arn,
       var.database.dev_secret_arn,
     ]
+  }
+  statement {
+    sid = "RotateLoginSecrets"
+    actions = [
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:UpdateSecretVersionStage",
+    ]
+    resources = [
+      var.database.migrator_secret_arn,
+      var.database.app_secret_arn,
+      var.database.dev_secret_arn,
+    ]
+  }
+  statement {
+    sid       = "GeneratePasswords"
+    actions   = ["secretsmanager:GetRandomPassword"]
+    resources = ["*"]
   }
 }
 

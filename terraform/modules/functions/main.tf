@@ -17,6 +17,16 @@
 #   job's TMS_IMPORT_STALE_AFTER_SECONDS default, 960 s, is the importer's timeout and a minute:
 #   900 s is Lambda's maximum, so an import running longer has lost its importer.
 # - bootstrap 256 MB / 300 s: DDL and migrations; long migrations need more than a minute.
+#
+# Database pools (TMS_DATABASE_POOL_SIZE), sized for what one execution does at a time: the API
+# serves one request, the scheduler runs one job (its lock shares the connection) - one each; the
+# worker and the importer two (a batch's or an import's statements, and the outbox marks beside
+# them). Connections at most = concurrency x pool; README, "Database connections".
+#
+# The API, the worker, the importer and the scheduler are published as versions behind the alias
+# `live`, which the API integration, the event source mappings and the schedules invoke. CodeDeploy
+# shifts the alias to a new version (deployment_strategy; the scheduler all at once) and shifts it
+# back when one of the function's alarms fires (deploy.tf).
 
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
@@ -29,8 +39,11 @@ resource "random_password" "cursor_key" {
 }
 
 locals {
-  ssm_arn_prefix   = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
-  app_database_url = "postgres://tms_app@${var.database.host}:${var.database.port}/${var.database.name}"
+  ssm_arn_prefix = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
+  # Through RDS Proxy when there is one (API, worker); the instance itself for the scheduler's
+  # session locks and the importer's import sessions.
+  proxied_database_url = "postgres://tms_app@${coalesce(var.database.proxy_host, var.database.host)}:${var.database.port}/${var.database.name}"
+  direct_database_url  = "postgres://tms_app@${var.database.host}:${var.database.port}/${var.database.name}"
   # Parameter Store's references to Secrets Manager, by secret name (the form it documents): a
   # secret's ARN is its name, a hyphen and six random characters.
   secret_reference = {
@@ -43,6 +56,11 @@ locals {
   }
   app_password = local.secret_reference["app"]
   ca_file      = "/opt/tms/rds-ca-bundle.pem"
+  login_secrets = {
+    migrator = var.database.migrator_secret_arn
+    app      = var.database.app_secret_arn
+    dev      = var.database.dev_secret_arn
+  }
 
   functions = {
     api = {
@@ -56,11 +74,14 @@ locals {
         TMS_TOKENS_PARAM            = var.tokens_parameter_name
         TMS_CURSOR_KEY              = random_password.cursor_key.result
         TMS_WEBHOOK_ALLOW           = ""
-        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_URL            = local.proxied_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
+        TMS_DATABASE_POOL_SIZE      = "1"
       }
+      reserved_concurrency = var.api_reserved_concurrency
+      deployment           = var.deployment_strategy
     }
     worker = {
       description       = "TMS worker (work queue consumer)"
@@ -73,11 +94,14 @@ locals {
         TMS_BUCKET                  = var.bucket_name
         TMS_PRODUCERS_PARAM         = var.producers_parameter_name
         TMS_WEBHOOK_ALLOW           = ""
-        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_URL            = local.proxied_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
+        TMS_DATABASE_POOL_SIZE      = "2"
       }
+      reserved_concurrency = 0
+      deployment           = var.deployment_strategy
     }
     importer = {
       description       = "TMS importer (S3 notifications through the import queue)"
@@ -87,11 +111,14 @@ locals {
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_BUCKET                  = var.bucket_name
-        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_URL            = local.direct_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
+        TMS_DATABASE_POOL_SIZE      = "2"
       }
+      reserved_concurrency = 0
+      deployment           = var.deployment_strategy
     }
     scheduler = {
       description       = "TMS scheduled jobs (relay, reap, retention, stats)"
@@ -101,11 +128,14 @@ locals {
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_RETENTION_DAYS          = tostring(var.task_retention_days)
-        TMS_DATABASE_URL            = local.app_database_url
+        TMS_DATABASE_URL            = local.direct_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
+        TMS_DATABASE_POOL_SIZE      = "1"
       }
+      reserved_concurrency = 0
+      deployment           = "AllAtOnce"
     }
     bootstrap = {
       description       = "TMS database bootstrapper (roles, privileges, schema, migrations)"
@@ -121,6 +151,8 @@ locals {
         TMS_APP_PASSWORD_PARAM      = local.app_password
         TMS_DEV_PASSWORD_PARAM      = local.secret_reference["dev"]
       }
+      reserved_concurrency = 0
+      deployment           = ""
     }
   }
 
@@ -213,7 +245,7 @@ resource "aws_lambda_invocation" "bootstrap" {
 
 resource "aws_lambda_function" "this" {
   # checkov:skip=CKV_AWS_116:Not invoked asynchronously except by EventBridge schedules that fire again a minute later; SQS-driven failures go to the queues' own DLQs.
-  # checkov:skip=CKV_AWS_115:Concurrency is bounded by the event source mappings' maximum concurrency and the API stage throttling; reserved concurrency would fail applies in accounts with a low concurrency quota.
+  # checkov:skip=CKV_AWS_115:Concurrency is bounded by the event source mappings' maximum concurrency, the API stage throttling and, optionally, api_reserved_concurrency (off by default); reserving by default would fail applies in accounts with a low concurrency quota.
   # checkov:skip=CKV_AWS_173:Environment variables hold names, URLs and ARNs only - secrets are read from SSM/Secrets Manager at run time.
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed artifacts that cargo lambda does not produce; artifacts come from this repository's build.
   for_each = local.app_functions
@@ -229,6 +261,9 @@ resource "aws_lambda_function" "this" {
   memory_size      = each.value.memory
   timeout          = each.value.timeout
   layers           = [aws_lambda_layer_version.rds_ca.arn]
+  # Each change is a new version; the alias `live` moves to it through CodeDeploy (deploy.tf).
+  publish                        = true
+  reserved_concurrent_executions = each.value.reserved_concurrency > 0 ? each.value.reserved_concurrency : -1
 
   ephemeral_storage {
     size = each.value.ephemeral_storage
@@ -257,10 +292,10 @@ resource "aws_lambda_function" "this" {
   depends_on = [aws_lambda_invocation.bootstrap, aws_iam_role_policy.function, aws_iam_role_policy_attachment.network_and_tracing]
 }
 
-# MaximumConcurrency bounds the worker's database connections (10 x the pool size).
+# MaximumConcurrency bounds the worker's database connections (10 x 2).
 resource "aws_lambda_event_source_mapping" "worker" {
   event_source_arn                   = var.work_queue_arn
-  function_name                      = aws_lambda_function.this["worker"].arn
+  function_name                      = aws_lambda_alias.live["worker"].arn
   batch_size                         = 10
   maximum_batching_window_in_seconds = 1
   function_response_types            = ["ReportBatchItemFailures"]
@@ -270,10 +305,10 @@ resource "aws_lambda_event_source_mapping" "worker" {
   }
 }
 
-# One file per invocation; at most two imports load the database at once.
+# One file per invocation; at most two imports load the database at once (2 x 2 connections).
 resource "aws_lambda_event_source_mapping" "importer" {
   event_source_arn                   = var.import_queue_arn
-  function_name                      = aws_lambda_function.this["importer"].arn
+  function_name                      = aws_lambda_alias.live["importer"].arn
   batch_size                         = 1
   maximum_batching_window_in_seconds = 0
   function_response_types            = ["ReportBatchItemFailures"]
@@ -295,7 +330,7 @@ resource "aws_cloudwatch_event_target" "job" {
   for_each = local.schedules
 
   rule  = aws_cloudwatch_event_rule.job[each.key].name
-  arn   = aws_lambda_function.this["scheduler"].arn
+  arn   = aws_lambda_alias.live["scheduler"].arn
   input = jsonencode(each.value.input)
 }
 
@@ -305,6 +340,35 @@ resource "aws_lambda_permission" "job" {
   statement_id  = "schedule-${each.key}"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.this["scheduler"].function_name
+  qualifier     = aws_lambda_alias.live["scheduler"].name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.job[each.key].arn
+}
+
+# Secrets Manager invokes the bootstrapper with the four rotation steps (createSecret,
+# setSecret, testSecret, finishSecret) for each login secret, once the bootstrap created the
+# users. Not at once on creation: the first rotation comes with the schedule.
+resource "aws_lambda_permission" "rotation" {
+  for_each = local.login_secrets
+
+  statement_id  = "rotate-${each.key}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.bootstrap.function_name
+  principal     = "secretsmanager.amazonaws.com"
+  source_arn    = each.value
+}
+
+resource "aws_secretsmanager_secret_rotation" "login" {
+  # checkov:skip=CKV_AWS_304:Rotated every login_rotation_days, which the root module validates to at most 90 (30 by default); this check cannot follow the variable into the module.
+  for_each = local.login_secrets
+
+  secret_id           = each.value
+  rotation_lambda_arn = aws_lambda_function.bootstrap.arn
+  rotate_immediately  = false
+
+  rotation_rules {
+    automatically_after_days = var.login_rotation_days
+  }
+
+  depends_on = [aws_lambda_invocation.bootstrap, aws_lambda_permission.rotation]
 }

@@ -15,3 +15,12 @@ output "function_arns" {
 output "rds_ca_layer_arn" {
   value = aws_lambda_layer_version.rds_ca.arn
 }
+
+# What callers invoke: the alias `live` of the app functions.
+output "alias_arns" {
+  value = { for key, alias in aws_lambda_alias.live : key => alias.arn }
+}
+
+output "alias_name" {
+  value = "live"
+}

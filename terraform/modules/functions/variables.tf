@@ -72,6 +72,7 @@ variable "database" {
   description = "The database module's connection output."
   type = object({
     host                = string
+    proxy_host          = string
     port                = number
     name                = string
     admin_user          = string
@@ -80,4 +81,22 @@ variable "database" {
     app_secret_arn      = string
     dev_secret_arn      = string
   })
+}
+
+variable "api_reserved_concurrency" {
+  type = number
+}
+
+variable "deployment_strategy" {
+  description = "CodeDeploy's Lambda configuration without its CodeDeployDefault.Lambda prefix."
+  type        = string
+}
+
+variable "login_rotation_days" {
+  type = string
+}
+
+variable "rollback_alarms" {
+  description = "function key => names of the alarms that roll its deployment back"
+  type        = map(list(string))
 }

@@ -15,3 +15,20 @@ variable "function_names" {
   description = "api, worker, importer, scheduler, bootstrap => function name"
   type        = map(string)
 }
+
+variable "api_id" {
+  type = string
+}
+
+variable "database_identifier" {
+  description = "The created instance's identifier (\"none\" without one)."
+  type        = string
+}
+
+variable "create_database" {
+  type = bool
+}
+
+variable "database_connections_alarm_threshold" {
+  type = number
+}

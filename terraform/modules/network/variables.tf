@@ -5,3 +5,7 @@ variable "name" {
 variable "vpc_cidr" {
   type = string
 }
+
+variable "nat_gateway_per_az" {
+  type = bool
+}
