@@ -23,7 +23,7 @@ define venv
 @TMS_VENV=$(1) scripts/venv.sh $(2)
 endef
 
-.PHONY: build deploy deploy-fn lint-infra
+.PHONY: build deploy deploy-fn lint-infra tf-test
 
 # cargo lambda and sam find cargo-lambda and zig on PATH.
 build deploy deploy-fn: export PATH := $(BUILD_VENV)/bin:$(PATH)
@@ -48,6 +48,9 @@ deploy: ## deploy the stack with SAM (guided on the first run or with GUIDED=1);
 
 # `cargo lambda deploy` resets a function's layers unless they are given, so the RDS CA layer's
 # ARN is read from the stack's outputs (or given as LAYER=..., e.g. from `terraform output`).
+# The app functions are invoked through their alias `live`: the new code is published as a
+# version and the alias moved to it at once (no gradual deployment: for iterations, not releases).
+ALIAS_ARG = $(if $(filter bootstrap,$(FN)),,--alias live)
 deploy-fn: ## update one function's code in place: make deploy-fn FN=api|worker|importer|scheduler|bootstrap [STACK=tms] [LAYER=arn]
 	@case " $(FUNCTIONS) " in *" $(FN) "*) ;; *) echo "usage: make deploy-fn FN=<$(subst $(space),|,$(FUNCTIONS))> [STACK=$(STACK)] [LAYER=<layer version arn>]" >&2; exit 2;; esac
 	$(call venv,$(BUILD_VENV),build)
@@ -58,10 +61,10 @@ deploy-fn: ## update one function's code in place: make deploy-fn FN=api|worker|
 	    | python3 -c 'import json, sys; print(next(o["OutputValue"] for o in json.load(sys.stdin) if o["OutputKey"] == "RdsCaLayerArn"))')" \
 	    || { echo "cannot read RdsCaLayerArn from stack $(STACK): pass STACK=... or LAYER=..." >&2; exit 1; }; \
 	fi; \
-	echo "cargo lambda deploy --binary-name tms-$(FN) --layer $$layer --tracing active $(STACK)-$(FN)"; \
-	cargo lambda deploy --binary-name tms-$(FN) --layer "$$layer" --tracing active "$(STACK)-$(FN)"
+	echo "cargo lambda deploy --binary-name tms-$(FN) --layer $$layer --tracing active $(ALIAS_ARG) $(STACK)-$(FN)"; \
+	cargo lambda deploy --binary-name tms-$(FN) --layer "$$layer" --tracing active $(ALIAS_ARG) "$(STACK)-$(FN)"
 
-lint-infra: ## lint template.yaml and terraform/ (cfn-lint, checkov, terraform fmt, own checks and parity, their self-test)
+lint-infra: ## lint template.yaml, terraform/ and .github/workflows (cfn-lint, checkov, terraform fmt, own checks and parity, their self-test, actionlint)
 	$(call venv,$(LINT_VENV),lint)
 	$(LINT_VENV)/bin/cfn-lint template.yaml
 	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml
@@ -70,3 +73,11 @@ lint-infra: ## lint template.yaml and terraform/ (cfn-lint, checkov, terraform f
 	TF_CLI_CONFIG_FILE= terraform fmt -check -recursive -diff terraform
 	$(LINT_VENV)/bin/python tools/infra/check.py
 	$(LINT_VENV)/bin/python tools/infra/selftest.py
+	scripts/actionlint.sh
+
+# `terraform init` downloads the providers the lock file pins: it needs the Terraform registry,
+# which `make lint-infra` does not (CI runs this target; see .github/workflows/ci.yml).
+tf-test: ## plan terraform/ in its main configurations against a mocked AWS provider (terraform init, then terraform test)
+	@command -v terraform >/dev/null 2>&1 || { echo "terraform not found: install Terraform >= 1.9" >&2; exit 1; }
+	cd terraform && TF_CLI_CONFIG_FILE= terraform init -backend=false -input=false -lockfile=readonly
+	cd terraform && TF_CLI_CONFIG_FILE= terraform test
