@@ -102,3 +102,79 @@ fn the_runner_mirrors_the_schedules() {
         assert_eq!(s.every.as_secs(), n * unit, "{} fires on its rate", s.event);
     }
 }
+
+/// `[package.metadata.lambda.deploy]` of each function, as `cargo metadata` reads it.
+fn deploy_metadata() -> Vec<(String, serde_json::Value)> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(tms_testkit::repo_root())
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["manifest_path"]
+                .as_str()
+                .is_some_and(|m| m.contains("/functions/"))
+        })
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["metadata"]["lambda"]["deploy"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cargo_lambda_deploys_each_function_as_the_template_does() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    let functions = deploy_metadata();
+    assert_eq!(functions.len(), 5, "{functions:?}");
+    for (package, deploy) in functions {
+        let resource = match package.trim_start_matches("tms-") {
+            "api" => "ApiFunction",
+            "worker" => "WorkerFunction",
+            "importer" => "ImporterFunction",
+            "scheduler" => "SchedulerFunction",
+            "bootstrap" => "BootstrapFunction",
+            other => panic!("a function the template does not know: {other}"),
+        };
+        let properties = &t["Resources"][resource]["Properties"];
+        assert_eq!(
+            deploy["memory"].as_u64(),
+            properties["MemorySize"].as_u64(),
+            "{package} memory"
+        );
+        assert_eq!(
+            deploy["timeout"].as_u64(),
+            properties["Timeout"].as_u64(),
+            "{package} timeout"
+        );
+        assert_eq!(
+            deploy["tracing"].as_str().map(str::to_lowercase),
+            globals["Tracing"].as_str().map(str::to_lowercase),
+            "{package} tracing"
+        );
+        assert_eq!(
+            deploy["runtime"].as_str(),
+            globals["Runtime"].as_str(),
+            "{package} runtime"
+        );
+    }
+}
