@@ -20,8 +20,8 @@
 #
 # Database pools (TMS_DATABASE_POOL_SIZE), sized for what one execution does at a time: the API
 # serves one request, the scheduler runs one job (its lock shares the connection) - one each; the
-# worker and the importer two (a batch's or an import's statements, and the outbox marks beside
-# them). Connections at most = concurrency x pool; README, "Database connections".
+# worker and the importer two (the connection a batch or an import works on, and one spare
+# for what runs beside it). Connections at most = concurrency x pool; README, "Database connections".
 #
 # The API, the worker, the importer and the scheduler are published as versions behind the alias
 # `live`, which the API integration, the event source mappings and the schedules invoke. CodeDeploy
