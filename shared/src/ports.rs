@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::{
-    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, NewTask, Status, Task,
-    TaskError, TaskEvent, TaskId, TaskKind, Tenant, TransitionError, WorkMessage,
+    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, NewTask, Scope,
+    SourceKind, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, Tenant, TransitionError,
+    WorkMessage,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -52,14 +53,50 @@ pub struct Created {
     pub hash_matches: bool,
 }
 
-/// A page request for [`TaskRepository::list`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListQuery {
+/// Which tasks a list, a count or a bulk action covers: every field given narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
     pub status: Option<Status>,
     pub kind: Option<TaskKind>,
+    pub source: Option<SourceKind>,
+    /// Created at or after this instant.
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created before this instant.
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Text the idempotency key or the correlation id contains (case-insensitive).
+    pub text: Option<String>,
+}
+
+/// A page request for [`TaskRepository::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub filter: TaskFilter,
     /// Only tasks with an id below this one (the last id of the previous page).
     pub before: Option<TaskId>,
     pub limit: u32,
+}
+
+/// Tasks that changed state in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteCounts {
+    pub minute: chrono::DateTime<chrono::Utc>,
+    pub succeeded: u64,
+    /// Attempts that failed (to `failed` or `dead`).
+    pub failed: u64,
+}
+
+/// What the console's overview and `GET /v1/stats` show for a scope.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overview {
+    /// Tasks per status and kind (only the pairs that have any).
+    pub counts: Vec<(Status, String, u64)>,
+    /// The last hour, a minute at a time, oldest first (only the minutes that have any).
+    pub per_minute: Vec<MinuteCounts>,
+    /// Created → succeeded of the tasks that succeeded in the last hour, in milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    /// How long the most overdue due pending task has waited.
+    pub oldest_pending: Option<Duration>,
 }
 
 /// The result of an operator or user command on one task.
@@ -70,7 +107,7 @@ pub enum CommandOutcome {
     Refused { task: Task, reason: TransitionError },
 }
 
-/// The tasks as the HTTP API sees them: always scoped by tenant.
+/// The tasks as the HTTP API and the console see them: always within a [`Scope`].
 #[async_trait]
 pub trait TaskRepository: Send + Sync {
     /// Inserts the task and its creation event in one transaction; with an idempotency key
@@ -88,23 +125,26 @@ pub trait TaskRepository: Send + Sync {
 
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn get(&self, tenant: &Tenant, id: TaskId) -> Result<Option<Task>, StoreError>;
+    async fn get(&self, scope: &Scope, id: TaskId) -> Result<Option<Task>, StoreError>;
 
     /// Newest first, at most `query.limit` tasks.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Vec<Task>, StoreError>;
+    async fn list(&self, scope: &Scope, query: &ListQuery) -> Result<Vec<Task>, StoreError>;
 
-    /// The task's transitions, oldest first; `None` when the tenant has no such task.
+    /// How many tasks the filter covers.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn events(
-        &self,
-        tenant: &Tenant,
-        id: TaskId,
-    ) -> Result<Option<Vec<TaskEvent>>, StoreError>;
+    async fn count(&self, scope: &Scope, filter: &TaskFilter) -> Result<u64, StoreError>;
+
+    /// The task's transitions, oldest first; `None` when the scope has no such task.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn events(&self, scope: &Scope, id: TaskId)
+        -> Result<Option<Vec<TaskEvent>>, StoreError>;
 
     /// `pending | failed → cancelled`.
     ///
@@ -112,7 +152,7 @@ pub trait TaskRepository: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn cancel(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         correlation_id: &CorrelationId,
     ) -> Result<CommandOutcome, StoreError>;
@@ -123,10 +163,31 @@ pub trait TaskRepository: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn redrive(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         correlation_id: &CorrelationId,
     ) -> Result<CommandOutcome, StoreError>;
+
+    /// Applies `event` (cancel or redrive) to at most `limit` of the tasks the filter covers,
+    /// oldest first, in one transaction; tasks the domain refuses the event to are left as they
+    /// are, and tasks another transaction holds are skipped. Returns the tasks changed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing changes then.
+    async fn bulk(
+        &self,
+        scope: &Scope,
+        filter: &TaskFilter,
+        event: crate::domain::LifecycleEvent,
+        limit: u32,
+        correlation_id: &CorrelationId,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Counts, throughput, latency and the oldest pending task of the scope.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn overview(&self, scope: &Scope) -> Result<Overview, StoreError>;
 
     /// Sets the outbox marker `enqueued_at` once the work messages were sent. Not durable on
     /// its own: losing it only makes the relay send a duplicate, which is harmless.
@@ -138,6 +199,61 @@ pub trait TaskRepository: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the database does not answer.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A signed-in console browser: its cookie holds the random id whose SHA-256 is `id_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id_hash: [u8; 32],
+    pub caller: crate::domain::Caller,
+    /// Who signed in: a token's hash prefix, or the OIDC subject.
+    pub subject: String,
+    /// The SHA-256 of the API token the session was made from, checked on each request.
+    pub token_hash: Option<[u8; 32]>,
+    /// The anti-forgery token every form that changes something sends back.
+    pub csrf: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An OpenID Connect sign-in in flight, until the provider redirects back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub state: String,
+    /// The PKCE code verifier.
+    pub verifier: String,
+    pub nonce: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The console's sessions and sign-ins.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn create_session(&self, session: &ConsoleSession) -> Result<(), StoreError>;
+
+    /// The session, unless it does not exist or has expired.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<ConsoleSession>, StoreError>;
+
+    /// Ends the session (sign-out); nothing when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn begin_login(&self, login: &PendingLogin) -> Result<(), StoreError>;
+
+    /// Removes and returns the sign-in of `state`, unless there is none or it expired: each
+    /// state is used once.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn take_login(&self, state: &str) -> Result<Option<PendingLogin>, StoreError>;
 }
 
 /// A task a worker claimed: its state after the claim, and the status it was claimed from.
@@ -280,15 +396,14 @@ pub trait ImportStore: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn list_imports(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         before: Option<ImportId>,
         limit: u32,
     ) -> Result<Vec<Import>, StoreError>;
 
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn get_import(&self, tenant: &Tenant, id: ImportId)
-        -> Result<Option<Import>, StoreError>;
+    async fn get_import(&self, scope: &Scope, id: ImportId) -> Result<Option<Import>, StoreError>;
 }
 
 /// One work message to send, visible after `delay` (at most 15 minutes).

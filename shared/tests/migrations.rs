@@ -33,7 +33,14 @@ async fn migrations_apply_once_even_when_run_concurrently() {
         .collect();
     assert_eq!(
         tables,
-        ["imports", "refinery_schema_history", "task_events", "tasks"]
+        [
+            "console_logins",
+            "console_sessions",
+            "imports",
+            "refinery_schema_history",
+            "task_events",
+            "tasks"
+        ]
     );
     let public: i64 = a
         .query_one(

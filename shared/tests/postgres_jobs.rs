@@ -77,7 +77,11 @@ async fn submit_creates_each_key_once_and_answers_in_input_order() {
     assert_eq!(redelivered[1].id, a.id);
     assert!(redelivered[1].replayed && !redelivered[1].hash_matches);
     assert_eq!(count(&db, "SELECT count(*) FROM tms.tasks").await, 3);
-    let stored = store.get(&tenant("demo"), a.id).await.unwrap().unwrap();
+    let stored = store
+        .get(&tms::Scope::Tenant(tenant("demo").clone()), a.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (stored.status, stored.source),
         (Status::Pending, Source::Queue)

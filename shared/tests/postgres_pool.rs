@@ -40,7 +40,7 @@ async fn a_connection_killed_between_two_calls_is_replaced() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let found = store
-        .get(&task.tenant, task.id)
+        .get(&tms::Scope::Tenant(task.tenant.clone()), task.id)
         .await
         .expect("second call succeeds");
     assert_eq!(found.map(|t| t.id), Some(task.id));

@@ -40,7 +40,11 @@ async fn create_inserts_the_task_and_its_first_event() {
         "strings round-trip byte for byte"
     );
     assert_eq!(created.task.enqueued_at, None);
-    let events = store.events(&task.tenant, task.id).await.unwrap().unwrap();
+    let events = store
+        .events(&tms::Scope::Tenant(task.tenant.clone()), task.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(
         (events[0].from, events[0].to, events[0].attempt),
@@ -127,8 +131,12 @@ async fn reads_are_scoped_by_tenant() {
     let store = db.store();
     let task = noop("demo");
     store.create(&task).await.unwrap();
-    let other = tenant("acme");
-    assert!(store.get(&task.tenant, task.id).await.unwrap().is_some());
+    let other = tms::Scope::Tenant(tenant("acme"));
+    assert!(store
+        .get(&tms::Scope::Tenant(task.tenant.clone()), task.id)
+        .await
+        .unwrap()
+        .is_some());
     assert!(store.get(&other, task.id).await.unwrap().is_none());
     assert!(store.events(&other, task.id).await.unwrap().is_none());
     let c = CorrelationId::generate();
@@ -141,14 +149,12 @@ async fn reads_are_scoped_by_tenant() {
         CommandOutcome::NotFound
     );
     let q = ListQuery {
-        status: None,
-        kind: None,
-        before: None,
         limit: 10,
+        ..Default::default()
     };
     assert!(store.list(&other, &q).await.unwrap().is_empty());
     assert!(store
-        .get(&task.tenant, TaskId::new())
+        .get(&tms::Scope::Tenant(task.tenant.clone()), TaskId::new())
         .await
         .unwrap()
         .is_none());
@@ -173,12 +179,11 @@ async fn list_is_newest_first_with_keyset_pages_and_filters() {
     loop {
         let page = store
             .list(
-                &t,
+                &tms::Scope::Tenant(t.clone()),
                 &ListQuery {
-                    status: None,
-                    kind: None,
                     before,
                     limit: 10,
+                    ..Default::default()
                 },
             )
             .await
@@ -196,12 +201,14 @@ async fn list_is_newest_first_with_keyset_pages_and_filters() {
     );
     let archives = store
         .list(
-            &t,
+            &tms::Scope::Tenant(t.clone()),
             &ListQuery {
-                status: None,
-                kind: Some(TaskKind::Archive),
-                before: None,
+                filter: tms::ports::TaskFilter {
+                    kind: Some(TaskKind::Archive),
+                    ..Default::default()
+                },
                 limit: 100,
+                ..Default::default()
             },
         )
         .await
@@ -210,12 +217,14 @@ async fn list_is_newest_first_with_keyset_pages_and_filters() {
     assert!(archives.iter().all(|t| t.kind == TaskKind::Archive));
     let running = store
         .list(
-            &t,
+            &tms::Scope::Tenant(t.clone()),
             &ListQuery {
-                status: Some(Status::Running),
-                kind: None,
-                before: None,
+                filter: tms::ports::TaskFilter {
+                    status: Some(Status::Running),
+                    ..Default::default()
+                },
                 limit: 100,
+                ..Default::default()
             },
         )
         .await
@@ -235,7 +244,11 @@ async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
         store.create(t).await.unwrap();
     }
     store
-        .cancel(&cancelled.tenant, cancelled.id, &CorrelationId::generate())
+        .cancel(
+            &tms::Scope::Tenant(cancelled.tenant.clone()),
+            cancelled.id,
+            &CorrelationId::generate(),
+        )
         .await
         .unwrap();
     let unknown = TaskId::new();
@@ -261,7 +274,11 @@ async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
             .is_empty(),
         "a leased task is not claimable"
     );
-    let events = store.events(&due.tenant, due.id).await.unwrap().unwrap();
+    let events = store
+        .events(&tms::Scope::Tenant(due.tenant.clone()), due.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         events.last().map(|e| (e.from, e.to, e.attempt)),
         Some((Some(Status::Pending), Status::Running, 1))
@@ -359,12 +376,20 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
     want.sort();
     assert_eq!(recorded, want);
     let t = tenant("demo");
-    let ok = store.get(&t, ids[0]).await.unwrap().unwrap();
+    let ok = store
+        .get(&tms::Scope::Tenant(t.clone()), ids[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (ok.status, ok.result.clone(), ok.lease_until),
         (Status::Succeeded, Some(json!({"ok": true})), None)
     );
-    let failed = store.get(&t, ids[1]).await.unwrap().unwrap();
+    let failed = store
+        .get(&tms::Scope::Tenant(t.clone()), ids[1])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(failed.status, Status::Failed);
     assert!(failed.run_after > chrono::Utc::now() + chrono::Duration::seconds(20));
     assert!(failed.enqueued_at.is_some());
@@ -372,9 +397,17 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
         failed.last_error.as_ref().map(|e| e.code.as_str()),
         Some("http_503")
     );
-    let dead = store.get(&t, ids[2]).await.unwrap().unwrap();
+    let dead = store
+        .get(&tms::Scope::Tenant(t.clone()), ids[2])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(dead.status, Status::Dead);
-    let events = store.events(&t, ids[2]).await.unwrap().unwrap();
+    let events = store
+        .events(&tms::Scope::Tenant(t.clone()), ids[2])
+        .await
+        .unwrap()
+        .unwrap();
     let last = events.last().unwrap();
     assert_eq!(
         (last.from, last.to, last.attempt),
@@ -390,7 +423,12 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
     );
     store.clear_enqueued(&[ids[1]]).await.unwrap();
     assert_eq!(
-        store.get(&t, ids[1]).await.unwrap().unwrap().enqueued_at,
+        store
+            .get(&tms::Scope::Tenant(t.clone()), ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .enqueued_at,
         None
     );
 }
@@ -536,7 +574,7 @@ async fn clearing_markers_costs_the_same_however_many_tasks_are_waiting() {
     make_pending(&admin, others).await;
     let many_waiting = clear().await;
 
-    let t = tenant("demo");
+    let t = tms::Scope::Tenant(tenant("demo"));
     let get = |id| store.get(&t, id);
     assert_eq!(
         get(subject).await.unwrap().unwrap().enqueued_at,
@@ -563,12 +601,19 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
     let c = CorrelationId::generate();
     let task = noop("demo");
     store.create(&task).await.unwrap();
-    let CommandOutcome::Done(cancelled) = store.cancel(&task.tenant, task.id, &c).await.unwrap()
+    let CommandOutcome::Done(cancelled) = store
+        .cancel(&tms::Scope::Tenant(task.tenant.clone()), task.id, &c)
+        .await
+        .unwrap()
     else {
         panic!("a pending task can be cancelled")
     };
     assert_eq!(cancelled.status, Status::Cancelled);
-    match store.cancel(&task.tenant, task.id, &c).await.unwrap() {
+    match store
+        .cancel(&tms::Scope::Tenant(task.tenant.clone()), task.id, &c)
+        .await
+        .unwrap()
+    {
         CommandOutcome::Refused { task, reason } => {
             assert_eq!(task.status, Status::Cancelled);
             assert_eq!(reason.to_string(), "cannot cancel a cancelled task");
@@ -576,7 +621,10 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        store.redrive(&task.tenant, task.id, &c).await.unwrap(),
+        store
+            .redrive(&tms::Scope::Tenant(task.tenant.clone()), task.id, &c)
+            .await
+            .unwrap(),
         CommandOutcome::Refused { .. }
     ));
 
@@ -599,8 +647,10 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
         }])
         .await
         .unwrap();
-    let CommandOutcome::Done(redriven) =
-        store.redrive(&doomed.tenant, doomed.id, &c).await.unwrap()
+    let CommandOutcome::Done(redriven) = store
+        .redrive(&tms::Scope::Tenant(doomed.tenant.clone()), doomed.id, &c)
+        .await
+        .unwrap()
     else {
         panic!("a dead task can be redriven")
     };
@@ -609,7 +659,7 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
         (Status::Pending, 0, None)
     );
     let events = store
-        .events(&doomed.tenant, doomed.id)
+        .events(&tms::Scope::Tenant(doomed.tenant.clone()), doomed.id)
         .await
         .unwrap()
         .unwrap();
@@ -646,14 +696,14 @@ async fn mark_enqueued_sets_the_outbox_marker() {
     store.mark_enqueued(&[]).await.unwrap();
     let t = tenant("demo");
     assert!(store
-        .get(&t, a.id)
+        .get(&tms::Scope::Tenant(t.clone()), a.id)
         .await
         .unwrap()
         .unwrap()
         .enqueued_at
         .is_some());
     assert!(store
-        .get(&t, b.id)
+        .get(&tms::Scope::Tenant(t.clone()), b.id)
         .await
         .unwrap()
         .unwrap()
@@ -690,7 +740,11 @@ async fn mark_enqueued_is_one_statement_and_leaves_commits_durable() {
     );
     let t = tenant("demo");
     for id in ids {
-        let task = store.get(&t, id).await.unwrap().unwrap();
+        let task = store
+            .get(&tms::Scope::Tenant(t.clone()), id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(task.enqueued_at.is_some(), "task {id} is marked");
     }
     let client = pool.get().await.expect("the pool's one connection");

@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<dyn MetricSink>,
     /// Sends the work messages of created tasks and sets their markers.
     pub outbox: outbox::Outbox,
+    /// The work queue, for its depth (the messages go through the outbox).
+    queue: Arc<dyn WorkQueue>,
     /// The OpenAPI document and the docs page, built on their first request: building them
     /// took about 3 ms of every cold start, for pages most invocations never serve.
     pages: Arc<OnceLock<Pages>>,
@@ -83,7 +85,8 @@ impl AppState {
             metrics,
         } = ports;
         Self {
-            outbox: outbox::Outbox::new(queue, repo.clone()),
+            outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
+            queue,
             repo,
             imports,
             objects,
@@ -101,6 +104,19 @@ impl AppState {
     pub fn with_max_upload_bytes(mut self, bytes: u64) -> Self {
         self.max_upload_bytes = bytes;
         self
+    }
+
+    /// About how many work messages wait in the queue; `None` when the queue cannot tell, the
+    /// function may not read it, or it does not answer within a second.
+    pub async fn queue_waiting(&self) -> Option<u64> {
+        match tokio::time::timeout(std::time::Duration::from_secs(1), self.queue.waiting()).await {
+            Ok(Ok(waiting)) => waiting,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "the work queue's depth cannot be read");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Hands the work messages of pending tasks due within 15 minutes to the outbox, which
@@ -174,10 +190,13 @@ async fn not_found() -> Problem {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{imports, system, tasks};
+    use routes::{imports, stats, system, tasks};
     let v1 = Router::new()
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
         .route("/v1/tasks/batch", post(tasks::create_batch))
+        .route("/v1/tasks/cancel", post(tasks::bulk_cancel))
+        .route("/v1/tasks/redrive", post(tasks::bulk_redrive))
+        .route("/v1/stats", get(stats::stats))
         .route("/v1/tasks/{id}", get(tasks::get_task))
         .route("/v1/tasks/{id}/events", get(tasks::task_events))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel_task))

@@ -308,6 +308,19 @@ pub enum StatusView {
     Cancelled,
 }
 
+impl From<StatusView> for Status {
+    fn from(s: StatusView) -> Self {
+        match s {
+            StatusView::Pending => Self::Pending,
+            StatusView::Running => Self::Running,
+            StatusView::Succeeded => Self::Succeeded,
+            StatusView::Failed => Self::Failed,
+            StatusView::Dead => Self::Dead,
+            StatusView::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 impl From<Status> for StatusView {
     fn from(s: Status) -> Self {
         match s {
@@ -329,6 +342,17 @@ pub enum KindView {
     Webhook,
     Archive,
     Noop,
+}
+
+impl From<KindView> for TaskKind {
+    fn from(k: KindView) -> Self {
+        match k {
+            KindView::Email => Self::Email,
+            KindView::Webhook => Self::Webhook,
+            KindView::Archive => Self::Archive,
+            KindView::Noop => Self::Noop,
+        }
+    }
 }
 
 impl From<TaskKind> for KindView {
@@ -399,6 +423,8 @@ impl From<&TaskError> for ErrorView {
 #[schema(as = Task)]
 pub struct TaskView {
     pub id: Uuid,
+    /// The tenant that owns it.
+    pub tenant: String,
     pub kind: KindView,
     #[schema(value_type = Object)]
     pub payload: Value,
@@ -425,6 +451,7 @@ impl From<&Task> for TaskView {
     fn from(t: &Task) -> Self {
         Self {
             id: *t.id.as_uuid(),
+            tenant: t.tenant.to_string(),
             kind: t.kind.into(),
             payload: t.payload.clone(),
             status: t.status.into(),
@@ -590,4 +617,113 @@ mod tests {
             ]
         );
     }
+}
+
+/// `POST /v1/tasks/cancel` and `POST /v1/tasks/redrive`: which tasks, how many at most, and
+/// whether only to count them.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// Operators: only this tenant's tasks (every tenant's without it). Others: their own.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub tenant: Option<String>,
+    /// Only tasks in this status. Cancel applies to `pending` and `failed` tasks, redrive to
+    /// `dead` ones: a filter on another status covers no task.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub status: Option<StatusView>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub kind: Option<KindView>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub source: Option<SourceKindView>,
+    /// Created at or after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "rfc3339")]
+    #[schema(nullable = false, value_type = Option<String>, format = DateTime)]
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before this instant (RFC 3339).
+    #[serde(default, deserialize_with = "rfc3339")]
+    #[schema(nullable = false, value_type = Option<String>, format = DateTime)]
+    pub created_before: Option<DateTime<Utc>>,
+    /// Text the idempotency key or the correlation id contains.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, max_length = 256)]
+    pub q: Option<String>,
+    /// At most this many tasks change (the oldest first); call again for more.
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(nullable = false, minimum = 1, maximum = 1000, default = 100)]
+    pub limit: Option<u32>,
+    /// Count the tasks the action would change, and change none.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a bulk action changed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BulkResponse {
+    /// With `dry_run`: how many tasks the action applies to now (all of them, beyond `limit`).
+    pub matched: Option<u64>,
+    /// How many tasks changed (0 with `dry_run`).
+    pub changed: u64,
+}
+
+/// Where tasks come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = SourceKind)]
+pub enum SourceKindView {
+    Api,
+    Import,
+    Queue,
+}
+
+impl From<SourceKindView> for tms::SourceKind {
+    fn from(s: SourceKindView) -> Self {
+        match s {
+            SourceKindView::Api => Self::Api,
+            SourceKindView::Import => Self::Import,
+            SourceKindView::Queue => Self::Queue,
+        }
+    }
+}
+
+/// Tasks of one status and kind.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CountView {
+    pub status: StatusView,
+    pub kind: String,
+    pub count: u64,
+}
+
+/// One minute of the last hour.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MinuteView {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    pub succeeded: u64,
+    /// Attempts that failed (retried or dead).
+    pub failed: u64,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatsView {
+    /// Tasks per status and kind (pairs without tasks left out).
+    pub counts: Vec<CountView>,
+    /// Tasks per status, every status.
+    #[schema(value_type = Object)]
+    pub by_status: serde_json::Map<String, Value>,
+    /// Successes and failed attempts per minute over the last hour, oldest first (minutes
+    /// without any left out).
+    pub per_minute: Vec<MinuteView>,
+    /// Created → succeeded, of the tasks that succeeded in the last hour.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    /// How long the most overdue due pending task has waited.
+    pub oldest_pending_seconds: Option<f64>,
+    pub dead: u64,
+    /// About how many work messages wait in the queue, when the API may read it.
+    pub queue_waiting: Option<u64>,
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::correlation;
-use crate::routes::{imports, system, tasks};
+use crate::routes::{imports, stats, system, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use crate::routes::{imports, system, tasks};
     paths(
         tasks::create_task, tasks::create_batch, tasks::list_tasks, tasks::get_task,
         tasks::task_events, tasks::cancel_task, tasks::redrive_task,
+        tasks::bulk_cancel, tasks::bulk_redrive, stats::stats,
         imports::create_import, imports::list_imports, imports::get_import,
         system::health, system::openapi, system::docs,
     ),
@@ -99,6 +100,10 @@ pub fn document() -> Value {
             add("500", "Unexpected error (logged with the correlation id).");
             if path.starts_with("/v1/") {
                 add("401", "Missing, malformed or unknown credentials.");
+                add(
+                    "403",
+                    "The caller's role may not do this (viewers only read), or a non-operator named another tenant.",
+                );
                 add(
                     "503",
                     "The database or the token store is unavailable; retry later.",

@@ -136,7 +136,7 @@ impl Harness {
 
     async fn imports(&self) -> Vec<tms::Import> {
         self.store
-            .list_imports(&tenant("demo"), None, 100)
+            .list_imports(&tms::Scope::Tenant(tenant("demo").clone()), None, 100)
             .await
             .unwrap()
     }

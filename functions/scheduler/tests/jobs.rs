@@ -167,7 +167,12 @@ async fn the_relay_sends_tasks_whose_send_failed_and_due_retries() {
         fresh[0].id, retry_in_flight[0].id, done[0].id
     );
     for t in &unsent {
-        let task = f.store.get(&t.tenant, t.id).await.unwrap().unwrap();
+        let task = f
+            .store
+            .get(&tms::Scope::Tenant(t.tenant.clone()), t.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(task.enqueued_at.is_some(), "marked as sent");
     }
     let again = run(&f.deps, "relay").await;
@@ -337,7 +342,13 @@ async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     let get = |t: &NewTask| {
         let store = f.store.clone();
         let (tenant, id) = (t.tenant.clone(), t.id);
-        async move { store.get(&tenant, id).await.unwrap().unwrap() }
+        async move {
+            store
+                .get(&tms::Scope::Tenant(tenant.clone()), id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
     };
     let failed = get(&retried[0]).await;
     assert_eq!(failed.status, Status::Failed);
@@ -352,7 +363,10 @@ async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     assert_eq!(messages[0].task_id, retried[0].id);
     let events = f
         .store
-        .events(&last_attempt.tenant, last_attempt.id)
+        .events(
+            &tms::Scope::Tenant(last_attempt.tenant.clone()),
+            last_attempt.id,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -425,7 +439,7 @@ async fn the_reaper_fails_imports_whose_importer_stopped_and_leaves_live_ones() 
         let (store, tenant, key) = (f.store.clone(), new.tenant.clone(), new.key.clone());
         async move {
             store
-                .list_imports(&tenant, None, 10)
+                .list_imports(&tms::Scope::Tenant(tenant.clone()), None, 10)
                 .await
                 .unwrap()
                 .into_iter()
@@ -467,7 +481,11 @@ async fn retention_deletes_old_finished_tasks_in_bounded_chunks_and_keeps_the_re
     let old_cancelled = created(&f, 10).await;
     for t in &old_cancelled {
         f.store
-            .cancel(&t.tenant, t.id, &CorrelationId::generate())
+            .cancel(
+                &tms::Scope::Tenant(t.tenant.clone()),
+                t.id,
+                &CorrelationId::generate(),
+            )
             .await
             .unwrap();
     }

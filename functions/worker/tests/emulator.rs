@@ -96,7 +96,10 @@ async fn email_and_archive_tasks_store_their_documents_in_the_bucket() {
     assert!(failed_ids(&response).is_empty());
 
     let done = store
-        .get(&email_task.tenant, email_task.id)
+        .get(
+            &tms::Scope::Tenant(email_task.tenant.clone()),
+            email_task.id,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -116,7 +119,10 @@ async fn email_and_archive_tasks_store_their_documents_in_the_bucket() {
     assert_eq!(object(&s, key).await, email);
 
     let done = store
-        .get(&archive_task.tenant, archive_task.id)
+        .get(
+            &tms::Scope::Tenant(archive_task.tenant.clone()),
+            archive_task.id,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -209,7 +215,11 @@ async fn a_retryable_failure_sends_a_delayed_work_message() {
         ..s.deps
     };
     assert!(failed_ids(&handle(&deps, vec![work_record("m-1", &hook)]).await).is_empty());
-    let failed = store.get(&hook.tenant, hook.id).await.unwrap().unwrap();
+    let failed = store
+        .get(&tms::Scope::Tenant(hook.tenant.clone()), hook.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(failed.status, Status::Failed);
     assert!(failed.enqueued_at.is_some());
     let messages = s.queue.drain(&s.queue.url, 1).await;
@@ -416,7 +426,7 @@ async fn queue_submissions_are_trusted_only_for_the_tenants_of_their_producer() 
     );
     let done =
         s.db.store()
-            .get(&pointed.tenant, pointed.id)
+            .get(&tms::Scope::Tenant(pointed.tenant.clone()), pointed.id)
             .await
             .unwrap()
             .unwrap();

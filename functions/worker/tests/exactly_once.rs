@@ -172,7 +172,12 @@ async fn a_redelivery_after_a_lost_response_acknowledges_without_running_again()
     );
     assert_eq!(f.scripted.total_runs(), 3);
     for t in &tasks {
-        let task = f.store.get(&t.tenant, t.id).await.unwrap().unwrap();
+        let task = f
+            .store
+            .get(&tms::Scope::Tenant(t.tenant.clone()), t.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((task.status, task.attempts), (Status::Succeeded, 1));
     }
 }
@@ -194,11 +199,16 @@ async fn a_running_task_whose_lease_expired_is_claimed_again_and_runs_once() {
     let response = handle(&f.deps, records_of(&tasks, "m")).await;
     assert!(failed_ids(&response).is_empty());
     assert_eq!(f.scripted.runs_of(task.id), 1);
-    let stored = f.store.get(&task.tenant, task.id).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .get(&tms::Scope::Tenant(task.tenant.clone()), task.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((stored.status, stored.attempts), (Status::Succeeded, 2));
     let path: Vec<_> = f
         .store
-        .events(&task.tenant, task.id)
+        .events(&tms::Scope::Tenant(task.tenant.clone()), task.id)
         .await
         .unwrap()
         .unwrap()
@@ -278,7 +288,12 @@ async fn with_the_database_down_mid_batch_every_record_is_reported() {
         .await
         .unwrap();
     for t in &tasks {
-        let task = f.store.get(&t.tenant, t.id).await.unwrap().unwrap();
+        let task = f
+            .store
+            .get(&tms::Scope::Tenant(t.tenant.clone()), t.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             task.status,
             Status::Running,
@@ -310,12 +325,10 @@ async fn queue_submissions_are_created_and_run_in_the_same_invocation_once() {
     let list = f
         .store
         .list(
-            &acme,
+            &tms::Scope::Tenant(acme.clone()),
             &tms::ports::ListQuery {
-                status: None,
-                kind: None,
-                before: None,
                 limit: 10,
+                ..Default::default()
             },
         )
         .await
@@ -395,7 +408,12 @@ async fn a_task_claimed_but_not_started_is_released_and_runs_on_redelivery() {
         .unwrap();
     assert_eq!(f.scripted.total_runs(), 1, "only the first task started");
     assert_eq!(failed_ids(&response), ["m-1"]);
-    let released = f.store.get(&once.tenant, once.id).await.unwrap().unwrap();
+    let released = f
+        .store
+        .get(&tms::Scope::Tenant(once.tenant.clone()), once.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (released.status, released.attempts, released.lease_until),
         (Status::Pending, 0, None),
@@ -404,12 +422,17 @@ async fn a_task_claimed_but_not_started_is_released_and_runs_on_redelivery() {
 
     let again = handle(&f.deps, vec![records[1].clone()]).await;
     assert!(failed_ids(&again).is_empty());
-    let done = f.store.get(&once.tenant, once.id).await.unwrap().unwrap();
+    let done = f
+        .store
+        .get(&tms::Scope::Tenant(once.tenant.clone()), once.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((done.status, done.attempts), (Status::Succeeded, 1));
     assert_eq!(f.scripted.runs_of(once.id), 1);
     let events = f
         .store
-        .events(&once.tenant, once.id)
+        .events(&tms::Scope::Tenant(once.tenant.clone()), once.id)
         .await
         .unwrap()
         .unwrap();
@@ -437,7 +460,12 @@ async fn a_claim_is_scoped_by_the_pointers_tenant() {
         Some(json!({"task_id": acme.id, "tenant": "demo", "correlation_id": "c-1"}).to_string());
     assert!(failed_ids(&handle(&f.deps, vec![forged]).await).is_empty());
     assert_eq!(f.scripted.total_runs(), 0);
-    let untouched = f.store.get(&acme.tenant, acme.id).await.unwrap().unwrap();
+    let untouched = f
+        .store
+        .get(&tms::Scope::Tenant(acme.tenant.clone()), acme.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((untouched.status, untouched.attempts), (Status::Pending, 0));
     let claimed = f
         .store

@@ -1,6 +1,7 @@
 //! The task domain: identifiers, kinds, the lifecycle state machine, validation and backoff.
 //! Pure Rust: nothing here performs I/O or knows about AWS, Lambda or PostgreSQL.
 
+mod access;
 mod backoff;
 mod ids;
 mod import;
@@ -12,6 +13,7 @@ mod task;
 mod validation;
 pub mod webhook;
 
+pub use access::{AccessError, Caller, Role, Scope};
 pub use backoff::Backoff;
 pub use ids::{CorrelationId, ImportId, TaskId, Tenant};
 pub use import::{
@@ -22,9 +24,10 @@ pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
 pub use status::{Lifecycle, LifecycleEvent, Status, TransitionError, ALLOWED_TRANSITIONS};
 pub use submission::{
-    check_run_after, parse_rfc3339, validate_idempotency_key, NewTask, Source, Submission,
-    SubmissionRules, DEFAULT_MAX_ATTEMPTS, IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN,
-    MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES, RUN_AFTER_EARLIEST, RUN_AFTER_LATEST, RUN_AFTER_PATTERN,
+    check_run_after, parse_rfc3339, validate_idempotency_key, NewTask, Source, SourceKind,
+    Submission, SubmissionRules, DEFAULT_MAX_ATTEMPTS, IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_PATTERN, MAX_ATTEMPTS_LIMIT, MAX_PAYLOAD_BYTES, RUN_AFTER_EARLIEST,
+    RUN_AFTER_LATEST, RUN_AFTER_PATTERN,
 };
 pub use task::{ErrorClass, Task, TaskError, TaskEvent};
 pub use validation::{

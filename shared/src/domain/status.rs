@@ -115,7 +115,26 @@ pub enum LifecycleEvent {
 }
 
 impl LifecycleEvent {
-    fn name(&self) -> &'static str {
+    /// The statuses a task may be in for the event to apply (whatever its attempts): where a
+    /// bulk action looks for its tasks. The domain still decides each task.
+    pub fn applies_from(self) -> Vec<Status> {
+        Status::ALL
+            .into_iter()
+            .filter(|&status| {
+                [0, 1].into_iter().any(|attempts| {
+                    Lifecycle {
+                        status,
+                        attempts,
+                        max_attempts: 1,
+                    }
+                    .apply(self)
+                    .is_ok()
+                })
+            })
+            .collect()
+    }
+
+    pub fn name(&self) -> &'static str {
         match self {
             Self::Claim { .. } => "claim",
             Self::Succeed => "succeed",
@@ -261,6 +280,8 @@ mod tests {
         assert_eq!(Status::sources_of(Running), vec![Pending, Failed, Running]);
         assert_eq!(Status::sources_of(Cancelled), vec![Pending, Failed]);
         assert_eq!(Status::sources_of(Pending), vec![Running, Dead]);
+        assert_eq!(LifecycleEvent::Cancel.applies_from(), vec![Pending, Failed]);
+        assert_eq!(LifecycleEvent::Redrive.applies_from(), vec![Dead]);
     }
 
     fn state(status: Status, attempts: u32, max: u32) -> Lifecycle {

@@ -63,9 +63,42 @@ pub enum Source {
 
 impl Source {
     pub fn as_str(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Self::Api => SourceKind::Api,
+            Self::Import { .. } => SourceKind::Import,
+            Self::Queue => SourceKind::Queue,
+        }
+    }
+}
+
+/// Where tasks come from, without the details of each source (a filter of task lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Api,
+    Import,
+    Queue,
+}
+
+impl SourceKind {
+    pub const ALL: [Self; 3] = [Self::Api, Self::Import, Self::Queue];
+
+    /// # Errors
+    /// A [`FieldError`] at `/source` naming the sources there are.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| FieldError::new("/source", "must be one of: api, import, queue"))
+    }
+
+    pub fn as_str(&self) -> &'static str {
         match self {
             Self::Api => "api",
-            Self::Import { .. } => "import",
+            Self::Import => "import",
             Self::Queue => "queue",
         }
     }

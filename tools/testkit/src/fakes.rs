@@ -7,10 +7,27 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 use tms::ports::{
-    CommandOutcome, Created, Dispatch, ListQuery, QueueError, Secret, Secrets, SecretsError,
-    StoreError, TaskRepository, WorkQueue,
+    CommandOutcome, Created, Dispatch, ListQuery, Overview, QueueError, Secret, Secrets,
+    SecretsError, StoreError, TaskFilter, TaskRepository, WorkQueue,
 };
-use tms::{CorrelationId, LifecycleEvent, NewTask, Status, Task, TaskEvent, TaskId, Tenant};
+use tms::{CorrelationId, LifecycleEvent, NewTask, Scope, Status, Task, TaskEvent, TaskId};
+
+/// Whether `task` passes `filter` (as the real store's conditions would).
+fn passes(task: &Task, filter: &TaskFilter) -> bool {
+    let text = filter.text.as_deref().map(str::to_lowercase);
+    filter.status.is_none_or(|s| s == task.status)
+        && filter.kind.is_none_or(|k| k == task.kind)
+        && filter.source.is_none_or(|s| s == task.source.kind())
+        && filter.created_after.is_none_or(|a| task.created_at >= a)
+        && filter.created_before.is_none_or(|b| task.created_at < b)
+        && text.is_none_or(|text| {
+            task.correlation_id.as_str().to_lowercase().contains(&text)
+                || task
+                    .idempotency_key
+                    .as_deref()
+                    .is_some_and(|k| k.to_lowercase().contains(&text))
+        })
+}
 
 /// Tasks in a vector, idempotent on (tenant, key) like the real store.
 #[derive(Default)]
@@ -112,20 +129,18 @@ impl TaskRepository for MemoryRepository {
         Ok(out)
     }
 
-    async fn get(&self, tenant: &Tenant, id: TaskId) -> Result<Option<Task>, StoreError> {
+    async fn get(&self, scope: &Scope, id: TaskId) -> Result<Option<Task>, StoreError> {
         Ok(self
             .tasks()
             .into_iter()
-            .find(|t| t.id == id && &t.tenant == tenant))
+            .find(|t| t.id == id && scope.includes(&t.tenant)))
     }
 
-    async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<Vec<Task>, StoreError> {
+    async fn list(&self, scope: &Scope, q: &ListQuery) -> Result<Vec<Task>, StoreError> {
         let mut tasks: Vec<Task> = self
             .tasks()
             .into_iter()
-            .filter(|t| &t.tenant == tenant)
-            .filter(|t| q.status.is_none_or(|s| s == t.status))
-            .filter(|t| q.kind.is_none_or(|k| k == t.kind))
+            .filter(|t| scope.includes(&t.tenant) && passes(t, &q.filter))
             .filter(|t| q.before.is_none_or(|b| t.id < b))
             .collect();
         tasks.sort_by_key(|t| std::cmp::Reverse(t.id));
@@ -133,12 +148,20 @@ impl TaskRepository for MemoryRepository {
         Ok(tasks)
     }
 
+    async fn count(&self, scope: &Scope, filter: &TaskFilter) -> Result<u64, StoreError> {
+        Ok(self
+            .tasks()
+            .iter()
+            .filter(|t| scope.includes(&t.tenant) && passes(t, filter))
+            .count() as u64)
+    }
+
     async fn events(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
     ) -> Result<Option<Vec<TaskEvent>>, StoreError> {
-        if self.get(tenant, id).await?.is_none() {
+        if self.get(scope, id).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(
@@ -154,20 +177,61 @@ impl TaskRepository for MemoryRepository {
 
     async fn cancel(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         c: &CorrelationId,
     ) -> Result<CommandOutcome, StoreError> {
-        self.command(tenant, id, LifecycleEvent::Cancel, c)
+        self.command(scope, id, LifecycleEvent::Cancel, c)
     }
 
     async fn redrive(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         c: &CorrelationId,
     ) -> Result<CommandOutcome, StoreError> {
-        self.command(tenant, id, LifecycleEvent::Redrive, c)
+        self.command(scope, id, LifecycleEvent::Redrive, c)
+    }
+
+    async fn bulk(
+        &self,
+        scope: &Scope,
+        filter: &TaskFilter,
+        event: LifecycleEvent,
+        limit: u32,
+        c: &CorrelationId,
+    ) -> Result<Vec<Task>, StoreError> {
+        let mut candidates: Vec<Task> = self
+            .tasks()
+            .into_iter()
+            .filter(|t| scope.includes(&t.tenant) && passes(t, filter))
+            .filter(|t| event.applies_from().contains(&t.status))
+            .collect();
+        candidates.sort_by_key(|t| t.id);
+        let mut changed = Vec::new();
+        for task in candidates.into_iter().take(limit as usize) {
+            if let CommandOutcome::Done(task) = self.command(scope, task.id, event, c)? {
+                changed.push(task);
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn overview(&self, scope: &Scope) -> Result<Overview, StoreError> {
+        let mut counts: Vec<(Status, String, u64)> = Vec::new();
+        for task in self.tasks().iter().filter(|t| scope.includes(&t.tenant)) {
+            match counts
+                .iter_mut()
+                .find(|(s, k, _)| *s == task.status && k == task.kind.as_str())
+            {
+                Some(slot) => slot.2 += 1,
+                None => counts.push((task.status, task.kind.as_str().to_owned(), 1)),
+            }
+        }
+        Ok(Overview {
+            counts,
+            ..Overview::default()
+        })
     }
 
     async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
@@ -188,7 +252,7 @@ impl TaskRepository for MemoryRepository {
 impl MemoryRepository {
     fn command(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         event: LifecycleEvent,
         c: &CorrelationId,
@@ -196,7 +260,7 @@ impl MemoryRepository {
         let mut tasks = self.tasks.lock().unwrap();
         let Some((task, _)) = tasks
             .iter_mut()
-            .find(|(t, _)| t.id == id && &t.tenant == tenant)
+            .find(|(t, _)| t.id == id && scope.includes(&t.tenant))
         else {
             return Ok(CommandOutcome::NotFound);
         };
@@ -284,7 +348,7 @@ impl tms::ports::ImportStore for NoImports {
 
     async fn list_imports(
         &self,
-        _t: &Tenant,
+        _s: &Scope,
         _b: Option<tms::ImportId>,
         _l: u32,
     ) -> Result<Vec<tms::Import>, StoreError> {
@@ -293,7 +357,7 @@ impl tms::ports::ImportStore for NoImports {
 
     async fn get_import(
         &self,
-        _t: &Tenant,
+        _s: &Scope,
         _id: tms::ImportId,
     ) -> Result<Option<tms::Import>, StoreError> {
         Ok(None)

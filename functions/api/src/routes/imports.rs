@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tms::{Import, ImportId, ImportKey, Tenant, ValidationErrors};
+use tms::{Caller, Import, ImportId, ImportKey, ValidationErrors};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::extract::JsonBody;
 use crate::problem::Problem;
-use crate::routes::{page_limit, path_uuid, DEFAULT_LIMIT};
+use crate::routes::{page_limit, path_uuid, tenant_param, DEFAULT_LIMIT};
 use crate::AppState;
 
 /// How long an upload URL stays valid.
@@ -162,9 +162,11 @@ pub struct ImportPage {
 )]
 pub async fn create_import(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<CreateImport>,
 ) -> Result<Response, Problem> {
+    caller.may_act("import tasks")?;
+    let tenant = caller.tenant;
     if !valid_filename(&body.filename) {
         return Err(Problem::validation(
             &ValidationErrors::single(
@@ -222,9 +224,11 @@ pub struct ImportListParams {
     /// The `next_cursor` of the previous page.
     #[param(pattern = "^[A-Za-z0-9_-]{44}$")]
     cursor: Option<String>,
+    /// Operators: only this tenant's imports (every tenant's without it).
+    tenant: Option<String>,
 }
 
-const SCOPE: &str = "imports";
+const LIST: &str = "imports";
 
 /// Lists the tenant's imports, newest first.
 #[utoipa::path(
@@ -234,40 +238,42 @@ const SCOPE: &str = "imports";
 )]
 pub async fn list_imports(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     let mut limit = DEFAULT_LIMIT;
-    let mut before = None;
+    let mut cursor = None;
+    let mut tenant = None;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "limit" => limit = page_limit(&value)?,
-            "cursor" => {
-                before = Some(
-                    state
-                        .cursor_key
-                        .decode_scoped(SCOPE, &value, &tenant, &[])
-                        .map(ImportId::from_uuid)
-                        .ok_or_else(|| {
-                            Problem::bad_request(
-                                "invalid cursor: pass the next_cursor of a previous page",
-                            )
-                        })?,
-                )
-            }
+            "cursor" => cursor = Some(value.into_owned()),
+            "tenant" => tenant = Some(tenant_param(&value)?),
             _ => {}
         }
     }
+    let scope = caller.scope(tenant.as_ref())?;
+    let before = cursor
+        .map(|c| {
+            state
+                .cursor_key
+                .decode_scoped(LIST, &c, &scope, &[])
+                .map(ImportId::from_uuid)
+                .ok_or_else(|| {
+                    Problem::bad_request("invalid cursor: pass the next_cursor of a previous page")
+                })
+        })
+        .transpose()?;
     let mut imports = state
         .imports
-        .list_imports(&tenant, before, limit + 1)
+        .list_imports(&scope, before, limit + 1)
         .await?;
     let next_cursor = if imports.len() > limit as usize {
         imports.truncate(limit as usize);
         imports.last().map(|i| {
             state
                 .cursor_key
-                .encode_scoped(SCOPE, i.id.as_uuid(), &tenant, &[])
+                .encode_scoped(LIST, i.id.as_uuid(), &scope, &[])
         })
     } else {
         None
@@ -290,13 +296,13 @@ pub async fn list_imports(
 )]
 pub async fn get_import(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = ImportId::from_uuid(path_uuid(&id, "import")?);
     let import = state
         .imports
-        .get_import(&tenant, id)
+        .get_import(&caller.scope(None)?, id)
         .await?
         .ok_or_else(|| Problem::not_found("no such import"))?;
     Ok((StatusCode::OK, Json(ImportView::from(&import))).into_response())

@@ -1,6 +1,7 @@
 //! The route handlers.
 
 pub mod imports;
+pub mod stats;
 pub mod system;
 pub mod tasks;
 
@@ -31,4 +32,9 @@ pub(crate) fn page_limit(raw: &str) -> Result<u32, Problem> {
         .ok_or_else(|| {
             Problem::bad_request(format!("limit must be an integer from 1 to {MAX_LIMIT}"))
         })
+}
+
+/// The `tenant` query parameter (operators narrow a list to one tenant with it), or 400.
+pub(crate) fn tenant_param(raw: &str) -> Result<tms::Tenant, Problem> {
+    tms::Tenant::parse(raw).map_err(|e| Problem::bad_request(format!("tenant {}", e.message)))
 }

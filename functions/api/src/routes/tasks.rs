@@ -1,23 +1,23 @@
-//! The task routes: create (single and batch), read, list, events, cancel, redrive.
+//! The task routes: create (single and batch), read, list, events, cancel, redrive, and the
+//! bulk cancel and redrive by filter.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use tms::ports::{CommandOutcome, ListQuery};
+use tms::ports::{CommandOutcome, ListQuery, TaskFilter};
 use tms::telemetry::metrics::{MetricSet, TASKS_CREATED};
 use tms::{
-    validate_idempotency_key, CorrelationId, NewTask, Source, Status, Task, TaskId, TaskKind,
-    Tenant, ValidationErrors,
+    parse_rfc3339, validate_idempotency_key, Caller, CorrelationId, LifecycleEvent, NewTask, Scope,
+    Source, SourceKind, Status, Task, TaskId, TaskKind, Tenant, ValidationErrors,
 };
 use utoipa::IntoParams;
 
-use super::DEFAULT_LIMIT;
 use crate::extract::JsonBody;
 use crate::model::{
-    BatchRequest, BatchResponse, BatchResult, CreateTaskRequest, EventList, KindView, StatusView,
-    TaskPage, TaskView, BATCH_MAX,
+    BatchRequest, BatchResponse, BatchResult, BulkRequest, BulkResponse, CreateTaskRequest,
+    EventList, KindView, SourceKindView, StatusView, TaskPage, TaskView, BATCH_MAX,
 };
 use crate::problem::Problem;
 use crate::AppState;
@@ -100,11 +100,13 @@ fn created_metric(state: &AppState, count: usize) {
 )]
 pub async fn create_task(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Extension(correlation_id): Extension<CorrelationId>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<Response, Problem> {
+    caller.may_act("create tasks")?;
+    let tenant = caller.tenant;
     let key = idempotency_key(&headers)?;
     let mut tasks = validate_all(
         &state,
@@ -150,10 +152,12 @@ pub async fn create_task(
 )]
 pub async fn create_batch(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Extension(correlation_id): Extension<CorrelationId>,
     JsonBody(body): JsonBody<BatchRequest>,
 ) -> Result<Response, Problem> {
+    caller.may_act("create tasks")?;
+    let tenant = caller.tenant;
     if body.tasks.is_empty() || body.tasks.len() > BATCH_MAX {
         return Err(Problem::validation(
             &ValidationErrors::single("/tasks", format!("must hold 1-{BATCH_MAX} tasks")),
@@ -213,13 +217,13 @@ pub async fn create_batch(
 )]
 pub async fn get_task(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = task_id(&id)?;
     let task = state
         .repo
-        .get(&tenant, id)
+        .get(&caller.scope(None)?, id)
         .await?
         .ok_or_else(task_not_found)?;
     Ok(json_response(StatusCode::OK, &TaskView::from(&task)))
@@ -234,12 +238,141 @@ pub struct ListParams {
     status: Option<StatusView>,
     /// Only tasks of this kind.
     kind: Option<KindView>,
+    /// Only tasks from this source.
+    source: Option<SourceKindView>,
+    /// Only tasks created at or after this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    created_after: Option<String>,
+    /// Only tasks created before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    created_before: Option<String>,
+    /// Only tasks whose idempotency key or correlation id contains this text.
+    #[param(max_length = 256)]
+    q: Option<String>,
+    /// Operators: only this tenant's tasks (every tenant's without it).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    tenant: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[param(pattern = "^[A-Za-z0-9_-]{44}$")]
     cursor: Option<String>,
+}
+
+/// The longest `q` a filter takes.
+pub const TEXT_MAX: usize = 256;
+
+/// A task list's filters, page and tenant, read from a query string.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub filter: TaskFilter,
+    pub tenant: Option<Tenant>,
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl ListRequest {
+    /// Parses `status`, `kind`, `source`, `created_after`, `created_before`, `q`, `tenant`,
+    /// `limit` and `cursor`; other names are ignored. An empty `q` is no filter; any other empty
+    /// value is invalid. `times` reads the two instants.
+    ///
+    /// # Errors
+    /// 400 naming the first invalid value.
+    pub fn parse(
+        query: &str,
+        times: impl Fn(&str) -> Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Self, Problem> {
+        let mut request = Self {
+            limit: super::DEFAULT_LIMIT,
+            ..Self::default()
+        };
+        let bad = |name: &str, message: &str| Problem::bad_request(format!("{name} {message}"));
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let f = &mut request.filter;
+            match name.as_ref() {
+                "status" => {
+                    f.status = Some(Status::parse(&value).map_err(|e| bad("status", &e.message))?)
+                }
+                "kind" => {
+                    f.kind = Some(TaskKind::parse(&value).map_err(|e| bad("kind", &e.message))?)
+                }
+                "source" => {
+                    f.source =
+                        Some(SourceKind::parse(&value).map_err(|e| bad("source", &e.message))?)
+                }
+                "created_after" | "created_before" => {
+                    let t = times(&value).ok_or_else(|| {
+                        bad(
+                            &name,
+                            "must be an RFC 3339 date-time such as 2026-01-31T09:30:00Z",
+                        )
+                    })?;
+                    if name == "created_after" {
+                        f.created_after = Some(t);
+                    } else {
+                        f.created_before = Some(t);
+                    }
+                }
+                "q" => {
+                    if value.chars().count() > TEXT_MAX {
+                        return Err(bad("q", &format!("must be at most {TEXT_MAX} characters")));
+                    }
+                    f.text = Some(value.into_owned()).filter(|q| !q.is_empty());
+                }
+                "tenant" => request.tenant = Some(super::tenant_param(&value)?),
+                "limit" => request.limit = super::page_limit(&value)?,
+                "cursor" => request.cursor = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// One page of a task list, and the cursor of the next one.
+///
+/// # Errors
+/// 400 for a cursor not issued for this scope and filter, or the store's failure.
+pub async fn list_page(
+    state: &AppState,
+    scope: &Scope,
+    request: &ListRequest,
+) -> Result<(Vec<Task>, Option<String>), Problem> {
+    let before = request
+        .cursor
+        .as_deref()
+        .map(|c| {
+            state
+                .cursor_key
+                .decode(c, scope, &request.filter)
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                    "invalid cursor: pass the next_cursor of a previous page with the same filters",
+                )
+                })
+        })
+        .transpose()?;
+    let mut tasks = state
+        .repo
+        .list(
+            scope,
+            &ListQuery {
+                filter: request.filter.clone(),
+                before,
+                limit: request.limit + 1,
+            },
+        )
+        .await?;
+    let next_cursor = if tasks.len() > request.limit as usize {
+        tasks.truncate(request.limit as usize);
+        tasks
+            .last()
+            .map(|t| state.cursor_key.encode(t.id, scope, &request.filter))
+    } else {
+        None
+    };
+    Ok((tasks, next_cursor))
 }
 
 /// Lists the tenant's tasks, newest first.
@@ -252,60 +385,12 @@ pub struct ListParams {
 )]
 pub async fn list_tasks(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let mut status = None;
-    let mut kind = None;
-    let mut limit = DEFAULT_LIMIT;
-    let mut cursor = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "status" => {
-                status = Some(
-                    Status::parse(&value)
-                        .map_err(|e| Problem::bad_request(format!("status {}", e.message)))?,
-                )
-            }
-            "kind" => {
-                kind = Some(
-                    TaskKind::parse(&value)
-                        .map_err(|e| Problem::bad_request(format!("kind {}", e.message)))?,
-                )
-            }
-            "limit" => limit = super::page_limit(&value)?,
-            "cursor" => cursor = Some(value.into_owned()),
-            _ => {}
-        }
-    }
-    let before = cursor
-        .map(|c| {
-            state
-                .cursor_key
-                .decode(&c, &tenant, status, kind)
-                .ok_or_else(|| Problem::bad_request("invalid cursor: pass the next_cursor of a previous page with the same filters"))
-        })
-        .transpose()?;
-    let mut tasks = state
-        .repo
-        .list(
-            &tenant,
-            &ListQuery {
-                status,
-                kind,
-                before,
-                limit: limit + 1,
-            },
-        )
-        .await?;
-    let next_cursor = if tasks.len() > limit as usize {
-        tasks.truncate(limit as usize);
-        tasks
-            .last()
-            .map(|t| state.cursor_key.encode(t.id, &tenant, status, kind))
-    } else {
-        None
-    };
+    let request = ListRequest::parse(&query.unwrap_or_default(), parse_rfc3339)?;
+    let scope = caller.scope(request.tenant.as_ref())?;
+    let (tasks, next_cursor) = list_page(&state, &scope, &request).await?;
     let page = TaskPage {
         items: tasks.iter().map(TaskView::from).collect(),
         next_cursor,
@@ -324,13 +409,13 @@ pub async fn list_tasks(
 )]
 pub async fn task_events(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = task_id(&id)?;
     let events = state
         .repo
-        .events(&tenant, id)
+        .events(&caller.scope(None)?, id)
         .await?
         .ok_or_else(task_not_found)?;
     Ok(json_response(
@@ -363,13 +448,12 @@ fn command_response(outcome: CommandOutcome) -> Result<Task, Problem> {
 )]
 pub async fn cancel_task(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Extension(correlation_id): Extension<CorrelationId>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = task_id(&id)?;
-    let task = command_response(state.repo.cancel(&tenant, id, &correlation_id).await?)?;
-    tracing::info!(task_id = %task.id, "task cancelled");
+    let task = command(&state, &caller, id, LifecycleEvent::Cancel, &correlation_id).await?;
     Ok(json_response(StatusCode::OK, &TaskView::from(&task)))
 }
 
@@ -385,15 +469,229 @@ pub async fn cancel_task(
 )]
 pub async fn redrive_task(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    Extension(caller): Extension<Caller>,
     Extension(correlation_id): Extension<CorrelationId>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = task_id(&id)?;
-    let task = command_response(state.repo.redrive(&tenant, id, &correlation_id).await?)?;
-    state.enqueue(std::slice::from_ref(&task));
-    tracing::info!(task_id = %task.id, "task redriven");
+    let task = command(
+        &state,
+        &caller,
+        id,
+        LifecycleEvent::Redrive,
+        &correlation_id,
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, &TaskView::from(&task)))
+}
+
+/// Cancels or redrives one task as `caller` (a redriven task is queued again).
+///
+/// # Errors
+/// 403 for a role that only reads, 404, 409 when the task's status refuses it.
+pub async fn command(
+    state: &AppState,
+    caller: &Caller,
+    id: TaskId,
+    event: LifecycleEvent,
+    correlation_id: &CorrelationId,
+) -> Result<Task, Problem> {
+    caller.may_act(if event == LifecycleEvent::Redrive {
+        "redrive tasks"
+    } else {
+        "cancel tasks"
+    })?;
+    let scope = caller.scope(None)?;
+    let outcome = if event == LifecycleEvent::Redrive {
+        state.repo.redrive(&scope, id, correlation_id).await?
+    } else {
+        state.repo.cancel(&scope, id, correlation_id).await?
+    };
+    let task = command_response(outcome)?;
+    if event == LifecycleEvent::Redrive {
+        state.enqueue(std::slice::from_ref(&task));
+    }
+    tracing::info!(task_id = %task.id, event = event.name(), "task changed by a user");
+    Ok(task)
+}
+
+/// The most tasks one bulk call changes.
+pub const BULK_MAX: u32 = 1000;
+const BULK_DEFAULT: u32 = 100;
+
+/// A bulk action: its scope and filter, and how many tasks at most.
+#[derive(Debug, Clone)]
+pub struct Bulk {
+    pub scope: Scope,
+    pub filter: TaskFilter,
+    pub event: LifecycleEvent,
+    pub limit: u32,
+}
+
+impl Bulk {
+    /// The action applies to the tasks the filter covers that are in a status it applies
+    /// from (a filter on another status covers none).
+    ///
+    /// # Errors
+    /// 403 for a role that only reads or a non-operator naming another tenant; 422 for a
+    /// limit out of range.
+    pub fn new(
+        caller: &Caller,
+        event: LifecycleEvent,
+        tenant: Option<&Tenant>,
+        filter: TaskFilter,
+        limit: Option<u32>,
+    ) -> Result<Self, Problem> {
+        caller.may_act(if event == LifecycleEvent::Redrive {
+            "redrive tasks"
+        } else {
+            "cancel tasks"
+        })?;
+        let scope = caller.scope(tenant)?;
+        let limit = limit.unwrap_or(BULK_DEFAULT);
+        if !(1..=BULK_MAX).contains(&limit) {
+            return Err(Problem::validation(
+                &ValidationErrors::single("/limit", format!("must be from 1 to {BULK_MAX}")),
+                "",
+            ));
+        }
+        Ok(Self {
+            scope,
+            filter,
+            event,
+            limit,
+        })
+    }
+
+    /// How many tasks the action applies to now (beyond its limit too).
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn count(&self, state: &AppState) -> Result<u64, Problem> {
+        let mut total = 0;
+        for status in self.event.applies_from() {
+            if self.filter.status.is_some_and(|s| s != status) {
+                continue;
+            }
+            let filter = TaskFilter {
+                status: Some(status),
+                ..self.filter.clone()
+            };
+            total += state.repo.count(&self.scope, &filter).await?;
+        }
+        Ok(total)
+    }
+
+    /// Applies the action; the tasks changed (redriven ones are queued again).
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn run(
+        &self,
+        state: &AppState,
+        correlation_id: &CorrelationId,
+    ) -> Result<Vec<Task>, Problem> {
+        let changed = state
+            .repo
+            .bulk(
+                &self.scope,
+                &self.filter,
+                self.event,
+                self.limit,
+                correlation_id,
+            )
+            .await?;
+        if self.event == LifecycleEvent::Redrive {
+            state.enqueue(&changed);
+        }
+        tracing::info!(
+            event = self.event.name(),
+            changed = changed.len(),
+            "bulk action"
+        );
+        Ok(changed)
+    }
+}
+
+async fn bulk(
+    state: AppState,
+    caller: Caller,
+    correlation_id: CorrelationId,
+    event: LifecycleEvent,
+    body: BulkRequest,
+) -> Result<Response, Problem> {
+    let tenant = body
+        .tenant
+        .as_deref()
+        .map(super::tenant_param)
+        .transpose()?;
+    if body
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > TEXT_MAX)
+    {
+        return Err(Problem::validation(
+            &ValidationErrors::single("/q", format!("must be at most {TEXT_MAX} characters")),
+            "",
+        ));
+    }
+    let filter = TaskFilter {
+        status: body.status.map(Into::into),
+        kind: body.kind.map(Into::into),
+        source: body.source.map(Into::into),
+        created_after: body.created_after,
+        created_before: body.created_before,
+        text: body.q.filter(|q| !q.is_empty()),
+    };
+    let bulk = Bulk::new(&caller, event, tenant.as_ref(), filter, body.limit)?;
+    let response = if body.dry_run {
+        BulkResponse {
+            matched: Some(bulk.count(&state).await?),
+            changed: 0,
+        }
+    } else {
+        BulkResponse {
+            matched: None,
+            changed: bulk.run(&state, &correlation_id).await?.len() as u64,
+        }
+    };
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+/// Cancels the pending and failed tasks a filter covers, at most `limit` (the oldest first).
+#[utoipa::path(
+    post, path = "/v1/tasks/cancel", tag = "tasks",
+    request_body(content = BulkRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many tasks were cancelled (or, with dry_run, would be).", body = BulkResponse),
+        (status = 403, description = "The role only reads, or names another tenant.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn bulk_cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(correlation_id): Extension<CorrelationId>,
+    JsonBody(body): JsonBody<BulkRequest>,
+) -> Result<Response, Problem> {
+    bulk(state, caller, correlation_id, LifecycleEvent::Cancel, body).await
+}
+
+/// Redrives the dead tasks a filter covers, at most `limit` (the oldest first).
+#[utoipa::path(
+    post, path = "/v1/tasks/redrive", tag = "tasks",
+    request_body(content = BulkRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many tasks were redriven (or, with dry_run, would be).", body = BulkResponse),
+        (status = 403, description = "The role only reads, or names another tenant.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn bulk_redrive(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(correlation_id): Extension<CorrelationId>,
+    JsonBody(body): JsonBody<BulkRequest>,
+) -> Result<Response, Problem> {
+    bulk(state, caller, correlation_id, LifecycleEvent::Redrive, body).await
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use super::copy::{encode_row, BUFFER_BYTES, COPY_HEADER, COPY_TRAILER, STAGING_C
 use super::error::store_error;
 use super::store::PostgresStore;
 use crate::domain::{
-    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, ImportStatus, TaskId,
-    Tenant,
+    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, ImportStatus, Scope,
+    TaskId, Tenant,
 };
 use crate::ports::{
     CreatedTask, ImportClaim, ImportOutcome, ImportSession, ImportStore, NewImport, StoreError,
@@ -180,19 +180,26 @@ impl ImportStore for PostgresStore {
 
     async fn list_imports(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         before: Option<ImportId>,
         limit: u32,
     ) -> Result<Vec<Import>, StoreError> {
         let client = self.pool().await?.get().await?;
         let before: Option<Uuid> = before.map(|id| *id.as_uuid());
+        let tenant = scope.tenant().map(Tenant::as_str);
+        // One statement per scope, so a tenant's list keeps its index.
         let sql = format!(
-            "SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE tenant = $1 AND ($2::uuid IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
+            "SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE {} ($2::uuid IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
+            if tenant.is_some() {
+                "tenant = $1 AND"
+            } else {
+                "$1::text IS NULL AND"
+            }
         );
         let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
         client
-            .query(&stmt, &[&tenant.as_str(), &before, &i64::from(limit)])
+            .query(&stmt, &[&tenant, &before, &i64::from(limit)])
             .await
             .map_err(store_error)?
             .iter()
@@ -200,16 +207,14 @@ impl ImportStore for PostgresStore {
             .collect()
     }
 
-    async fn get_import(
-        &self,
-        tenant: &Tenant,
-        id: ImportId,
-    ) -> Result<Option<Import>, StoreError> {
+    async fn get_import(&self, scope: &Scope, id: ImportId) -> Result<Option<Import>, StoreError> {
         let client = self.pool().await?.get().await?;
-        let sql = format!("SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE tenant = $1 AND id = $2");
+        let sql = format!(
+            "SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)"
+        );
         let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
         client
-            .query_opt(&stmt, &[&tenant.as_str(), id.as_uuid()])
+            .query_opt(&stmt, &[id.as_uuid(), &scope.tenant().map(Tenant::as_str)])
             .await
             .map_err(store_error)?
             .as_ref()

@@ -2,11 +2,14 @@
 
 #[cfg(feature = "migrations")]
 pub mod bootstrap;
+mod console;
 mod copy;
 mod error;
+mod filter;
 mod imports;
 #[cfg(feature = "migrations")]
 pub mod migrate;
+mod overview;
 mod pool;
 mod rows;
 mod scheduler;

@@ -1,7 +1,6 @@
 //! [`PostgresStore`]: the task store ports on PostgreSQL. Every statement is prepared once per
 //! connection and schema-qualified; transitions apply the target state the domain computed.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use super::error::store_error;
+use super::filter::{Conditions, Param};
 use super::pool::Pool;
 use super::rows::{
     column, event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows,
@@ -21,11 +21,17 @@ use super::rows::{
 };
 use super::setup::Opener;
 use crate::domain::{
-    CorrelationId, Lifecycle, LifecycleEvent, NewTask, Source, Status, Task, TaskId, Tenant,
+    CorrelationId, Lifecycle, LifecycleEvent, NewTask, Scope, Source, Status, Task, TaskId, Tenant,
 };
 use crate::ports::{
-    ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, StoreError, TaskRepository, WorkStore,
+    ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, Overview, StoreError, TaskFilter,
+    TaskRepository, WorkStore,
 };
+
+/// The tenant parameter of a statement that takes `NULL` for every tenant.
+fn scope_tenant(scope: &Scope) -> Option<&str> {
+    scope.tenant().map(Tenant::as_str)
+}
 
 /// The task store on a connection pool, given or opened by the first query.
 #[derive(Clone)]
@@ -106,9 +112,10 @@ static SELECT_BY_KEY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// One task by id, within a tenant (`$2`) or, with `$2` null, every tenant.
 static SELECT_ONE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM tms.tasks WHERE tenant = $1 AND id = $2",
+        "SELECT {} FROM tms.tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
         task_columns(None)
     )
 });
@@ -119,7 +126,7 @@ static SELECT_ONE_FOR_UPDATE: LazyLock<String> =
 const SELECT_EVENTS: &str = "SELECT e.id, e.task_id, e.from_status, e.to_status, e.at, \
      e.attempt, e.error, e.correlation_id \
      FROM tms.task_events e JOIN tms.tasks t ON t.id = e.task_id \
-     WHERE t.tenant = $1 AND t.id = $2 ORDER BY e.id";
+     WHERE t.id = $1 AND ($2::text IS NULL OR t.tenant = $2) ORDER BY e.id";
 
 static APPLY_COMMAND: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -135,6 +142,31 @@ static APPLY_COMMAND: LazyLock<String> = LazyLock::new(|| {
             SELECT id, $6, status, attempts, $7 FROM changed
          )
          SELECT {cols} FROM changed",
+        cols = task_columns(None)
+    )
+});
+
+/// The commands the domain decided for several tasks at once (a bulk cancel or redrive):
+/// each row of the arrays is a task, the version it was read at, and its new state.
+static APPLY_COMMANDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::int4[], $5::text[])
+                AS i(id, version, status, attempts, from_status)
+         ), changed AS (
+            UPDATE tms.tasks t SET status = i.status, attempts = i.attempts,
+                run_after = CASE WHEN $6 THEN now() ELSE t.run_after END,
+                enqueued_at = CASE WHEN $6 THEN NULL ELSE t.enqueued_at END,
+                version = t.version + 1, updated_at = now()
+            FROM input i
+            WHERE t.id = i.id AND t.version = i.version
+            RETURNING {tcols}, i.from_status
+         ), ev AS (
+            INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
+            SELECT id, from_status, status, attempts, $7 FROM changed
+         )
+         SELECT {cols} FROM changed ORDER BY id",
+        tcols = task_columns(Some("t")),
         cols = task_columns(None)
     )
 });
@@ -357,14 +389,14 @@ impl TaskRepository for PostgresStore {
         Ok(created)
     }
 
-    async fn get(&self, tenant: &Tenant, id: TaskId) -> Result<Option<Task>, StoreError> {
+    async fn get(&self, scope: &Scope, id: TaskId) -> Result<Option<Task>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&SELECT_ONE)
             .await
             .map_err(store_error)?;
         client
-            .query_opt(&stmt, &[&tenant.as_str(), id.as_uuid()])
+            .query_opt(&stmt, &[id.as_uuid(), &scope_tenant(scope)])
             .await
             .map_err(store_error)?
             .as_ref()
@@ -372,41 +404,45 @@ impl TaskRepository for PostgresStore {
             .transpose()
     }
 
-    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Vec<Task>, StoreError> {
-        // One statement per filter combination, so each gets a plan that uses its index.
-        let mut sql = format!(
-            "SELECT {} FROM tms.tasks WHERE tenant = $1",
-            task_columns(None)
+    async fn list(&self, scope: &Scope, query: &ListQuery) -> Result<Vec<Task>, StoreError> {
+        let mut conditions = Conditions::tasks(scope, &query.filter, "");
+        if let Some(before) = query.before {
+            conditions.push("id < $", Param::Uuid(*before.as_uuid()));
+        }
+        let limit = conditions.param(Param::Int(i64::from(query.limit)));
+        let sql = format!(
+            "SELECT {} FROM tms.tasks{} ORDER BY id DESC LIMIT ${limit}",
+            task_columns(None),
+            conditions.where_clause()
         );
-        let status = query.status.map(|s| s.as_str());
-        let kind = query.kind.map(|k| k.as_str());
-        let before = query.before.map(|id| *id.as_uuid());
-        let limit = i64::from(query.limit);
-        let tenant_str = tenant.as_str();
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant_str];
-        if let Some(status) = &status {
-            params.push(status);
-            let _ = write!(sql, " AND status = ${}", params.len());
-        }
-        if let Some(kind) = &kind {
-            params.push(kind);
-            let _ = write!(sql, " AND kind = ${}", params.len());
-        }
-        if let Some(before) = &before {
-            params.push(before);
-            let _ = write!(sql, " AND id < ${}", params.len());
-        }
-        params.push(&limit);
-        let _ = write!(sql, " ORDER BY id DESC LIMIT ${}", params.len());
         let client = self.client().await?;
         let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
-        let rows = client.query(&stmt, &params).await.map_err(store_error)?;
+        let rows = client
+            .query(&stmt, &conditions.params())
+            .await
+            .map_err(store_error)?;
         tasks_from_rows(&rows)
+    }
+
+    async fn count(&self, scope: &Scope, filter: &TaskFilter) -> Result<u64, StoreError> {
+        let conditions = Conditions::tasks(scope, filter, "");
+        let sql = format!(
+            "SELECT count(*) FROM tms.tasks{}",
+            conditions.where_clause()
+        );
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
+        let n: i64 = client
+            .query_one(&stmt, &conditions.params())
+            .await
+            .map_err(store_error)?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn events(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
     ) -> Result<Option<Vec<crate::domain::TaskEvent>>, StoreError> {
         let client = self.client().await?;
@@ -415,12 +451,12 @@ impl TaskRepository for PostgresStore {
             .await
             .map_err(store_error)?;
         let rows = client
-            .query(&stmt, &[&tenant.as_str(), id.as_uuid()])
+            .query(&stmt, &[id.as_uuid(), &scope_tenant(scope)])
             .await
             .map_err(store_error)?;
         if rows.is_empty() {
             drop(client);
-            return Ok(self.get(tenant, id).await?.map(|_| Vec::new()));
+            return Ok(self.get(scope, id).await?.map(|_| Vec::new()));
         }
         rows.iter()
             .map(event_from_row)
@@ -430,22 +466,93 @@ impl TaskRepository for PostgresStore {
 
     async fn cancel(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         correlation_id: &CorrelationId,
     ) -> Result<CommandOutcome, StoreError> {
-        self.apply_command(tenant, id, LifecycleEvent::Cancel, correlation_id)
+        self.apply_command(scope, id, LifecycleEvent::Cancel, correlation_id)
             .await
     }
 
     async fn redrive(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         correlation_id: &CorrelationId,
     ) -> Result<CommandOutcome, StoreError> {
-        self.apply_command(tenant, id, LifecycleEvent::Redrive, correlation_id)
+        self.apply_command(scope, id, LifecycleEvent::Redrive, correlation_id)
             .await
+    }
+
+    #[tracing::instrument(skip_all, fields(event = event.name(), limit))]
+    async fn bulk(
+        &self,
+        scope: &Scope,
+        filter: &TaskFilter,
+        event: LifecycleEvent,
+        limit: u32,
+        correlation_id: &CorrelationId,
+    ) -> Result<Vec<Task>, StoreError> {
+        let mut conditions = Conditions::tasks(scope, filter, "");
+        conditions.statuses("", &event.applies_from());
+        let limit = conditions.param(Param::Int(i64::from(limit)));
+        let select = format!(
+            "SELECT {} FROM tms.tasks{} ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED",
+            task_columns(None),
+            conditions.where_clause()
+        );
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(store_error)?;
+        let stmt = txn.prepare_cached(&select).await.map_err(store_error)?;
+        let rows = txn
+            .query(&stmt, &conditions.params())
+            .await
+            .map_err(store_error)?;
+        let mut ids = Vec::new();
+        let mut versions = Vec::new();
+        let mut statuses = Vec::new();
+        let mut attempts = Vec::new();
+        let mut from = Vec::new();
+        for task in tasks_from_rows(&rows)? {
+            let Ok(next) = task.lifecycle().apply(event) else {
+                continue;
+            };
+            ids.push(*task.id.as_uuid());
+            versions.push(task.version);
+            statuses.push(next.status.as_str());
+            attempts.push(next.attempts as i32);
+            from.push(task.status.as_str());
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reset = event == LifecycleEvent::Redrive;
+        let stmt = txn
+            .prepare_cached(&APPLY_COMMANDS)
+            .await
+            .map_err(store_error)?;
+        let rows = txn
+            .query(
+                &stmt,
+                &[
+                    &ids,
+                    &versions,
+                    &statuses,
+                    &attempts,
+                    &from,
+                    &reset,
+                    &correlation_id.as_str(),
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        let changed = tasks_from_rows(&rows)?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(changed)
+    }
+
+    async fn overview(&self, scope: &Scope) -> Result<Overview, StoreError> {
+        super::overview::read(&*self.client().await?, scope).await
     }
 
     async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
@@ -472,7 +579,7 @@ impl PostgresStore {
     /// the domain returned together with its event.
     async fn apply_command(
         &self,
-        tenant: &Tenant,
+        scope: &Scope,
         id: TaskId,
         event: LifecycleEvent,
         correlation_id: &CorrelationId,
@@ -484,7 +591,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         let Some(row) = txn
-            .query_opt(&select, &[&tenant.as_str(), id.as_uuid()])
+            .query_opt(&select, &[id.as_uuid(), &scope_tenant(scope)])
             .await
             .map_err(store_error)?
         else {
