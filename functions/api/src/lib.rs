@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod config;
+pub mod console;
 pub mod correlation;
 pub mod cursor;
 pub mod extract;
