@@ -46,6 +46,12 @@ impl<T: Send + Sync> CachedSecret<T> {
         }
     }
 
+    /// The same secret, read again once its cached value is older than `ttl`.
+    #[must_use]
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        Self { ttl, ..self }
+    }
+
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }

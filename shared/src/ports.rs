@@ -573,6 +573,12 @@ pub trait SchedulerStore: Send + Sync {
     /// [`StoreError`] when the database fails; nothing is deleted then.
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
 
+    /// Deletes the console's expired sessions and sign-ins; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn purge_console(&self) -> Result<u64, StoreError>;
+
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn stats(&self) -> Result<TaskStats, StoreError>;
@@ -655,6 +661,13 @@ pub trait ObjectStore: Send + Sync {
         content_length: u64,
         expires_in: Duration,
     ) -> Result<String, ObjectError>;
+
+    /// A URL that lets its holder GET `key` until it expires (the console's links to import
+    /// reports).
+    ///
+    /// # Errors
+    /// [`ObjectError::Unavailable`] when the URL cannot be signed.
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError>;
 }
 
 /// A secret value that never prints.

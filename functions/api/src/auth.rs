@@ -87,6 +87,15 @@ impl TokenVerifier {
         }
     }
 
+    /// The same verifier, reading the map again once it is older than `ttl` (default
+    /// [`CACHE_TTL`]).
+    #[must_use]
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        Self {
+            map: self.map.with_ttl(ttl),
+        }
+    }
+
     /// The caller `token` stands for, if it is known.
     ///
     /// # Errors

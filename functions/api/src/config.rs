@@ -23,6 +23,45 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// `TMS_API_PORT`: the local HTTP port when not running under Lambda (default 3000).
     pub port: u16,
+    /// The console's OpenID Connect sign-in, when `TMS_OIDC_ISSUER` and `TMS_OIDC_CLIENT_ID`
+    /// are both set.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `TMS_OIDC_ISSUER`, `TMS_OIDC_CLIENT_ID`, `TMS_OIDC_CLIENT_SECRET_PARAM` (an SSM
+/// `SecureString` or `/aws/reference/secretsmanager/...` name, for a confidential client) and
+/// `TMS_OIDC_SCOPES` (default `openid email profile`).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_param: Option<String>,
+    pub scopes: String,
+}
+
+impl OidcConfig {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let issuer = env
+            .optional::<String>("TMS_OIDC_ISSUER")?
+            .filter(|v| !v.is_empty());
+        let client_id = env
+            .optional::<String>("TMS_OIDC_CLIENT_ID")?
+            .filter(|v| !v.is_empty());
+        let (Some(issuer), Some(client_id)) = (issuer, client_id) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            issuer,
+            client_id,
+            client_secret_param: env
+                .optional::<String>("TMS_OIDC_CLIENT_SECRET_PARAM")?
+                .filter(|v| !v.is_empty()),
+            scopes: env
+                .optional::<String>("TMS_OIDC_SCOPES")?
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| crate::console::oidc::DEFAULT_SCOPES.to_owned()),
+        }))
+    }
 }
 
 impl Config {
@@ -38,6 +77,7 @@ impl Config {
             rules: submission_rules(env)?,
             max_upload_bytes: import_limits(env)?.max_object_bytes,
             port: env.or("TMS_API_PORT", 3000)?,
+            oidc: OidcConfig::from_env(env)?,
         })
     }
 }

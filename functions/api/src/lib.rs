@@ -19,12 +19,12 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
-use tms::ports::{Dispatch, ImportStore, ObjectStore, TaskRepository, WorkQueue};
+use tms::ports::{ConsoleStore, Dispatch, ImportStore, ObjectStore, TaskRepository, WorkQueue};
 use tms::telemetry::metrics::MetricSink;
 use tms::SubmissionRules;
 use tms::{Status, Task, WorkMessage};
 
-pub use config::Config;
+pub use config::{Config, OidcConfig};
 use problem::Problem;
 
 /// The adapters the API talks to.
@@ -34,6 +34,7 @@ pub struct Ports {
     pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub metrics: Arc<dyn MetricSink>,
+    pub console: Arc<dyn ConsoleStore>,
 }
 
 /// Everything the handlers use, built once per execution environment.
@@ -43,6 +44,10 @@ pub struct AppState {
     pub imports: Arc<dyn ImportStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub tokens: Arc<auth::TokenVerifier>,
+    /// The console's sessions and sign-ins.
+    pub console: Arc<dyn ConsoleStore>,
+    /// The deployment's OpenID Connect issuer, when it configures one.
+    pub oidc: Option<Arc<console::oidc::Oidc>>,
     pub cursor_key: cursor::CursorKey,
     pub rules: SubmissionRules,
     /// The largest import file an upload URL is signed for.
@@ -84,6 +89,7 @@ impl AppState {
             objects,
             queue,
             metrics,
+            console,
         } = ports;
         Self {
             outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
@@ -92,12 +98,21 @@ impl AppState {
             imports,
             objects,
             tokens: Arc::new(tokens),
+            console,
+            oidc: None,
             cursor_key: cursor::CursorKey::new(cursor_key),
             rules,
             max_upload_bytes: tms::ImportLimits::default().max_object_bytes,
             metrics,
             pages: Arc::default(),
         }
+    }
+
+    /// The same state, signing the console's users in through `oidc` too.
+    #[must_use]
+    pub fn with_oidc(mut self, oidc: console::oidc::Oidc) -> Self {
+        self.oidc = Some(Arc::new(oidc));
+        self
     }
 
     /// The same state, signing upload URLs for files of at most `bytes`.
@@ -141,26 +156,37 @@ impl AppState {
     }
 }
 
+/// Why the API could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] tms::adapters::postgres::SetupError),
+    #[error("cannot read the OpenID Connect client secret {0}: {1}")]
+    OidcSecret(String, tms::ports::SecretsError),
+}
+
 /// The API as a deployment builds it, routed: see [`build_state`].
 ///
 /// # Errors
-/// When the database password cannot be read or the pool cannot be set up.
+/// See [`build_state`].
 pub async fn build_router(
     config: &Config,
     aws: &aws_config::SdkConfig,
-) -> Result<Router, tms::adapters::postgres::SetupError> {
+) -> Result<Router, BuildError> {
     Ok(router(build_state(config, aws).await?))
 }
 
 /// The state of the API as a deployment builds it: the database pool (created without
-/// connecting), S3, SQS and the token map in SSM, from `config`.
+/// connecting), S3, SQS, the token map in SSM and, when configured, the console's OpenID
+/// Connect client, from `config`.
 ///
 /// # Errors
-/// When the database password cannot be read or the pool cannot be set up.
+/// When the database settings can never work, or a confidential OIDC client's secret cannot
+/// be read (read at start-up: a deployment with a public client, PKCE alone, reads none).
 pub async fn build_state(
     config: &Config,
     aws: &aws_config::SdkConfig,
-) -> Result<AppState, tms::adapters::postgres::SetupError> {
+) -> Result<AppState, BuildError> {
     use tms::adapters::postgres::open_store;
     use tms::adapters::s3::{self, S3ObjectStore};
     use tms::adapters::{sqs::SqsWorkQueue, ssm::SsmSecrets};
@@ -170,7 +196,8 @@ pub async fn build_state(
     let store = Arc::new(open_store(&config.database, secrets.clone())?);
     let ports = Ports {
         repo: store.clone(),
-        imports: store,
+        imports: store.clone(),
+        console: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
         queue: Arc::new(SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(aws),
@@ -178,11 +205,31 @@ pub async fn build_state(
         )),
         metrics: Arc::new(tms::telemetry::metrics::StdoutSink),
     };
-    let tokens = auth::TokenVerifier::new(secrets, config.tokens_param.clone());
-    Ok(
-        AppState::new(ports, tokens, &config.cursor_key, config.rules)
-            .with_max_upload_bytes(config.max_upload_bytes),
-    )
+    let tokens = auth::TokenVerifier::new(secrets.clone(), config.tokens_param.clone());
+    let mut state = AppState::new(ports, tokens, &config.cursor_key, config.rules)
+        .with_max_upload_bytes(config.max_upload_bytes);
+    if let Some(oidc) = &config.oidc {
+        let client_secret = match &oidc.client_secret_param {
+            Some(name) => Some(
+                secrets
+                    .get(name)
+                    .await
+                    .map_err(|e| BuildError::OidcSecret(name.clone(), e))?,
+            ),
+            None => None,
+        };
+        let settings = console::oidc::OidcSettings {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+            client_secret,
+            scopes: oidc.scopes.clone(),
+        };
+        state = state.with_oidc(console::oidc::Oidc::new(
+            settings,
+            console::oidc::http_client(),
+        ));
+    }
+    Ok(state)
 }
 
 async fn not_found() -> Problem {
@@ -216,6 +263,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(system::openapi))
         .route("/docs", get(system::docs))
         .merge(v1)
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(state)
         .merge(swagger_ui_dist::generate_routes(

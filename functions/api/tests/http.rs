@@ -6,8 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 use support::{is_problem, json, noop, problem, Options, TestApi, ACME_TOKEN, DEMO_TOKEN};
-use tms::ports::{Outcome, WorkStore};
-use tms::{Status, TaskError, TaskId, WorkMessage, CORRELATION_ATTRIBUTE};
+use tms::{TaskId, WorkMessage, CORRELATION_ATTRIBUTE};
 
 fn email() -> Value {
     json!({"kind": "email", "payload": {"sender": "a@example.com", "recipient": "b@example.com",
@@ -493,27 +492,7 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
         .parse::<TaskId>()
         .unwrap();
     api.queue.drain(&api.queue.url, 2).await;
-    let claimed = api
-        .store
-        .claim(
-            &tms_testkit::tasks::pointers("demo", &[dead]),
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    api.store
-        .record(&[Outcome {
-            id: dead,
-            version: claimed[0].task.version,
-            to: Status::Dead,
-            result: None,
-            error: Some(TaskError::permanent("http_404", "gone")),
-            retry_in: None,
-            enqueue: false,
-            released: false,
-        }])
-        .await
-        .unwrap();
+    api.kill("demo", dead).await;
     let redriven = api
         .post(&format!("/v1/tasks/{dead}/redrive"), DEMO_TOKEN, &json!({}))
         .send()

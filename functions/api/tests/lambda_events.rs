@@ -16,6 +16,7 @@ use tower::ServiceExt;
 
 struct Fakes {
     repo: Arc<MemoryRepository>,
+    console: Arc<tms_testkit::fakes::MemoryConsole>,
     queue: Arc<MemoryQueue>,
     outbox: tms_api::outbox::Outbox,
     app: axum::Router,
@@ -24,6 +25,7 @@ struct Fakes {
 fn fakes() -> Fakes {
     let repo = Arc::new(MemoryRepository::default());
     let queue = Arc::new(MemoryQueue::default());
+    let console = Arc::new(tms_testkit::fakes::MemoryConsole::default());
     let tokens = json!({ token_hash("token-for-demo"): "demo" }).to_string();
     let secrets = Arc::new(StaticSecrets(HashMap::from([(
         "/tms/api-tokens".to_owned(),
@@ -35,6 +37,7 @@ fn fakes() -> Fakes {
         objects: Arc::new(tms_testkit::fakes::NoObjects),
         queue: queue.clone(),
         metrics: Arc::new(MemorySink::default()),
+        console: console.clone(),
     };
     let mut state = AppState::new(
         ports,
@@ -46,6 +49,7 @@ fn fakes() -> Fakes {
     state.outbox = state.outbox.collecting();
     Fakes {
         repo,
+        console,
         queue,
         outbox: state.outbox.clone(),
         app: router(state),
@@ -187,4 +191,112 @@ async fn a_failing_queue_still_answers_202() {
     assert!(body["enqueued_at"].is_null());
     f.outbox.settle().await;
     assert_eq!(f.repo.tasks()[0].enqueued_at, None, "left for the relay");
+}
+
+/// What API Gateway's HTTP API sends for a browser's request to the console: payload 2.0, the
+/// cookies in their own field, a form body base64-encoded.
+fn console_event(
+    method: &str,
+    path: &str,
+    cookies: &[&str],
+    form: Option<&str>,
+) -> lambda_http::Request {
+    use base64::Engine as _;
+    let mut headers = json!({"host": "abc123.execute-api.eu-west-1.amazonaws.com"});
+    if form.is_some() {
+        headers["content-type"] = json!("application/x-www-form-urlencoded");
+    }
+    let event = json!({
+        "version": "2.0", "routeKey": "ANY /console/{proxy+}", "rawPath": path, "rawQueryString": "",
+        "cookies": cookies, "headers": headers,
+        "requestContext": {"accountId": "123456789012", "apiId": "abc123",
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com", "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "Mozilla/5.0"},
+            "requestId": "console-1", "routeKey": "ANY /console/{proxy+}", "stage": "$default",
+            "time": "22/Nov/2026:10:00:00 +0000", "timeEpoch": 1795428000000u64},
+        "body": form.map(|f| base64::engine::general_purpose::STANDARD.encode(f)),
+        "isBase64Encoded": form.is_some()
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
+}
+
+#[tokio::test]
+async fn the_console_works_through_api_gateway_with_its_cookies_field() {
+    use tms::ports::ConsoleStore;
+    let f = fakes();
+    let task = tms_testkit::tasks::new_task("demo", "noop", json!({}), None);
+    f.repo.create(&task).await.unwrap();
+
+    // Sign-in page: the form's cookie is Secure off loopback.
+    let resp = f
+        .app
+        .clone()
+        .oneshot(console_event("GET", "/console/login", &[], None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.starts_with("tms_login=") && set.contains("Secure"),
+        "{set}"
+    );
+    let form_token = set
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("tms_login=")
+        .to_owned();
+
+    // The sign-in form posted base64-encoded, with the cookie from the cookies field.
+    let login_cookie = format!("tms_login={form_token}");
+    let body = format!("token=token-for-demo&csrf={form_token}&next=%2Fconsole%2Ftasks");
+    let resp = f
+        .app
+        .clone()
+        .oneshot(console_event(
+            "POST",
+            "/console/login",
+            &[&login_cookie],
+            Some(&body),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/console/tasks");
+    let session = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(session.starts_with("tms_session="), "{session}");
+
+    // A page with the session cookie lists the tenant's task.
+    let resp = f
+        .app
+        .clone()
+        .oneshot(console_event(
+            "GET",
+            "/console/tasks",
+            &["other=1", &session],
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = String::from_utf8(
+        to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(html.contains(&task.id.to_string()), "the task is listed");
+    let id = session.trim_start_matches("tms_session=");
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()).into();
+    assert!(
+        f.console.session(&digest).await.unwrap().is_some(),
+        "stored by its hash"
+    );
 }

@@ -1,6 +1,9 @@
 //! The console's OpenID Connect sign-in against a fake provider on loopback: its discovery
 //! document, a token endpoint that checks the grant, the client and PKCE, its key set, and ID
-//! tokens signed with keys made at run time. The test plays the browser.
+//! tokens signed with keys made at run time. Most tests play the browser; the last drives a real
+//! one through the console, the provider's authorization page and back.
+
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -129,8 +132,16 @@ struct Grant {
     id_token: String,
 }
 
+/// Who is signed in at the provider, for its authorization page: the key it signs with and
+/// claims beyond the standard ones.
+struct User {
+    key: Arc<TestKey>,
+    claims: Value,
+}
+
 #[derive(Default)]
 struct Provider {
+    user: Option<User>,
     /// The issuer the discovery document names.
     issuer: String,
     secret: Option<String>,
@@ -238,6 +249,41 @@ async fn token(
     )
 }
 
+/// The authorization page of a user already signed in at the provider: it issues a code for the
+/// request's client, challenge and redirect URI at once, with an ID token for its nonce, and
+/// sends the browser back.
+async fn authorize(
+    State(provider): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> axum::response::Redirect {
+    let mut provider = provider.lock().unwrap();
+    let user = provider.user.as_ref().expect("a signed-in user");
+    let now = Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": provider.issuer, "aud": q["client_id"], "sub": "user-7", "token_use": "id",
+        "iat": now, "exp": now + 3600, "nonce": q["nonce"],
+    });
+    for (name, value) in user.claims.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    let id_token = user.key.sign(&claims);
+    let code = format!("code-{}", provider.grants.len() + 1);
+    provider.grants.insert(
+        code.clone(),
+        Grant {
+            challenge: q["code_challenge"].clone(),
+            redirect_uri: q["redirect_uri"].clone(),
+            id_token,
+        },
+    );
+    let back = Url::parse_with_params(
+        &q["redirect_uri"],
+        [("code", &code), ("state", &q["state"])],
+    )
+    .unwrap();
+    axum::response::Redirect::to(back.as_str())
+}
+
 /// The fake provider, serving `http://127.0.0.1:PORT/pool` as its issuer (Cognito's shape:
 /// the pool under a path, the OAuth endpoints beside it).
 struct Fake {
@@ -252,6 +298,7 @@ impl Fake {
             .route("/pool/.well-known/openid-configuration", get(discovery))
             .route("/pool/.well-known/jwks.json", get(jwks))
             .route("/oauth2/token", post(token))
+            .route("/oauth2/authorize", get(authorize))
             .with_state(provider.clone());
         let address = tms_testkit::http::serve(router).await;
         let issuer = format!("http://{address}/pool");
@@ -786,4 +833,45 @@ async fn each_sign_in_gets_its_own_random_state_nonce_and_verifier() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_through_the_provider_in_a_real_browser() {
+    let fake = Fake::start(None).await;
+    let key = Arc::new(TestKey::es256("key-1"));
+    fake.publish(&[&key]);
+    fake.state().user = Some(User {
+        key: key.clone(),
+        claims: json!({"email": "ada@example.com", "custom:tenant": "acme", "custom:role": "viewer"}),
+    });
+    let api = support::TestApi::start_with(support::Options {
+        oidc: Some(OidcSettings {
+            issuer: fake.issuer.clone(),
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: None,
+            scopes: DEFAULT_SCOPES.to_owned(),
+        }),
+        ..support::Options::default()
+    })
+    .await;
+    let browser = tms_testkit::browser::Browser::start(1280, 900).await;
+    browser
+        .open(&format!("{}/console/dead", api.url), "a.button")
+        .await;
+    browser.screenshot("console-sign-in").await;
+    browser.click("a.button").await;
+    browser.wait_for_url("/console/dead").await;
+    browser.wait_for("table.tasks").await;
+    let header = browser.text("header").await;
+    assert!(
+        header.contains("acme") && header.contains("viewer"),
+        "{header}"
+    );
+    assert_eq!(
+        fake.state().token_requests,
+        1,
+        "the code was exchanged once"
+    );
+    assert!(fake.state().grants.is_empty(), "and used");
+    browser.close().await;
 }

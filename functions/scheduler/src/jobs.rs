@@ -174,13 +174,18 @@ pub async fn reap(deps: &Deps, deadline: &Deadline) -> Result<ReapReport, StoreE
 pub struct RetentionReport {
     pub deleted: u64,
     pub chunks: u32,
+    /// Expired console sessions and sign-ins deleted.
+    pub sessions: u64,
 }
 
 /// Deletes `succeeded` and `cancelled` tasks older than the retention, a bounded chunk per
-/// statement so no statement holds many locks or runs long.
+/// statement so no statement holds many locks or runs long, and the console's expired sessions.
 pub async fn retention(deps: &Deps, deadline: &Deadline) -> Result<RetentionReport, StoreError> {
     let settings = &deps.settings;
-    let mut report = RetentionReport::default();
+    let mut report = RetentionReport {
+        sessions: deps.store.purge_console().await?,
+        ..RetentionReport::default()
+    };
     while may_continue(deps, deadline, report.chunks) {
         let deleted = deps
             .store
@@ -195,6 +200,7 @@ pub async fn retention(deps: &Deps, deadline: &Deadline) -> Result<RetentionRepo
     tracing::info!(
         deleted = report.deleted,
         chunks = report.chunks,
+        sessions = report.sessions,
         "retention done"
     );
     Ok(report)

@@ -511,11 +511,21 @@ async fn retention_deletes_old_finished_tasks_in_bounded_chunks_and_keeps_the_re
     )
     .await;
 
+    admin(
+        &f,
+        "INSERT INTO tms.console_sessions (id_hash, tenant, role, subject, csrf, expires_at) \
+         SELECT sha256(id::text::bytea), 'demo', 'member', 'test', repeat('c', 32), \
+                now() + CASE WHEN n = 1 THEN interval '-1 minute' ELSE interval '1 hour' END \
+         FROM unnest($1::uuid[]) WITH ORDINALITY AS s(id, n)",
+        &ids(&young),
+    )
+    .await;
+
     let out = run(&f.deps, "retention").await;
     assert_eq!(
         out["report"],
-        json!({"deleted": 25, "chunks": 3}),
-        "10 + 10 + 5"
+        json!({"deleted": 25, "chunks": 3, "sessions": 1}),
+        "10 + 10 + 5 tasks; the expired session of the two"
     );
     let left: HashSet<TaskId> =
         f.db.admin()

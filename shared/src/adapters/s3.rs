@@ -232,4 +232,18 @@ impl ObjectStore for S3ObjectStore {
             .map_err(unavailable)?;
         Ok(request.uri().to_owned())
     }
+
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| ObjectError::Unavailable(e.to_string().into()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(unavailable)?;
+        Ok(request.uri().to_owned())
+    }
 }

@@ -1,6 +1,6 @@
 # HTTP API (payload format 2.0) in front of tms-api. The JWT authorizer is optional (jwt_issuer);
-# it guards the /v1 routes only: /health, /openapi.json and /docs never need auth. Without it the
-# function checks API tokens itself.
+# it guards the /v1 routes only: /health, /openapi.json, /docs and the console (which signs its
+# users in itself) never need it. Without it the function checks API tokens itself.
 
 data "aws_region" "current" {}
 
@@ -19,9 +19,16 @@ locals {
     "POST /v1/imports"            = true
     "GET /v1/imports"             = true
     "GET /v1/imports/{id}"        = true
+    "POST /v1/tasks/cancel"       = true
+    "POST /v1/tasks/redrive"      = true
+    "GET /v1/stats"               = true
     "GET /health"                 = false
     "GET /openapi.json"           = false
     "GET /docs"                   = false
+    "GET /docs/assets/{proxy+}"   = false
+    # The console signs its users in itself and keeps a session cookie.
+    "ANY /console"          = false
+    "ANY /console/{proxy+}" = false
   }
 }
 

@@ -63,9 +63,19 @@ data "aws_iam_policy_document" "api" {
     resources = [var.work_queue_arn]
   }
   statement {
+    sid       = "ReadWorkQueueDepth"
+    actions   = ["sqs:GetQueueAttributes"]
+    resources = [var.work_queue_arn]
+  }
+  statement {
     sid       = "PresignImportUploads"
     actions   = ["s3:PutObject"]
     resources = ["${var.bucket_arn}/imports/*"]
+  }
+  statement {
+    sid       = "PresignReportLinks"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arn}/reports/*"]
   }
   statement {
     sid       = "ReadApiTokens"

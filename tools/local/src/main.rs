@@ -57,12 +57,13 @@ async fn run_bootstrap() -> anyhow::Result<()> {
 }
 
 fn banner(stack: &Stack) -> String {
-    let (tenant, token) = &stack.tokens[0];
+    let (tenant, token, _) = &stack.tokens[0];
     let url = stack.api_url();
     [
         String::new(),
         "TMS is running.".into(),
         format!("  API          {url}   (docs: {url}/docs)"),
+        format!("  Console      {url}/console   (sign in with the token below)"),
         format!("  Token        {token}   (tenant {tenant})"),
         "  Environment  .local/dev.env".into(),
         String::new(),
@@ -295,7 +296,7 @@ async fn demo() -> anyhow::Result<()> {
         bail!("the API does not answer at {api}: start the stack with `make dev`");
     }
     let tokens = tms_local::stack::parse_tokens(&get("TMS_DEV_TOKENS").unwrap_or_default())?;
-    let (_, token) = tokens
+    let (_, token, _) = tokens
         .first()
         .context("no token in TMS_DEV_TOKENS")?
         .clone();

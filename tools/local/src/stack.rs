@@ -64,8 +64,8 @@ pub struct Stack {
     /// The local cluster's folder (`TMS_PG_DIR`, default `.local/pg`): its CA and passwords.
     pub pg_dir: PathBuf,
     pub names: Names,
-    /// `TMS_DEV_TOKENS`: (tenant, token) pairs.
-    pub tokens: Vec<(String, String)>,
+    /// `TMS_DEV_TOKENS`: (tenant, token, role).
+    pub tokens: Vec<(String, String, tms::Role)>,
 }
 
 fn port(name: &str, default: u16) -> anyhow::Result<u16> {
@@ -78,20 +78,25 @@ fn port(name: &str, default: u16) -> anyhow::Result<u16> {
 }
 
 /// Parses `TMS_DEV_TOKENS` (`tenant:token,tenant:token`).
-pub fn parse_tokens(raw: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub fn parse_tokens(raw: &str) -> anyhow::Result<Vec<(String, String, tms::Role)>> {
     raw.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (tenant, token) = pair
-                .split_once(':')
-                .with_context(|| format!("TMS_DEV_TOKENS entry {pair:?} is not tenant:token"))?;
+        .map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(tenant), Some(token)) = (parts.next(), parts.next()) else {
+                bail!("TMS_DEV_TOKENS entry {entry:?} is not tenant:token[:role]");
+            };
             tms::Tenant::parse(tenant)
                 .map_err(|e| anyhow::anyhow!("TMS_DEV_TOKENS: tenant {tenant:?} {}", e.message))?;
             if token.is_empty() {
                 bail!("TMS_DEV_TOKENS: the token of {tenant} is empty");
             }
-            Ok((tenant.to_owned(), token.to_owned()))
+            let role = parts
+                .next()
+                .map_or(Ok(tms::Role::Member), tms::Role::parse)
+                .map_err(|e| anyhow::anyhow!("TMS_DEV_TOKENS: {tenant}: {e}"))?;
+            Ok((tenant.to_owned(), token.to_owned(), role))
         })
         .collect()
 }
@@ -294,7 +299,14 @@ impl Stack {
         let tokens: serde_json::Map<String, serde_json::Value> = self
             .tokens
             .iter()
-            .map(|(tenant, token)| (token_hash(token), serde_json::Value::String(tenant.clone())))
+            .map(|(tenant, token, role)| {
+                let entry = if *role == tms::Role::Member {
+                    serde_json::Value::String(tenant.clone())
+                } else {
+                    serde_json::json!({"tenant": tenant, "role": role})
+                };
+                (token_hash(token), entry)
+            })
             .collect();
         let admin = serde_json::json!({"username": "postgres", "password": self.admin_password()?})
             .to_string();
@@ -404,7 +416,10 @@ impl Stack {
         let tokens = self
             .tokens
             .iter()
-            .map(|(t, k)| format!("{t}:{k}"))
+            .map(|(t, k, role)| match role {
+                tms::Role::Member => format!("{t}:{k}"),
+                other => format!("{t}:{k}:{other}"),
+            })
             .collect::<Vec<_>>()
             .join(",");
         let mut env = vec![
@@ -546,4 +561,25 @@ async fn queue_with_dlq(
         .queue_url
         .context("no queue url")?;
     Ok((queue, dlq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_tokens_name_a_tenant_a_token_and_optionally_a_role() {
+        let tokens = parse_tokens("demo:t1, ops:t2:operator ,demo:t3:viewer").unwrap();
+        assert_eq!(
+            tokens,
+            [
+                ("demo".to_owned(), "t1".to_owned(), tms::Role::Member),
+                ("ops".to_owned(), "t2".to_owned(), tms::Role::Operator),
+                ("demo".to_owned(), "t3".to_owned(), tms::Role::Viewer),
+            ]
+        );
+        for bad in ["demo", "demo:", "a/b:t", "demo:t:admin"] {
+            assert!(parse_tokens(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -178,3 +178,45 @@ fn cargo_lambda_deploys_each_function_as_the_template_does() {
         );
     }
 }
+
+#[test]
+fn api_gateway_routes_every_operation_of_the_api_and_the_console() {
+    let t = template();
+    let mut routes: Vec<(String, bool)> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::ApiGatewayV2::Route"))
+        .map(|r| {
+            let p = &r["Properties"];
+            let public = p["AuthorizationType"].as_str() == Some("NONE");
+            (p["RouteKey"].as_str().unwrap().to_owned(), public)
+        })
+        .collect();
+    routes.sort();
+    let doc = tms_api::openapi::document();
+    let mut expected: Vec<(String, bool)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().unwrap().keys().map(move |method| {
+                (
+                    format!("{} {path}", method.to_uppercase()),
+                    !path.starts_with("/v1/"),
+                )
+            })
+        })
+        .collect();
+    // Served by the function beside its documented operations: the reference's assets and the
+    // console, which signs its users in itself.
+    for extra in [
+        "GET /docs/assets/{proxy+}",
+        "ANY /console",
+        "ANY /console/{proxy+}",
+    ] {
+        expected.push((extra.to_owned(), true));
+    }
+    expected.sort();
+    assert_eq!(routes, expected, "(route, without the JWT authorizer)");
+}

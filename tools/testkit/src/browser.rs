@@ -11,6 +11,9 @@ pub use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+/// The narrowest window headless Chromium opens; narrower viewports are emulated.
+const MIN_WINDOW_WIDTH: u32 = 500;
+
 /// How long a page may take to show what a test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -49,20 +52,23 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("a browser profile folder");
+        let mut options = json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--window-size={width},{height}"),
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        if width < MIN_WINDOW_WIDTH {
+            // A window is never narrower than Chromium's minimum: a phone's width is emulated.
+            options["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0}});
+        }
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
+        capabilities.insert("goog:chromeOptions".into(), options);
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = loop {
@@ -93,6 +99,69 @@ impl Browser {
         self.wait_for(css).await
     }
 
+    /// Types `text` into the field matching `css`.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.wait_for(css).await;
+        field
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        field
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Clicks the first element matching `css`.
+    pub async fn click(&self, css: &str) {
+        self.wait_for(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// The address of the page shown.
+    pub async fn url(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .expect("the current URL")
+            .to_string()
+    }
+
+    /// Waits until the address of the page shown contains `fragment`.
+    pub async fn wait_for_url(&self, fragment: &str) {
+        let started = Instant::now();
+        loop {
+            let url = self.url().await;
+            if url.contains(fragment) {
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the browser never reached {fragment:?}; it shows {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How many elements match `css`.
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |found| found.len())
+    }
+
+    /// Runs `script` in the page; what it returned.
+    pub async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("run {script}: {e}"))
+    }
+
     /// Waits for the first element matching `css`.
     pub async fn wait_for(&self, css: &str) -> Element {
         self.client
@@ -107,7 +176,11 @@ impl Browser {
     pub async fn wait_for_text(&self, text: &str) {
         let started = Instant::now();
         loop {
-            let body = self.text("body").await;
+            // While a page loads there may be no body yet: that is only not the text yet.
+            let body = match self.client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if body.contains(text) {
                 return;
             }

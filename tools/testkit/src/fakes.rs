@@ -420,4 +420,64 @@ impl tms::ports::ObjectStore for NoObjects {
     ) -> Result<String, tms::ports::ObjectError> {
         Ok(format!("https://no-bucket.invalid/{key}"))
     }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        _e: std::time::Duration,
+    ) -> Result<String, tms::ports::ObjectError> {
+        Ok(format!("https://no-bucket.invalid/{key}"))
+    }
+}
+
+/// Console sessions and sign-ins in memory.
+#[derive(Default)]
+pub struct MemoryConsole {
+    sessions: Mutex<Vec<tms::ports::ConsoleSession>>,
+    logins: Mutex<Vec<tms::ports::PendingLogin>>,
+}
+
+#[async_trait]
+impl tms::ports::ConsoleStore for MemoryConsole {
+    async fn create_session(&self, s: &tms::ports::ConsoleSession) -> Result<(), StoreError> {
+        self.sessions.lock().unwrap().push(s.clone());
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        id_hash: &[u8; 32],
+    ) -> Result<Option<tms::ports::ConsoleSession>, StoreError> {
+        Ok(self
+            .sessions
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| &s.id_hash == id_hash && s.expires_at > Utc::now())
+            .cloned())
+    }
+
+    async fn end_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .retain(|s| &s.id_hash != id_hash);
+        Ok(())
+    }
+
+    async fn begin_login(&self, login: &tms::ports::PendingLogin) -> Result<(), StoreError> {
+        self.logins.lock().unwrap().push(login.clone());
+        Ok(())
+    }
+
+    async fn take_login(
+        &self,
+        state: &str,
+    ) -> Result<Option<tms::ports::PendingLogin>, StoreError> {
+        let mut logins = self.logins.lock().unwrap();
+        let found = logins.iter().position(|l| l.state == state);
+        Ok(found
+            .map(|i| logins.remove(i))
+            .filter(|l| l.expires_at > Utc::now()))
+    }
 }

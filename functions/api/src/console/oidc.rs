@@ -13,7 +13,6 @@ use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
-use rand::Rng as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -46,6 +45,17 @@ pub struct OidcSettings {
     pub client_secret: Option<Secret>,
     /// Space-separated; `openid` is added when missing.
     pub scopes: String,
+}
+
+/// The client the console calls its provider with: rustls with the system's roots, no
+/// redirects followed, the provider timeout on every request.
+pub fn http_client() -> reqwest::Client {
+    tms::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(PROVIDER_TIMEOUT)
+        .build()
+        .expect("a TLS client with the system's roots")
 }
 
 /// Why a sign-in through the provider failed.
@@ -387,18 +397,11 @@ impl Oidc {
 /// characters), valid for [`LOGIN_TTL`] from `now`.
 fn new_login(now: DateTime<Utc>) -> PendingLogin {
     PendingLogin {
-        state: random_text(32),
-        verifier: random_text(48),
-        nonce: random_text(32),
+        state: super::session::random_token(32),
+        verifier: super::session::random_token(48),
+        nonce: super::session::random_token(32),
         expires_at: now + LOGIN_TTL,
     }
-}
-
-/// `bytes` random bytes, base64url without padding (RFC 7636's unreserved characters).
-fn random_text(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut raw);
-    URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// The S256 code challenge of a PKCE verifier.

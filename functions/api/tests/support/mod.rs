@@ -11,9 +11,10 @@ use tms::adapters::postgres::PostgresStore;
 use tms::adapters::s3::S3ObjectStore;
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
-use tms::ports::{TaskRepository, WorkQueue};
+use tms::ports::{Outcome, TaskRepository, WorkQueue, WorkStore};
 use tms::telemetry::metrics::MemorySink;
 use tms::SubmissionRules;
+use tms::{Status, TaskError, TaskId};
 use tms_api::auth::{token_hash, TokenVerifier};
 use tms_api::{router, AppState, Ports};
 use tms_testkit::aws::{put_secure_parameter, sdk_config, test_bucket, TestQueue};
@@ -22,9 +23,16 @@ use tms_testkit::TestDb;
 
 pub const DEMO_TOKEN: &str = "token-for-demo";
 pub const ACME_TOKEN: &str = "token-for-acme";
+/// Reads demo's tasks, changes nothing.
+pub const VIEWER_TOKEN: &str = "token-for-demo-viewer";
+/// Reads and acts on every tenant's tasks (its own tenant is `ops`).
+pub const OPERATOR_TOKEN: &str = "token-for-operator";
 
 pub struct TestApi {
     pub url: String,
+    /// The SSM parameter holding the token map.
+    pub token_param: String,
+    pub aws: aws_config::SdkConfig,
     pub db: TestDb,
     pub queue: TestQueue,
     pub store: PostgresStore,
@@ -42,6 +50,10 @@ pub struct Options {
     pub repo: Option<Arc<dyn TaskRepository>>,
     pub rules: SubmissionRules,
     pub max_upload_bytes: Option<u64>,
+    /// How long the token map is cached (the default's five minutes otherwise).
+    pub token_ttl: Option<std::time::Duration>,
+    /// The console's OpenID Connect provider.
+    pub oidc: Option<tms_api::console::oidc::OidcSettings>,
 }
 
 impl TestApi {
@@ -54,8 +66,12 @@ impl TestApi {
         let aws = sdk_config().await;
         let queue = TestQueue::new(&aws, Some(5)).await;
         let param = format!("/test/{}/api-tokens", uuid::Uuid::new_v4().simple());
-        let map =
-            serde_json::json!({ token_hash(DEMO_TOKEN): "demo", token_hash(ACME_TOKEN): "acme" });
+        let map = serde_json::json!({
+            token_hash(DEMO_TOKEN): "demo",
+            token_hash(ACME_TOKEN): "acme",
+            token_hash(VIEWER_TOKEN): {"tenant": "demo", "role": "viewer"},
+            token_hash(OPERATOR_TOKEN): {"tenant": "ops", "role": "operator"},
+        });
         put_secure_parameter(&aws, &param, &map.to_string()).await;
         let store = db.store();
         let repo: Arc<dyn TaskRepository> = options.repo.unwrap_or_else(|| Arc::new(store.clone()));
@@ -70,22 +86,28 @@ impl TestApi {
             objects: Arc::new(S3ObjectStore::new(s3.clone(), &bucket)),
             queue: work_queue,
             metrics: metrics.clone(),
+            console: Arc::new(store.clone()),
         };
         let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
-        let state = AppState::new(
-            ports,
-            TokenVerifier::new(secrets, Some(param)),
-            "test-cursor-key",
-            options.rules,
-        );
-        let state = match options.max_upload_bytes {
+        let mut verifier = TokenVerifier::new(secrets, Some(param.clone()));
+        if let Some(ttl) = options.token_ttl {
+            verifier = verifier.with_ttl(ttl);
+        }
+        let state = AppState::new(ports, verifier, "test-cursor-key", options.rules);
+        let mut state = match options.max_upload_bytes {
             Some(bytes) => state.with_max_upload_bytes(bytes),
             None => state,
         };
+        if let Some(settings) = options.oidc {
+            let http = tms_api::console::oidc::http_client();
+            state = state.with_oidc(tms_api::console::oidc::Oidc::new(settings, http));
+        }
         let outbox = state.outbox.clone();
         let addr = serve(router(state)).await;
         Self {
             url: format!("http://{addr}"),
+            token_param: param,
+            aws,
             db,
             queue,
             store,
@@ -98,6 +120,39 @@ impl TestApi {
                 Client::new()
             },
         }
+    }
+
+    /// Writes `map` as the token map.
+    pub async fn replace_token_map(&self, map: &Value) {
+        put_secure_parameter(&self.aws, &self.token_param, &map.to_string()).await;
+    }
+
+    /// Makes the tenant's task `dead` as a worker would: claimed, then a permanent failure.
+    pub async fn kill(&self, tenant: &str, id: TaskId) {
+        let claimed = self
+            .store
+            .claim(
+                &tms_testkit::tasks::pointers(tenant, &[id]),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "the task is claimable");
+        let recorded = self
+            .store
+            .record(&[Outcome {
+                id,
+                version: claimed[0].task.version,
+                to: Status::Dead,
+                result: None,
+                error: Some(TaskError::permanent("http_404", "gone")),
+                retry_in: None,
+                enqueue: false,
+                released: false,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(recorded, [id]);
     }
 
     pub fn get(&self, path: &str, token: &str) -> RequestBuilder {

@@ -50,6 +50,14 @@ static EXPIRED_LEASES: LazyLock<String> = LazyLock::new(|| {
 
 /// The status list matches the `tasks_retention` index; the events go in the same statement as
 /// their task (migration V2 dropped the foreign key that cascaded them).
+/// The console's expired sessions and sign-ins (few: one row per signed-in browser).
+const PURGE_CONSOLE: &str = "WITH sessions AS (
+        DELETE FROM tms.console_sessions WHERE expires_at <= now() RETURNING 1
+     ), logins AS (
+        DELETE FROM tms.console_logins WHERE expires_at <= now() RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM logins) AS n";
+
 const PURGE: &str = "WITH doomed AS (
         SELECT id FROM tms.tasks
         WHERE status IN ('succeeded', 'cancelled')
@@ -297,6 +305,16 @@ impl SchedulerStore for PostgresStore {
 
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         self.count_of(PURGE, older_than, limit).await
+    }
+
+    async fn purge_console(&self) -> Result<u64, StoreError> {
+        let client = self.pool().await?.get().await?;
+        let row = client
+            .query_one(PURGE_CONSOLE, &[])
+            .await
+            .map_err(store_error)?;
+        let n: i64 = row.try_get("n").map_err(store_error)?;
+        u64::try_from(n).map_err(|e| StoreError::Corrupt(format!("row count: {e}")))
     }
 
     async fn stats(&self) -> Result<TaskStats, StoreError> {
