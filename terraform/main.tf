@@ -82,6 +82,8 @@ module "functions" {
   log_retention_days       = var.log_retention_days
   task_retention_days      = var.task_retention_days
   tokens_parameter_name    = var.tokens_parameter_name
+  oidc_issuer              = var.jwt_issuer
+  console_oidc_client_id   = var.console_oidc_client_id
   producers_parameter_name = var.producers_parameter_name
   subnet_ids               = module.network.private_subnet_ids
   security_group_ids       = [module.network.function_security_group_id]

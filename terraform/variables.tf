@@ -86,6 +86,17 @@ variable "jwt_audience" {
   default     = []
 }
 
+variable "console_oidc_client_id" {
+  description = "Client id of an app client of jwt_issuer (public: authorization code with PKCE, no secret) whose callback URL is https://<API host>/console/callback; with jwt_issuer the console offers sign-in through that provider besides API tokens."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._:\\-]*$", var.console_oidc_client_id))
+    error_message = "console_oidc_client_id: letters, digits and . _ : - only."
+  }
+}
+
 variable "cors_allow_origins" {
   description = "Origins allowed by CORS on the HTTP API."
   type        = list(string)

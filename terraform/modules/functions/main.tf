@@ -79,6 +79,8 @@ locals {
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
         TMS_DATABASE_POOL_SIZE      = "1"
+        TMS_OIDC_ISSUER             = var.oidc_issuer
+        TMS_OIDC_CLIENT_ID          = var.console_oidc_client_id
       }
       reserved_concurrency = var.api_reserved_concurrency
       deployment           = var.deployment_strategy

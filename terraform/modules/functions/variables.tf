@@ -19,6 +19,18 @@ variable "task_retention_days" {
   type = number
 }
 
+variable "oidc_issuer" {
+  description = "The console's OpenID Connect issuer (the JWT authorizer's), or empty."
+  type        = string
+  default     = ""
+}
+
+variable "console_oidc_client_id" {
+  description = "The console's OpenID Connect client id, or empty."
+  type        = string
+  default     = ""
+}
+
 variable "tokens_parameter_name" {
   type = string
 }
