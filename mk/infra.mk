@@ -36,7 +36,7 @@ build: ## build the five functions' arm64 zips (target/lambda/<binary>/bootstrap
 deploy: ## deploy the stack with SAM (guided on the first run or with GUIDED=1); the database bootstrap runs as part of it
 	$(call venv,$(BUILD_VENV),build)
 	@scripts/rds-ca-bundle.sh
-	sam build
+	sam build --beta-features
 	@# Later runs reuse samconfig.toml; parameters not overridden keep their deployed values.
 	@if [ -f samconfig.toml ] && [ -z "$(GUIDED)" ]; then \
 	  echo "sam deploy --parameter-overrides DeployId=$(DEPLOY_ID)"; \
