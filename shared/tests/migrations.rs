@@ -38,8 +38,10 @@ async fn migrations_apply_once_even_when_run_concurrently() {
             "console_sessions",
             "imports",
             "refinery_schema_history",
+            "schedules",
             "task_events",
-            "tasks"
+            "tasks",
+            "triggers"
         ]
     );
     let public: i64 = a

@@ -372,8 +372,19 @@ impl From<TaskKind> for KindView {
 #[schema(as = Source)]
 pub enum SourceView {
     Api,
-    Import { import_id: Uuid, line: u64 },
+    Import {
+        import_id: Uuid,
+        line: u64,
+    },
     Queue,
+    Schedule {
+        schedule_id: Uuid,
+        fire_time: DateTime<Utc>,
+    },
+    Event {
+        trigger_id: Uuid,
+        event_id: String,
+    },
 }
 
 impl From<&Source> for SourceView {
@@ -384,6 +395,20 @@ impl From<&Source> for SourceView {
             Source::Import { import_id, line } => Self::Import {
                 import_id: *import_id.as_uuid(),
                 line: *line,
+            },
+            Source::Schedule {
+                schedule_id,
+                fire_time,
+            } => Self::Schedule {
+                schedule_id: *schedule_id.as_uuid(),
+                fire_time: *fire_time,
+            },
+            Source::Event {
+                trigger_id,
+                event_id,
+            } => Self::Event {
+                trigger_id: *trigger_id.as_uuid(),
+                event_id: event_id.clone(),
             },
         }
     }
@@ -677,6 +702,8 @@ pub enum SourceKindView {
     Api,
     Import,
     Queue,
+    Schedule,
+    Event,
 }
 
 impl From<SourceKindView> for tms::SourceKind {
@@ -685,6 +712,8 @@ impl From<SourceKindView> for tms::SourceKind {
             SourceKindView::Api => Self::Api,
             SourceKindView::Import => Self::Import,
             SourceKindView::Queue => Self::Queue,
+            SourceKindView::Schedule => Self::Schedule,
+            SourceKindView::Event => Self::Event,
         }
     }
 }

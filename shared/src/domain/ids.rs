@@ -52,41 +52,59 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// An import identifier (one per imported object version).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ImportId(Uuid);
+/// A UUID v7 identifier newtype: time-ordered, parsed from and shown as a hyphenated UUID.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
 
-impl ImportId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+            pub fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for ImportId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl FromStr for ImportId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-impl fmt::Display for ImportId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// An import identifier (one per imported object version).
+    ImportId
+);
+uuid_id!(
+    /// A schedule's identifier.
+    ScheduleId
+);
+uuid_id!(
+    /// An event trigger's identifier.
+    TriggerId
+);
 
 /// The owner of a task. Every read and write is scoped by it, and it names S3 prefixes, so it is
 /// restricted to 1–64 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.

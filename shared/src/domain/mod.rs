@@ -15,7 +15,7 @@ pub mod webhook;
 
 pub use access::{AccessError, Caller, Role, Scope};
 pub use backoff::Backoff;
-pub use ids::{CorrelationId, ImportId, TaskId, Tenant};
+pub use ids::{CorrelationId, ImportId, ScheduleId, TaskId, Tenant, TriggerId};
 pub use import::{
     import_row_key, Import, ImportCounts, ImportFormat, ImportKey, ImportKeyError, ImportLimits,
     ImportRow, ImportStatus, IMPORTS_PREFIX, REPORTS_PREFIX,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::ids::{CorrelationId, ImportId, TaskId, Tenant};
+use super::ids::{CorrelationId, ImportId, ScheduleId, TaskId, Tenant, TriggerId};
 use super::kind::TaskKind;
 use super::validation::{pointer_token, validate_payload, FieldError, ValidationErrors};
 use super::webhook::WebhookPolicy;
@@ -57,8 +57,21 @@ pub struct SubmissionRules {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Source {
     Api,
-    Import { import_id: ImportId, line: u64 },
+    Import {
+        import_id: ImportId,
+        line: u64,
+    },
     Queue,
+    /// One fire of a schedule.
+    Schedule {
+        schedule_id: ScheduleId,
+        fire_time: DateTime<Utc>,
+    },
+    /// An event a trigger matched.
+    Event {
+        trigger_id: TriggerId,
+        event_id: String,
+    },
 }
 
 impl Source {
@@ -71,6 +84,8 @@ impl Source {
             Self::Api => SourceKind::Api,
             Self::Import { .. } => SourceKind::Import,
             Self::Queue => SourceKind::Queue,
+            Self::Schedule { .. } => SourceKind::Schedule,
+            Self::Event { .. } => SourceKind::Event,
         }
     }
 }
@@ -81,10 +96,18 @@ pub enum SourceKind {
     Api,
     Import,
     Queue,
+    Schedule,
+    Event,
 }
 
 impl SourceKind {
-    pub const ALL: [Self; 3] = [Self::Api, Self::Import, Self::Queue];
+    pub const ALL: [Self; 5] = [
+        Self::Api,
+        Self::Import,
+        Self::Queue,
+        Self::Schedule,
+        Self::Event,
+    ];
 
     /// # Errors
     /// A [`FieldError`] at `/source` naming the sources there are.
@@ -92,7 +115,12 @@ impl SourceKind {
         Self::ALL
             .into_iter()
             .find(|s| s.as_str() == raw)
-            .ok_or_else(|| FieldError::new("/source", "must be one of: api, import, queue"))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "/source",
+                    "must be one of: api, import, queue, schedule, event",
+                )
+            })
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -100,6 +128,8 @@ impl SourceKind {
             Self::Api => "api",
             Self::Import => "import",
             Self::Queue => "queue",
+            Self::Schedule => "schedule",
+            Self::Event => "event",
         }
     }
 }

@@ -6,12 +6,13 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::{
-    CorrelationId, ImportId, Source, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, Tenant,
+    CorrelationId, ImportId, ScheduleId, Source, Status, Task, TaskError, TaskEvent, TaskId,
+    TaskKind, Tenant, TriggerId,
 };
 use crate::ports::StoreError;
 
 /// The task columns; [`task_at`] reads them by their position in this list.
-pub(crate) const TASK_COLUMNS: [&str; 20] = [
+pub(crate) const TASK_COLUMNS: [&str; 24] = [
     "id",
     "tenant",
     "kind",
@@ -26,6 +27,10 @@ pub(crate) const TASK_COLUMNS: [&str; 20] = [
     "source",
     "import_id",
     "import_line",
+    "schedule_id",
+    "fire_time",
+    "trigger_id",
+    "event_id",
     "result",
     "last_error",
     "enqueued_at",
@@ -44,6 +49,46 @@ pub(crate) fn task_columns(alias: Option<&str>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The columns a task's source fills besides `source` itself (the others are null).
+#[derive(Debug, Default)]
+pub(crate) struct SourceColumns<'a> {
+    pub import_id: Option<Uuid>,
+    pub import_line: Option<i64>,
+    pub schedule_id: Option<Uuid>,
+    pub fire_time: Option<DateTime<Utc>>,
+    pub trigger_id: Option<Uuid>,
+    pub event_id: Option<&'a str>,
+}
+
+impl<'a> SourceColumns<'a> {
+    pub(crate) fn of(source: &'a Source) -> Self {
+        match source {
+            Source::Api | Source::Queue => Self::default(),
+            Source::Import { import_id, line } => Self {
+                import_id: Some(*import_id.as_uuid()),
+                import_line: i64::try_from(*line).ok(),
+                ..Self::default()
+            },
+            Source::Schedule {
+                schedule_id,
+                fire_time,
+            } => Self {
+                schedule_id: Some(*schedule_id.as_uuid()),
+                fire_time: Some(*fire_time),
+                ..Self::default()
+            },
+            Source::Event {
+                trigger_id,
+                event_id,
+            } => Self {
+                trigger_id: Some(*trigger_id.as_uuid()),
+                event_id: Some(event_id),
+                ..Self::default()
+            },
+        }
+    }
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -121,8 +166,8 @@ pub(crate) fn task_at(row: &Row, c: &TaskColumns) -> Result<Task, StoreError> {
     // The positions in TASK_COLUMNS, in its order.
     let [
         id, tenant, kind, payload, status, attempts, max_attempts, run_after, lease_until,
-        idempotency_key, correlation_id, source, import_id, import_line, result, last_error,
-        enqueued_at, created_at, updated_at, version,
+        idempotency_key, correlation_id, source, import_id, import_line, schedule_id, fire_time,
+        trigger_id, event_id, result, last_error, enqueued_at, created_at, updated_at, version,
     ]: [usize; TASK_COLUMNS.len()] = std::array::from_fn(|i| i);
     let source = match c.get::<&str>(row, source)? {
         "api" => Source::Api,
@@ -131,6 +176,14 @@ pub(crate) fn task_at(row: &Row, c: &TaskColumns) -> Result<Task, StoreError> {
             import_id: ImportId::from_uuid(c.get::<Uuid>(row, import_id)?),
             line: u64::try_from(c.get::<i64>(row, import_line)?)
                 .map_err(|e| corrupt("import_line", e))?,
+        },
+        "schedule" => Source::Schedule {
+            schedule_id: ScheduleId::from_uuid(c.get::<Uuid>(row, schedule_id)?),
+            fire_time: c.get(row, fire_time)?,
+        },
+        "event" => Source::Event {
+            trigger_id: TriggerId::from_uuid(c.get::<Uuid>(row, trigger_id)?),
+            event_id: c.get(row, event_id)?,
         },
         other => return Err(corrupt("source", other)),
     };

@@ -17,11 +17,11 @@ use super::filter::{Conditions, Param};
 use super::pool::Pool;
 use super::rows::{
     column, event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows,
-    TaskColumns,
+    SourceColumns, TaskColumns,
 };
 use super::setup::Opener;
 use crate::domain::{
-    CorrelationId, Lifecycle, LifecycleEvent, NewTask, Scope, Source, Status, Task, TaskId, Tenant,
+    CorrelationId, Lifecycle, LifecycleEvent, NewTask, Scope, Status, Task, TaskId, Tenant,
 };
 use crate::ports::{
     ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, Overview, StoreError, TaskFilter,
@@ -82,8 +82,10 @@ static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS (
             INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after,
-                idempotency_key, request_hash, correlation_id, source, import_id, import_line)
-            VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7, $8, $9, $10, $11, $12)
+                idempotency_key, request_hash, correlation_id, source, import_id, import_line,
+                schedule_id, fire_time, trigger_id, event_id)
+            VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7, $8, $9, $10, $11, $12, $13, $14,
+                $15, $16)
             ON CONFLICT (tenant, idempotency_key) DO NOTHING
             RETURNING {cols}
          ), ev AS (
@@ -286,13 +288,10 @@ async fn create_in<C: CachedStatements>(client: &C, task: &NewTask) -> Result<Cr
         .prepare_cached(&INSERT_TASK)
         .await
         .map_err(store_error)?;
-    let (import_id, import_line) = match &task.source {
-        Source::Import { import_id, line } => (Some(*import_id.as_uuid()), Some(*line as i64)),
-        _ => (None, None),
-    };
+    let source = SourceColumns::of(&task.source);
     let max_attempts = task.max_attempts as i32;
     let hash: &[u8] = &task.request_hash;
-    let params: [&(dyn ToSql + Sync); 12] = [
+    let params: [&(dyn ToSql + Sync); 16] = [
         task.id.as_uuid(),
         &task.tenant.as_str(),
         &task.kind.as_str(),
@@ -303,8 +302,12 @@ async fn create_in<C: CachedStatements>(client: &C, task: &NewTask) -> Result<Cr
         &hash,
         &task.correlation_id.as_str(),
         &task.source.as_str(),
-        &import_id,
-        &import_line,
+        &source.import_id,
+        &source.import_line,
+        &source.schedule_id,
+        &source.fire_time,
+        &source.trigger_id,
+        &source.event_id,
     ];
     // A conflicting insert waits for the other transaction, so the follow-up read sees its
     // row; the loop covers the rare case of that row being deleted in between.

@@ -1,4 +1,5 @@
-//! [`SubmissionStore`] on PostgreSQL: a whole batch of queue submissions in one statement.
+//! [`SubmissionStore`] on PostgreSQL: a whole batch of submissions (queue messages, a
+//! schedule's fires, the tasks of matched events) in one statement.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -6,6 +7,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::error::store_error;
+use super::rows::SourceColumns;
 use super::PostgresStore;
 use crate::domain::{NewTask, TaskId};
 use crate::ports::{StoreError, SubmissionStore, Submitted};
@@ -15,15 +17,19 @@ use crate::ports::{StoreError, SubmissionStore, Submitted};
 /// held the key before the statement began.
 const SUBMIT: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[],
-                             $6::timestamptz[], $7::text[], $8::bytea[], $9::text[], $10::text[])
+                             $6::timestamptz[], $7::text[], $8::bytea[], $9::text[], $10::text[],
+                             $11::uuid[], $12::timestamptz[], $13::uuid[], $14::text[])
             WITH ORDINALITY
             AS i(id, tenant, kind, payload, max_attempts, run_after, idempotency_key,
-                 request_hash, correlation_id, source, ord)
+                 request_hash, correlation_id, source, schedule_id, fire_time, trigger_id,
+                 event_id, ord)
      ), ins AS (
         INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after,
-                               idempotency_key, request_hash, correlation_id, source)
+                               idempotency_key, request_hash, correlation_id, source,
+                               schedule_id, fire_time, trigger_id, event_id)
         SELECT id, tenant, kind, payload, max_attempts, COALESCE(run_after, now()),
-               idempotency_key, request_hash, correlation_id, source
+               idempotency_key, request_hash, correlation_id, source, schedule_id, fire_time,
+               trigger_id, event_id
         FROM input ORDER BY ord
         ON CONFLICT (tenant, idempotency_key) DO NOTHING
         RETURNING id, tenant, idempotency_key, request_hash, status, attempts, correlation_id
@@ -58,7 +64,13 @@ impl SubmissionStore for PostgresStore {
         let hashes: Vec<&[u8]> = tasks.iter().map(|t| t.request_hash.as_slice()).collect();
         let correlation: Vec<&str> = tasks.iter().map(|t| t.correlation_id.as_str()).collect();
         let sources: Vec<&str> = tasks.iter().map(|t| t.source.as_str()).collect();
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let columns: Vec<SourceColumns<'_>> =
+            tasks.iter().map(|t| SourceColumns::of(&t.source)).collect();
+        let schedule_ids: Vec<Option<Uuid>> = columns.iter().map(|c| c.schedule_id).collect();
+        let fire_times: Vec<Option<DateTime<Utc>>> = columns.iter().map(|c| c.fire_time).collect();
+        let trigger_ids: Vec<Option<Uuid>> = columns.iter().map(|c| c.trigger_id).collect();
+        let event_ids: Vec<Option<&str>> = columns.iter().map(|c| c.event_id).collect();
+        let params: [&(dyn ToSql + Sync); 14] = [
             &ids,
             &tenants,
             &kinds,
@@ -69,6 +81,10 @@ impl SubmissionStore for PostgresStore {
             &hashes,
             &correlation,
             &sources,
+            &schedule_ids,
+            &fire_times,
+            &trigger_ids,
+            &event_ids,
         ];
         let client = self.pool().await?.get().await?;
         let stmt = client.prepare_cached(SUBMIT).await.map_err(store_error)?;
