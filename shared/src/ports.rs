@@ -762,3 +762,59 @@ mod tests {
         assert!(!format!("{json:?}").contains("s3cret"));
     }
 }
+
+/// Why a trigger (or a schedule) could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The tenant already has one of that name.
+    #[error("the name is taken")]
+    NameTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A tenant's event triggers, and the match of an event against every tenant's.
+#[async_trait]
+pub trait TriggerStore: Send + Sync {
+    /// # Errors
+    /// [`CreateError::NameTaken`] when the tenant has a trigger of that name.
+    async fn create_trigger(&self, trigger: &crate::domain::Trigger) -> Result<(), CreateError>;
+
+    /// Newest first, at most `limit`, before `before`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list_triggers(
+        &self,
+        scope: &Scope,
+        before: Option<crate::domain::TriggerId>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Trigger>, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn get_trigger(
+        &self,
+        scope: &Scope,
+        id: crate::domain::TriggerId,
+    ) -> Result<Option<crate::domain::Trigger>, StoreError>;
+
+    /// Whether there was such a trigger to delete.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_trigger(
+        &self,
+        scope: &Scope,
+        id: crate::domain::TriggerId,
+    ) -> Result<bool, StoreError>;
+
+    /// Every tenant's triggers on any of the (source, detail-type) pairs, in one statement.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn triggers_for(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<crate::domain::Trigger>, StoreError>;
+}

@@ -10,6 +10,7 @@ mod message;
 mod status;
 mod submission;
 mod task;
+pub mod trigger;
 mod validation;
 pub mod webhook;
 
@@ -30,6 +31,7 @@ pub use submission::{
     RUN_AFTER_LATEST, RUN_AFTER_PATTERN,
 };
 pub use task::{ErrorClass, Task, TaskError, TaskEvent};
+pub use trigger::{DetailMatch, Event, Trigger};
 pub use validation::{
     validate_payload, EmailAddress, FieldError, ValidationErrors, WEBHOOK_METHODS,
 };

@@ -16,6 +16,7 @@ mod scheduler;
 mod setup;
 mod store;
 mod submissions;
+mod triggers;
 
 pub use error::store_error;
 pub use pool::{Object, PasswordSource, PgSettings, PgSetupError, Pool};
