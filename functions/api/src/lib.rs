@@ -19,7 +19,9 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
-use tms::ports::{ConsoleStore, Dispatch, ImportStore, ObjectStore, TaskRepository, WorkQueue};
+use tms::ports::{
+    ConsoleStore, Dispatch, ImportStore, ObjectStore, TaskRepository, TriggerStore, WorkQueue,
+};
 use tms::telemetry::metrics::MetricSink;
 use tms::SubmissionRules;
 use tms::{Status, Task, WorkMessage};
@@ -35,6 +37,7 @@ pub struct Ports {
     pub queue: Arc<dyn WorkQueue>,
     pub metrics: Arc<dyn MetricSink>,
     pub console: Arc<dyn ConsoleStore>,
+    pub triggers: Arc<dyn TriggerStore>,
 }
 
 /// Everything the handlers use, built once per execution environment.
@@ -46,6 +49,8 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenVerifier>,
     /// The console's sessions and sign-ins.
     pub console: Arc<dyn ConsoleStore>,
+    /// The tenants' event triggers.
+    pub triggers: Arc<dyn TriggerStore>,
     /// The deployment's OpenID Connect issuer, when it configures one.
     pub oidc: Option<Arc<console::oidc::Oidc>>,
     pub cursor_key: cursor::CursorKey,
@@ -90,6 +95,7 @@ impl AppState {
             queue,
             metrics,
             console,
+            triggers,
         } = ports;
         Self {
             outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
@@ -99,6 +105,7 @@ impl AppState {
             objects,
             tokens: Arc::new(tokens),
             console,
+            triggers,
             oidc: None,
             cursor_key: cursor::CursorKey::new(cursor_key),
             rules,
@@ -197,7 +204,8 @@ pub async fn build_state(
     let ports = Ports {
         repo: store.clone(),
         imports: store.clone(),
-        console: store,
+        console: store.clone(),
+        triggers: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
         queue: Arc::new(SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(aws),
@@ -238,7 +246,7 @@ async fn not_found() -> Problem {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{imports, stats, system, tasks};
+    use routes::{imports, stats, system, tasks, triggers};
     let v1 = Router::new()
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
         .route("/v1/tasks/batch", post(tasks::create_batch))
@@ -254,6 +262,14 @@ pub fn router(state: AppState) -> Router {
             post(imports::create_import).get(imports::list_imports),
         )
         .route("/v1/imports/{id}", get(imports::get_import))
+        .route(
+            "/v1/triggers",
+            post(triggers::create_trigger).get(triggers::list_triggers),
+        )
+        .route(
+            "/v1/triggers/{id}",
+            get(triggers::get_trigger).delete(triggers::delete_trigger),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::correlation;
-use crate::routes::{imports, stats, system, tasks};
+use crate::routes::{imports, stats, system, tasks, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,8 @@ use crate::routes::{imports, stats, system, tasks};
         tasks::create_task, tasks::create_batch, tasks::list_tasks, tasks::get_task,
         tasks::task_events, tasks::cancel_task, tasks::redrive_task,
         tasks::bulk_cancel, tasks::bulk_redrive, stats::stats,
+        triggers::create_trigger, triggers::list_triggers, triggers::get_trigger,
+        triggers::delete_trigger,
         imports::create_import, imports::list_imports, imports::get_import,
         system::health, system::openapi, system::docs,
     ),
@@ -29,6 +31,7 @@ use crate::routes::{imports, stats, system, tasks};
     tags(
         (name = "tasks", description = "Tasks of the caller's tenant"),
         (name = "imports", description = "Bulk task files uploaded under the caller's imports/ prefix"),
+        (name = "triggers", description = "Tasks created by the deployment's EventBridge events"),
         (name = "system", description = "Health and documentation"),
     )
 )]

@@ -854,6 +854,7 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(
         routes,
         [
+            "DELETE /v1/triggers/{id}",
             "GET /docs",
             "GET /health",
             "GET /openapi.json",
@@ -863,6 +864,8 @@ async fn the_openapi_document_describes_every_route() {
             "GET /v1/tasks",
             "GET /v1/tasks/{id}",
             "GET /v1/tasks/{id}/events",
+            "GET /v1/triggers",
+            "GET /v1/triggers/{id}",
             "POST /v1/imports",
             "POST /v1/tasks",
             "POST /v1/tasks/batch",
@@ -870,6 +873,7 @@ async fn the_openapi_document_describes_every_route() {
             "POST /v1/tasks/redrive",
             "POST /v1/tasks/{id}/cancel",
             "POST /v1/tasks/{id}/redrive",
+            "POST /v1/triggers",
         ]
     );
     for schema in [

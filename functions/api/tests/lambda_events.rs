@@ -38,6 +38,7 @@ fn fakes() -> Fakes {
         queue: queue.clone(),
         metrics: Arc::new(MemorySink::default()),
         console: console.clone(),
+        triggers: Arc::new(tms_testkit::fakes::NoTriggers),
     };
     let mut state = AppState::new(
         ports,

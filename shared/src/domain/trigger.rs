@@ -12,8 +12,10 @@ use super::validation::{FieldError, ValidationErrors};
 
 /// The key of a payload value taken from the event: `{"$event": "<JSON pointer>"}`.
 pub const EVENT_VALUE_KEY: &str = "$event";
-/// The longest `source`, `detail-type` and name a trigger takes.
+/// The longest `source` and `detail-type` a trigger takes.
 pub const TRIGGER_TEXT_MAX: usize = 256;
+/// The longest name of a trigger.
+pub const TRIGGER_NAME_MAX: usize = 128;
 
 /// An EventBridge event, as a rule delivers it to a queue.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -80,11 +82,11 @@ pub struct Trigger {
     pub created_at: DateTime<Utc>,
 }
 
-fn text(pointer: &str, value: &str, what: &str) -> Result<(), FieldError> {
-    if value.is_empty() || value.chars().count() > TRIGGER_TEXT_MAX {
+fn text(pointer: &str, value: &str, what: &str, max: usize) -> Result<(), FieldError> {
+    if value.is_empty() || value.chars().count() > max {
         Err(FieldError::new(
             pointer,
-            format!("{what} must be 1-{TRIGGER_TEXT_MAX} characters"),
+            format!("{what} must be 1-{max} characters"),
         ))
     } else {
         Ok(())
@@ -131,12 +133,22 @@ impl Trigger {
     /// Every invalid field, by JSON pointer.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = Vec::new();
-        for (pointer, value, what) in [
-            ("/name", &self.name, "the name"),
-            ("/source", &self.event_source, "the event source"),
-            ("/detail_type", &self.detail_type, "the detail-type"),
+        for (pointer, value, what, max) in [
+            ("/name", &self.name, "the name", TRIGGER_NAME_MAX),
+            (
+                "/source",
+                &self.event_source,
+                "the event source",
+                TRIGGER_TEXT_MAX,
+            ),
+            (
+                "/detail_type",
+                &self.detail_type,
+                "the detail-type",
+                TRIGGER_TEXT_MAX,
+            ),
         ] {
-            errors.extend(text(pointer, value, what).err());
+            errors.extend(text(pointer, value, what, max).err());
         }
         if let Some(m) = &self.detail_match {
             if !is_pointer(&m.pointer) {

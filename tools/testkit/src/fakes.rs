@@ -481,3 +481,38 @@ impl tms::ports::ConsoleStore for MemoryConsole {
             .filter(|l| l.expires_at > Utc::now()))
     }
 }
+
+/// A trigger store without triggers, for handler tests that do not touch them.
+pub struct NoTriggers;
+
+#[async_trait]
+impl tms::ports::TriggerStore for NoTriggers {
+    async fn create_trigger(&self, _t: &tms::Trigger) -> Result<(), tms::ports::CreateError> {
+        Err(StoreError::Unavailable("no trigger store in this test".into()).into())
+    }
+
+    async fn list_triggers(
+        &self,
+        _s: &Scope,
+        _b: Option<tms::TriggerId>,
+        _l: u32,
+    ) -> Result<Vec<tms::Trigger>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_trigger(
+        &self,
+        _s: &Scope,
+        _id: tms::TriggerId,
+    ) -> Result<Option<tms::Trigger>, StoreError> {
+        Ok(None)
+    }
+
+    async fn delete_trigger(&self, _s: &Scope, _id: tms::TriggerId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn triggers_for(&self, _p: &[(String, String)]) -> Result<Vec<tms::Trigger>, StoreError> {
+        Ok(Vec::new())
+    }
+}

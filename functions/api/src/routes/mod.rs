@@ -4,6 +4,7 @@ pub mod imports;
 pub mod stats;
 pub mod system;
 pub mod tasks;
+pub mod triggers;
 
 use uuid::Uuid;
 

@@ -87,6 +87,7 @@ impl TestApi {
             queue: work_queue,
             metrics: metrics.clone(),
             console: Arc::new(store.clone()),
+            triggers: Arc::new(store.clone()),
         };
         let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
         let mut verifier = TokenVerifier::new(secrets, Some(param.clone()));
