@@ -7,6 +7,7 @@ mod ids;
 mod import;
 mod kind;
 mod message;
+mod schedule;
 mod status;
 mod submission;
 mod task;
@@ -23,6 +24,11 @@ pub use import::{
 };
 pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
+pub use schedule::{
+    expression_pattern, Expression, MissedPolicy, Patched, Run, Schedule, ScheduleInput,
+    SchedulePatch, TaskTemplate, TaskTemplateInput, Timezone, Timing, CATCH_UP_LIMIT,
+    EXPRESSION_MAX, PREVIEW_LIMIT, RATE_MAX, SCHEDULE_NAME_MAX, SCHEDULE_NAME_PATTERN, SKIP_GRACE,
+};
 pub use status::{Lifecycle, LifecycleEvent, Status, TransitionError, ALLOWED_TRANSITIONS};
 pub use submission::{
     check_run_after, parse_rfc3339, validate_idempotency_key, NewTask, Source, SourceKind,
