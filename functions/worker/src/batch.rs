@@ -1,5 +1,6 @@
-//! One batch of records: submissions authorised by producer and created in one statement, every
-//! claimable task claimed in one statement, the claimed tasks run concurrently under the
+//! One batch of records: events matched to the tenants' triggers in one statement, submissions
+//! and the events' tasks authorised by producer and created in one statement, every claimable
+//! task claimed in one statement, the claimed tasks run concurrently under the
 //! invocation's deadline, and every outcome recorded in one statement. A record whose content
 //! the database refuses is dead-lettered like any malformed message; only what the database
 //! could not be asked (it is down) is reported failed.
@@ -16,16 +17,18 @@ use tms::deadline::Deadline;
 use tms::ports::{ClaimedTask, Outcome, StoreError, Submitted};
 use tms::retry::{failure_outcome, retry_dispatch, send_marked};
 use tms::telemetry::metrics::{
-    MetricSet, BATCH_ITEM_FAILURES, EXECUTOR_DURATION_MS, TASKS_DEAD, TASKS_FAILED,
-    TASKS_SUCCEEDED, TASK_LATENCY_MS,
+    MetricSet, BATCH_ITEM_FAILURES, EVENTS_UNMATCHED, EXECUTOR_DURATION_MS, TASKS_DEAD,
+    TASKS_FAILED, TASKS_SUCCEEDED, TASK_LATENCY_MS,
 };
 use tms::{
-    LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, Tenant, WorkMessage,
+    Event, LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, Tenant, Trigger,
+    WorkMessage,
 };
 use tracing::{Instrument, Span};
 
 use crate::config::RECORD_RESERVE;
 use crate::message::{self, Parsed};
+use crate::producers::ProducerMap;
 use crate::Deps;
 
 /// What became of one submission in the submit statement.
@@ -37,9 +40,10 @@ enum Stored {
     Unavailable,
 }
 
-/// What a record stands for once parsed and its submission stored.
+/// What a record stands for once parsed and its submissions stored.
 enum Target {
-    Task(WorkMessage),
+    /// The tasks it points at or created (none for an event no trigger took).
+    Tasks(Vec<WorkMessage>),
     Malformed(String),
     /// Not settled in this invocation: the message comes back.
     Retry,
@@ -104,7 +108,10 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
         .iter()
         .map(|r| message::parse(r, &settings.rules))
         .collect();
-    let parsed = authorise(deps, records, parsed).await;
+    let parsed = match authorise(deps, records, parsed).await {
+        Ok(parsed) => parsed,
+        Err(e) => return database_failed(records, "match events", &e),
+    };
     let submitted = match submit(deps, &parsed).await {
         Ok(s) => s,
         Err(e) => return database_failed(records, "submit", &e),
@@ -120,9 +127,9 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
         .collect();
     let mut pointers: Vec<(TaskId, Tenant)> = entries
         .iter()
-        .filter_map(|e| match &e.target {
-            Target::Task(m) => Some((m.task_id, m.tenant.clone())),
-            _ => None,
+        .flat_map(|e| match &e.target {
+            Target::Tasks(ms) => ms.iter().map(|m| (m.task_id, m.tenant.clone())).collect(),
+            _ => Vec::new(),
         })
         .collect();
     pointers.sort();
@@ -172,14 +179,14 @@ async fn settle(deps: &Deps, entries: &[Entry<'_>], executions: &[Execution]) ->
     let mut failures = Vec::new();
     for entry in entries {
         let settled = match &entry.target {
-            Target::Task(m) => {
+            Target::Tasks(ms) => ms.iter().all(|m| {
                 if !claimed.contains(&m.task_id) {
                     tracing::info!(task_id = %m.task_id, tenant = %m.tenant,
                         correlation_id = %m.correlation_id,
                         "task not claimable (done, leased, not due or unknown); acknowledged");
                 }
                 !unstarted.contains(&m.task_id)
-            }
+            }),
             Target::Malformed(reason) => dead_letter(deps, entry.record, reason).await,
             Target::Retry => false,
         };
@@ -190,124 +197,210 @@ async fn settle(deps: &Deps, entries: &[Entry<'_>], executions: &[Execution]) ->
     failures
 }
 
-/// Trusts a submission's tenant only for the producers the producer map allows to submit for
-/// it; the others become malformed. Without a readable map no submission can be judged, and
-/// they come back later.
-async fn authorise(deps: &Deps, records: &[SqsMessage], parsed: Vec<Parsed>) -> Vec<Parsed> {
-    if !parsed.iter().any(|p| matches!(p, Parsed::Submission(_))) {
-        return parsed;
+/// Trusts a submission's tenant, and an event's for each trigger it matches, only for the
+/// producers the producer map allows to submit for it (an event's producer is the account that
+/// put it); refused submissions become malformed, refused triggers create nothing. Without a
+/// readable map nothing can be judged, and such records come back later.
+///
+/// # Errors
+/// The database's failure to match the events.
+async fn authorise(
+    deps: &Deps,
+    records: &[SqsMessage],
+    parsed: Vec<Parsed>,
+) -> Result<Vec<Parsed>, StoreError> {
+    if !parsed
+        .iter()
+        .any(|p| matches!(p, Parsed::Submissions(_) | Parsed::Event(_)))
+    {
+        return Ok(parsed);
     }
+    let triggers = triggers_of(deps, &parsed).await?;
     let map = match deps.producers.get().await {
         Ok(Some(map)) => Ok(map),
         Ok(None) => Err(None),
         Err(e) => Err(Some(e.to_string())),
     };
-    records
+    let mut unmatched = 0;
+    let parsed = records
         .iter()
         .zip(parsed)
-        .map(|(record, parsed)| {
-            let Parsed::Submission(task) = parsed else {
-                return parsed;
-            };
-            match &map {
-                Ok(map) => match map.authorise(message::sender_of(record), &task.tenant) {
-                    Ok(()) => Parsed::Submission(task),
-                    Err(denied) => Parsed::Malformed(format!("submission refused: {denied}")),
-                },
-                Err(None) => Parsed::Malformed(
-                    "queue submissions are disabled: this deployment names no producer map \
-                     (TMS_PRODUCERS_PARAM)"
-                        .into(),
-                ),
-                Err(Some(e)) => Parsed::Later(format!("the producer map cannot be read: {e}")),
+        .map(|(record, parsed)| match (parsed, &map) {
+            (Parsed::Event(event), Ok(map)) => {
+                let tasks = event_tasks(deps, &event, &triggers, map);
+                if tasks.is_empty() {
+                    unmatched += 1;
+                }
+                Parsed::Submissions(tasks)
             }
+            (Parsed::Submissions(tasks), Ok(map)) => {
+                match tasks
+                    .iter()
+                    .try_for_each(|t| map.authorise(message::sender_of(record), &t.tenant))
+                {
+                    Ok(()) => Parsed::Submissions(tasks),
+                    Err(denied) => Parsed::Malformed(format!("submission refused: {denied}")),
+                }
+            }
+            (Parsed::Event(event), Err(None)) => {
+                tracing::info!(event_id = %event.id, source = %event.source,
+                    "event ignored: this deployment names no producer map (TMS_PRODUCERS_PARAM)");
+                unmatched += 1;
+                Parsed::Submissions(Vec::new())
+            }
+            (Parsed::Submissions(_), Err(None)) => Parsed::Malformed(
+                "queue submissions are disabled: this deployment names no producer map \
+                 (TMS_PRODUCERS_PARAM)"
+                    .into(),
+            ),
+            (Parsed::Event(_) | Parsed::Submissions(_), Err(Some(e))) => {
+                Parsed::Later(format!("the producer map cannot be read: {e}"))
+            }
+            (other, _) => other,
         })
-        .collect()
+        .collect();
+    if unmatched > 0 {
+        MetricSet::new()
+            .count(EVENTS_UNMATCHED, unmatched)
+            .emit(deps.metrics.as_ref());
+    }
+    Ok(parsed)
 }
 
-/// Stores the batch's submissions in one statement; by record index. When the database refuses
-/// the statement's content, each submission is tried alone so that only the refused ones are
-/// dead-lettered.
-async fn submit(deps: &Deps, parsed: &[Parsed]) -> Result<HashMap<usize, Stored>, StoreError> {
+/// The triggers on the (source, detail-type) pairs of the batch's events, in one statement.
+async fn triggers_of(deps: &Deps, parsed: &[Parsed]) -> Result<Vec<Trigger>, StoreError> {
+    let mut pairs: Vec<(String, String)> = parsed
+        .iter()
+        .filter_map(|p| match p {
+            Parsed::Event(e) => Some((e.source.clone(), e.detail_type.clone())),
+            _ => None,
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    deps.triggers.triggers_for(&pairs).await
+}
+
+/// The tasks an event creates: one per trigger that matches it, of a tenant the event's account
+/// may submit for.
+fn event_tasks(
+    deps: &Deps,
+    event: &Event,
+    triggers: &[Trigger],
+    map: &ProducerMap,
+) -> Vec<NewTask> {
+    let mut tasks = Vec::new();
+    for trigger in triggers.iter().filter(|t| t.matches(event)) {
+        if let Err(denied) = map.authorise(Some(&event.account), &trigger.tenant) {
+            tracing::info!(event_id = %event.id, trigger_id = %trigger.id, %denied,
+                "the event's account may not create tasks for the trigger's tenant");
+            continue;
+        }
+        match trigger.task_for(event, &deps.settings.rules) {
+            Ok(task) => tasks.push(task),
+            Err(reason) => tracing::warn!(event_id = %event.id, trigger_id = %trigger.id,
+                tenant = %trigger.tenant, reason, "the event matched, but makes no valid task"),
+        }
+    }
+    if tasks.is_empty() {
+        tracing::info!(event_id = %event.id, source = %event.source,
+            detail_type = %event.detail_type, "no trigger took the event; acknowledged");
+    }
+    tasks
+}
+
+/// Stores the batch's tasks in one statement; by record index and position. When the database
+/// refuses the statement's content, each task is tried alone so that only the records of refused
+/// ones are dead-lettered.
+async fn submit(deps: &Deps, parsed: &[Parsed]) -> Result<HashMap<usize, Vec<Stored>>, StoreError> {
     let (indexes, tasks): (Vec<usize>, Vec<NewTask>) = parsed
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| match p {
-            Parsed::Submission(task) => Some((i, (**task).clone())),
-            _ => None,
+        .flat_map(|(i, p)| match p {
+            Parsed::Submissions(tasks) => tasks.iter().map(|t| (i, t.clone())).collect(),
+            _ => Vec::new(),
         })
         .unzip();
+    let mut stored: HashMap<usize, Vec<Stored>> = HashMap::new();
     if tasks.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(stored);
     }
-    match deps.submissions.submit(&tasks).await {
-        Ok(results) => Ok(indexes
-            .into_iter()
-            .zip(results.into_iter().map(Stored::Done))
-            .collect()),
+    let results: Vec<Stored> = match deps.submissions.submit(&tasks).await {
+        Ok(results) => results.into_iter().map(Stored::Done).collect(),
         Err(e) if e.is_refused() => {
             tracing::warn!(error = %e, count = tasks.len(),
                 "the database refused the batch's submissions; trying each alone");
-            let mut stored = HashMap::new();
-            for (i, task) in indexes.into_iter().zip(tasks) {
-                let one = match deps.submissions.submit(std::slice::from_ref(&task)).await {
-                    Ok(mut results) => Stored::Done(results.pop().flatten()),
-                    Err(StoreError::Refused(reason)) => Stored::Refused(reason),
-                    Err(e) => {
-                        tracing::error!(error = %e, tenant = %task.tenant,
+            let mut one_by_one = Vec::with_capacity(tasks.len());
+            for task in &tasks {
+                one_by_one.push(
+                    match deps.submissions.submit(std::slice::from_ref(task)).await {
+                        Ok(mut results) => Stored::Done(results.pop().flatten()),
+                        Err(StoreError::Refused(reason)) => Stored::Refused(reason),
+                        Err(e) => {
+                            tracing::error!(error = %e, tenant = %task.tenant,
                             "a submission could not be stored; it comes back");
-                        Stored::Unavailable
-                    }
-                };
-                stored.insert(i, one);
+                            Stored::Unavailable
+                        }
+                    },
+                );
             }
-            Ok(stored)
+            one_by_one
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    for (i, result) in indexes.into_iter().zip(results) {
+        stored.entry(i).or_default().push(result);
     }
+    Ok(stored)
 }
 
-fn target(parsed: Parsed, stored: Option<&Stored>) -> Target {
-    let submitted = match stored {
-        Some(Stored::Done(s)) => Some(s),
-        Some(Stored::Refused(reason)) => {
-            return Target::Malformed(format!("the database refused the submission: {reason}"))
-        }
-        Some(Stored::Unavailable) => return Target::Retry,
-        None => None,
-    };
-    match (parsed, submitted) {
-        (Parsed::Work(m), _) => Target::Task(m),
-        (Parsed::Malformed(reason), _) => Target::Malformed(reason),
-        (Parsed::Later(reason), _) => {
+fn target(parsed: Parsed, stored: Option<&Vec<Stored>>) -> Target {
+    let tasks = match parsed {
+        Parsed::Work(m) => return Target::Tasks(vec![m]),
+        Parsed::Malformed(reason) => return Target::Malformed(reason),
+        Parsed::Later(reason) => {
             tracing::warn!(reason, "the record cannot be judged now; it comes back");
-            Target::Retry
+            return Target::Retry;
         }
-        (Parsed::Submission(task), Some(Some(s))) if s.replayed && !s.hash_matches => {
-            Target::Malformed(format!(
-                "idempotency key {:?} of tenant {} already belongs to task {} with another \
-                 submission",
-                task.idempotency_key.as_deref().unwrap_or_default(),
-                task.tenant,
-                s.id
-            ))
-        }
-        (Parsed::Submission(task), Some(Some(s))) => {
-            tracing::info!(task_id = %s.id, tenant = %task.tenant,
-                correlation_id = %task.correlation_id, replayed = s.replayed,
-                "task submitted on the queue");
-            Target::Task(WorkMessage {
-                task_id: s.id,
-                tenant: task.tenant,
-                correlation_id: task.correlation_id,
-            })
-        }
-        (Parsed::Submission(task), _) => {
-            tracing::info!(tenant = %task.tenant, correlation_id = %task.correlation_id,
-                "the submission's key was taken concurrently; it comes back");
-            Target::Retry
+        Parsed::Event(_) => unreachable!("events are matched before they are stored"),
+        Parsed::Submissions(tasks) => tasks,
+    };
+    let empty = Vec::new();
+    let stored = stored.unwrap_or(&empty);
+    let mut messages = Vec::with_capacity(tasks.len());
+    for (task, stored) in tasks.into_iter().zip(stored) {
+        match stored {
+            Stored::Refused(reason) => {
+                return Target::Malformed(format!("the database refused the submission: {reason}"))
+            }
+            Stored::Unavailable => return Target::Retry,
+            Stored::Done(Some(s)) if s.replayed && !s.hash_matches => {
+                return Target::Malformed(format!(
+                    "idempotency key {:?} of tenant {} already belongs to task {} with another \
+                     submission",
+                    task.idempotency_key.as_deref().unwrap_or_default(),
+                    task.tenant,
+                    s.id
+                ))
+            }
+            Stored::Done(Some(s)) => {
+                tracing::info!(task_id = %s.id, tenant = %task.tenant,
+                    correlation_id = %task.correlation_id, replayed = s.replayed,
+                    source = task.source.as_str(), "task submitted on the queue");
+                messages.push(WorkMessage {
+                    task_id: s.id,
+                    tenant: task.tenant,
+                    correlation_id: task.correlation_id,
+                });
+            }
+            Stored::Done(None) => {
+                tracing::info!(tenant = %task.tenant, correlation_id = %task.correlation_id,
+                    "the submission's key was taken concurrently; it comes back");
+                return Target::Retry;
+            }
         }
     }
+    Target::Tasks(messages)
 }
 
 fn task_span(task: &Task) -> Span {

@@ -19,7 +19,7 @@ use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::cache::CachedSecret;
 use tms::deadline::Deadline;
-use tms::ports::{Secrets, SubmissionStore, WorkQueue, WorkStore};
+use tms::ports::{Secrets, SubmissionStore, TriggerStore, WorkQueue, WorkStore};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
 pub use config::{Config, Settings, WebhookSettings};
@@ -30,6 +30,8 @@ pub use producers::{parse_producer_map, ProducerMap};
 pub struct Deps {
     pub work: Arc<dyn WorkStore>,
     pub submissions: Arc<dyn SubmissionStore>,
+    /// The tenants' event triggers.
+    pub triggers: Arc<dyn TriggerStore>,
     pub queue: Arc<dyn WorkQueue>,
     /// Who may submit tasks for which tenant on the queue (`TMS_PRODUCERS_PARAM`).
     pub producers: CachedSecret<ProducerMap>,
@@ -58,7 +60,8 @@ impl Deps {
         let objects = Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket));
         Ok(Self {
             work: store.clone(),
-            submissions: store,
+            submissions: store.clone(),
+            triggers: store,
             queue: Arc::new(queue),
             producers: producer_map(secrets, config.producers_param.clone()),
             executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)),

@@ -1,11 +1,11 @@
-//! What a record of the work queue holds: a work pointer, a task submission, or something
-//! that can never be processed.
+//! What a record of the work queue holds: a work pointer, a task submission, an EventBridge
+//! event (for the tenants' triggers), or something that can never be processed.
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde::Deserialize;
 use serde_json::Value;
 use tms::{
-    parse_rfc3339, CorrelationId, NewTask, Source, Submission, SubmissionRules, Tenant,
+    parse_rfc3339, CorrelationId, Event, NewTask, Source, Submission, SubmissionRules, Tenant,
     WorkMessage, CORRELATION_ATTRIBUTE,
 };
 
@@ -15,8 +15,11 @@ pub const SENDER_ID: &str = "SenderId";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     Work(WorkMessage),
-    /// A validated submission, keyed by the message id unless it carries its own key.
-    Submission(Box<NewTask>),
+    /// Validated tasks to create: a queue submission's one (keyed by the message id unless it
+    /// carries its own key), or the tasks of an event's triggers (none when nothing matched).
+    Submissions(Vec<NewTask>),
+    /// An event of the deployment's bus, before its triggers are matched.
+    Event(Box<Event>),
     /// Moved to the dead-letter queue with this reason.
     Malformed(String),
     /// Cannot be judged in this invocation (the producer map cannot be read): it comes back.
@@ -61,6 +64,12 @@ pub fn parse(record: &SqsMessage, rules: &SubmissionRules) -> Parsed {
     let Some(object) = value.as_object() else {
         return Parsed::Malformed("the body is not a JSON object".into());
     };
+    if let Some(event) = Event::parse(&value) {
+        return match event {
+            Ok(event) => Parsed::Event(Box::new(event)),
+            Err(reason) => Parsed::Malformed(reason),
+        };
+    }
     if object.contains_key("task_id") {
         return match serde_json::from_value(value) {
             Ok(message) => Parsed::Work(message),
@@ -105,7 +114,7 @@ pub fn parse(record: &SqsMessage, rules: &SubmissionRules) -> Parsed {
     }
     .validate(tenant, correlation_of(record), Source::Queue, rules);
     match validated {
-        Ok(task) => Parsed::Submission(Box::new(task)),
+        Ok(task) => Parsed::Submissions(vec![task]),
         Err(errors) => Parsed::Malformed(format!("invalid task submission: {errors}")),
     }
 }
@@ -150,9 +159,10 @@ mod tests {
         attr.data_type = Some("String".into());
         r.message_attributes
             .insert(CORRELATION_ATTRIBUTE.into(), attr);
-        let Parsed::Submission(task) = parse(&r, &SubmissionRules::default()) else {
+        let Parsed::Submissions(mut tasks) = parse(&r, &SubmissionRules::default()) else {
             panic!("a submission")
         };
+        let task = tasks.pop().unwrap();
         assert_eq!(task.kind, TaskKind::Noop);
         assert_eq!(task.tenant.as_str(), "acme");
         assert_eq!(task.idempotency_key.as_deref(), Some("m-1"));
@@ -164,12 +174,29 @@ mod tests {
             r#"{{"tenant":"acme","kind":"noop","payload":{{}},"idempotency_key":"k-9",
                "max_attempts":2,"run_after":"{tomorrow}"}}"#
         ));
-        let Parsed::Submission(task) = parse(&own_key, &SubmissionRules::default()) else {
+        let Parsed::Submissions(mut tasks) = parse(&own_key, &SubmissionRules::default()) else {
             panic!("a submission")
         };
+        let task = tasks.pop().unwrap();
         assert_eq!(task.idempotency_key.as_deref(), Some("k-9"));
         assert_eq!(task.max_attempts, 2);
         assert!(task.run_after.is_some());
+    }
+
+    #[test]
+    fn an_eventbridge_event_is_read_as_an_event() {
+        let body = r#"{"version":"0","id":"e-1","detail-type":"Order Placed","source":"shop",
+            "account":"111122223333","time":"2026-12-06T10:00:00Z","region":"us-east-1",
+            "resources":[],"detail":{"orderId":"o-1"}}"#;
+        let Parsed::Event(event) = parse(&record(body), &SubmissionRules::default()) else {
+            panic!("an event")
+        };
+        assert_eq!(
+            (event.id.as_str(), event.account.as_str()),
+            ("e-1", "111122223333")
+        );
+        assert!(reason(r#"{"source":"shop","detail-type":"x"}"#)
+            .starts_with("invalid EventBridge event"));
     }
 
     #[test]

@@ -34,7 +34,8 @@ async fn stack(executors: impl FnOnce(Arc<S3ObjectStore>) -> Registry) -> Stack 
     let store = Arc::new(db.store());
     let deps = Deps {
         work: store.clone(),
-        submissions: store,
+        submissions: store.clone(),
+        triggers: store,
         queue: Arc::new(
             SqsWorkQueue::new(queue.client.clone(), &queue.url)
                 .with_dead_letter_queue(queue.dlq_url.clone().unwrap()),

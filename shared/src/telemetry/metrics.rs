@@ -23,6 +23,8 @@ pub const EXECUTOR_DURATION_MS: &str = "ExecutorDurationMs";
 pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
 pub const IMPORT_ROWS_ACCEPTED: &str = "ImportRowsAccepted";
 pub const IMPORT_ROWS_REJECTED: &str = "ImportRowsRejected";
+/// Events of the bus no trigger took (or whose account may not create the trigger's tasks).
+pub const EVENTS_UNMATCHED: &str = "EventsUnmatched";
 /// The `stats` gauges: tasks in each status (dimension `Status`), how long the most overdue
 /// pending task has been due, and the dead tasks awaiting an operator.
 pub const TASKS_IN_STATUS: &str = "TasksInStatus";

@@ -179,6 +179,7 @@ pub fn pg_deps(
     Deps {
         work: Arc::new(store.clone()),
         submissions: Arc::new(store.clone()),
+        triggers: Arc::new(store.clone()),
         queue,
         producers: producers(),
         executors,
@@ -197,6 +198,7 @@ pub fn memory_deps(
     Deps {
         work: store.clone(),
         submissions: store,
+        triggers: Arc::new(tms_testkit::fakes::NoTriggers),
         queue,
         producers: producers(),
         executors,
