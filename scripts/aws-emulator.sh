@@ -13,7 +13,7 @@ DIR="${TMS_AWS_DIR:-$LOCAL/aws}"
 PIDFILE="$DIR/emulator.pid"
 LOG="$DIR/emulator.log"
 EMULATOR_VENV="$LOCAL/venv-aws"
-SERVICES="sqs,s3,ssm,secretsmanager"
+SERVICES="sqs,s3,ssm,secretsmanager,events"
 
 # Answers once every service the stack uses is up.
 answers() {

@@ -248,6 +248,7 @@ async fn load() -> anyhow::Result<()> {
         token: stack.tokens[0].1.clone(),
         resources: tms_local::Resources {
             work_queue_url: get("TMS_WORK_QUEUE_URL")?,
+            event_bus: get("TMS_EVENT_BUS")?,
             work_dlq_url: get("TMS_WORK_DLQ_URL")?,
             import_queue_url: get("TMS_IMPORT_QUEUE_URL")?,
             import_dlq_url: get("TMS_IMPORT_DLQ_URL")?,

@@ -18,6 +18,8 @@ use tms_api::auth::token_hash;
 #[derive(Debug, Clone)]
 pub struct Names {
     pub work_queue: String,
+    /// The event bus, whose rule delivers every event to the work queue.
+    pub event_bus: String,
     pub import_queue: String,
     pub bucket: String,
     /// SSM parameters live below this path.
@@ -29,6 +31,7 @@ impl Names {
     pub fn with_prefix(prefix: &str, database: &str) -> Self {
         Self {
             work_queue: format!("{prefix}-work"),
+            event_bus: format!("{prefix}-events"),
             import_queue: format!("{prefix}-import"),
             bucket: format!("{prefix}-data"),
             params: format!("/{prefix}/local"),
@@ -41,6 +44,8 @@ impl Names {
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub work_queue_url: String,
+    /// The event bus's name.
+    pub event_bus: String,
     pub work_dlq_url: String,
     pub import_queue_url: String,
     pub import_dlq_url: String,
@@ -231,8 +236,9 @@ impl Stack {
             })
     }
 
-    /// Creates (or finds) the queues with their dead-letter queues, the bucket with versioning and
-    /// its notification to the import queue, and the SSM parameters. Safe to run again.
+    /// Creates (or finds) the queues with their dead-letter queues, the event bus with its rule
+    /// to the work queue, the bucket with versioning and its notification to the import queue,
+    /// and the SSM parameters. Safe to run again.
     ///
     /// # Errors
     /// When the emulator refuses a call.
@@ -243,6 +249,8 @@ impl Stack {
         let (import_queue_url, import_dlq_url) =
             queue_with_dlq(&sqs, &self.names.import_queue, IMPORT_VISIBILITY_SECONDS).await?;
         let import_arn = queue_arn(&sqs, &import_queue_url).await?;
+        let work_arn = queue_arn(&sqs, &work_queue_url).await?;
+        self.event_bus(aws, &work_arn).await?;
         let s3 = tms::adapters::s3::client(aws);
         let bucket = &self.names.bucket;
         if s3.head_bucket().bucket(bucket).send().await.is_err() {
@@ -293,8 +301,11 @@ impl Stack {
             .context("notify the import queue")?;
         // The local producers are whoever the emulator says sends with these credentials; the
         // map lets that principal submit for every tenant, as an account's own producers may.
+        // Events put on the local bus carry the emulator's account, which may create any
+        // tenant's tasks through its triggers.
         let sender = sender_id(&sqs, &self.names.work_queue).await?;
-        let producers = serde_json::json!({ sender: "*" }).to_string();
+        let account = work_arn.split(':').nth(4).unwrap_or_default();
+        let producers = serde_json::json!({ sender: "*", account: "*" }).to_string();
         let ssm = aws_sdk_ssm::Client::new(aws);
         let tokens: serde_json::Map<String, serde_json::Value> = self
             .tokens
@@ -330,11 +341,50 @@ impl Stack {
         }
         Ok(Resources {
             work_queue_url,
+            event_bus: self.names.event_bus.clone(),
             work_dlq_url,
             import_queue_url,
             import_dlq_url,
             bucket: bucket.clone(),
         })
+    }
+
+    /// The event bus and its rule: every event to the work queue, as the stacks deliver them.
+    async fn event_bus(&self, aws: &SdkConfig, work_arn: &str) -> anyhow::Result<()> {
+        let events = aws_sdk_eventbridge::Client::new(aws);
+        let bus = &self.names.event_bus;
+        let exists = events.describe_event_bus().name(bus).send().await.is_ok();
+        if !exists {
+            events
+                .create_event_bus()
+                .name(bus)
+                .send()
+                .await
+                .context("create the event bus")?;
+        }
+        let rule = format!("{bus}-to-work");
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(bus)
+            .event_pattern(r#"{"source": [{"prefix": ""}]}"#)
+            .send()
+            .await
+            .context("put the event bus's rule")?;
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("work")
+                    .arn(work_arn)
+                    .build()?,
+            )
+            .send()
+            .await
+            .context("target the work queue")?;
+        Ok(())
     }
 
     fn aws_env(&self) -> Vec<(String, String)> {
@@ -446,6 +496,7 @@ impl Stack {
         env.extend([
             ("TMS_WORK_QUEUE_URL".to_owned(), res.work_queue_url.clone()),
             ("TMS_WORK_DLQ_URL".to_owned(), res.work_dlq_url.clone()),
+            ("TMS_EVENT_BUS".to_owned(), res.event_bus.clone()),
             (
                 "TMS_IMPORT_QUEUE_URL".to_owned(),
                 res.import_queue_url.clone(),

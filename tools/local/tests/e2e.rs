@@ -16,6 +16,7 @@ use tms_testkit::{repo_root, TestDb};
 struct E2e {
     _db: TestDb,
     res: Resources,
+    events: aws_sdk_eventbridge::Client,
     api: String,
     token: String,
     sqs: aws_sdk_sqs::Client,
@@ -73,6 +74,7 @@ async fn start() -> E2e {
         res,
         api,
         token: stack.tokens[0].1.clone(),
+        events: aws_sdk_eventbridge::Client::new(&aws),
         sqs: aws_sdk_sqs::Client::new(&aws),
         s3: tms::adapters::s3::client(&aws),
         ports: [stack.api_port, stack.aws_port, stack.pg_port],
@@ -287,6 +289,58 @@ async fn a_queue_submission_creates_and_runs_its_task() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the submission ran: {tasks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_on_the_bus_creates_the_task_of_the_trigger_it_matches() {
+    let e2e = start().await;
+    let registered = tms_local::http_client()
+        .post(format!("{}/v1/triggers", e2e.api))
+        .bearer_auth(&e2e.token)
+        .json(
+            &json!({"name": "orders", "source": "shop.orders", "detail_type": "Order Placed",
+            "task": {"kind": "archive", "payload": {"name": {"$event": "/detail/orderId"}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let put = e2e
+        .events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .event_bus_name(&e2e.res.event_bus)
+                .source("shop.orders")
+                .detail_type("Order Placed")
+                .detail(r#"{"orderId": "o-77"}"#)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.failed_entry_count(), 0);
+    let event_id = put.entries()[0].event_id().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let tasks = e2e.tasks().await;
+        if let Some(t) = tasks.iter().find(|t| t["source"]["type"] == "event") {
+            if t["status"] == "succeeded" {
+                assert_eq!(t["payload"], json!({"name": "o-77"}));
+                assert_eq!(t["source"]["event_id"], event_id.as_str());
+                assert!(t["idempotency_key"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("event:{event_id}:")));
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the event's task ran: {tasks:?}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
