@@ -265,6 +265,7 @@ async fn the_pages_fit_a_phone_and_take_the_keyboard() {
         (format!("/console/tasks/{id}"), "console-phone-task"),
         ("/console/dead".to_owned(), "console-phone-dead"),
         ("/console/imports".to_owned(), "console-phone-imports"),
+        ("/console/triggers".to_owned(), "console-phone-triggers"),
     ] {
         browser.open(&format!("{}{path}", api.url), "main").await;
         let overflow = browser
@@ -301,5 +302,34 @@ async fn the_pages_fit_a_phone_and_take_the_keyboard() {
         )
         .await;
     assert_eq!(unlabelled, json!([]), "fields without a label");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_the_tenants_triggers_and_a_member_removes_one() {
+    let api = TestApi::start().await;
+    let registered = api
+        .post(
+            "/v1/triggers",
+            DEMO_TOKEN,
+            &json!({"name": "paid orders", "source": "shop.orders", "detail_type": "Order Placed",
+                "detail_match": {"pointer": "/status", "equals": "paid"},
+                "task": {"kind": "noop", "payload": {"order": {"$event": "/detail/orderId"}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let browser = Browser::start(1280, 900).await;
+    sign_in(&browser, &api, DEMO_TOKEN).await;
+    browser.click("nav a[href='/console/triggers']").await;
+    browser.wait_for_text("paid orders").await;
+    let row = browser.text("tbody tr").await;
+    assert!(row.contains("shop.orders") && row.contains("/status = \"paid\""), "{row}");
+    browser.screenshot("console-triggers").await;
+    browser.click("tbody form button").await;
+    browser.wait_for_text("The trigger was removed").await;
+    let list = json(api.get("/v1/triggers", DEMO_TOKEN).send().await.unwrap()).await;
+    assert_eq!(list["items"], json!([]));
     browser.close().await;
 }

@@ -30,6 +30,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/bulk/run", post(pages::bulk_run))
         .route("/console/imports", get(pages::imports))
         .route("/console/imports/{id}/{file}", get(pages::import_file))
+        .route("/console/triggers", get(pages::triggers))
+        .route("/console/triggers/{id}/delete", post(pages::delete_trigger))
         .route("/console/assets/console.css", get(pages::stylesheet))
         .route("/console/{*rest}", get(pages::not_found))
 }

@@ -16,7 +16,7 @@ use super::session::{self, Session};
 use super::view::{
     self, choices, encode, render, Bar, BulkOffer, Card, Chrome, ConfirmPage, CountCell, ErrorPage,
     EventRow, Field, FormValues, ImportRowView, ImportsPage, KindRow, LoginPage, MinuteRow,
-    OverviewPage, TaskDetail, TaskPage, TaskRow, TasksPage,
+    OverviewPage, TaskDetail, TaskPage, TaskRow, TasksPage, TriggerRow, TriggersPage,
 };
 use crate::problem::Problem;
 use crate::routes::tasks::{list_page, Bulk, ListRequest, BULK_MAX};
@@ -940,28 +940,20 @@ pub async fn imports(
     let query = q.unwrap_or_default();
     let result = async {
         let (scope, _) = page_scope(&session, query_value(&query, "tenant").as_deref())?;
-        let before = query_value(&query, "cursor")
-            .map(|c| {
-                state
-                    .cursor_key
-                    .decode_scoped("console-imports", &c, &scope, &[])
-                    .map(ImportId::from_uuid)
-                    .ok_or_else(|| Problem::bad_request("invalid cursor"))
-            })
-            .transpose()?;
+        let before =
+            page_cursor(&state, "console-imports", &scope, &query)?.map(ImportId::from_uuid);
         let mut rows = state
             .imports
             .list_imports(&scope, before, PAGE_ROWS + 1)
             .await?;
-        let next_url = (rows.len() > PAGE_ROWS as usize).then(|| {
-            rows.truncate(PAGE_ROWS as usize);
-            let last = rows.last().expect("a full page");
-            let cursor =
-                state
-                    .cursor_key
-                    .encode_scoped("console-imports", last.id.as_uuid(), &scope, &[]);
-            format!("/console/imports?cursor={cursor}")
-        });
+        let next_url = next_page(
+            &state,
+            "console-imports",
+            "/console/imports",
+            &scope,
+            &mut rows,
+            |i| *i.id.as_uuid(),
+        );
         let page = ImportsPage {
             chrome: Chrome::new("Imports", "/console/imports", &session),
             operator: session.caller.role == Role::Operator,
@@ -1005,6 +997,104 @@ pub async fn import_file(
     }
     .await;
     page(result, &session, "/console/imports")
+}
+
+/// A keyset page of a console list: the rows of `scope` before the `cursor` in `query`, at
+/// most [`PAGE_ROWS`], and the link to the next page.
+fn next_page<T>(
+    state: &AppState,
+    list: &str,
+    path: &str,
+    scope: &Scope,
+    rows: &mut Vec<T>,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Option<String> {
+    (rows.len() > PAGE_ROWS as usize).then(|| {
+        rows.truncate(PAGE_ROWS as usize);
+        let last = id(rows.last().expect("a full page"));
+        let cursor = state.cursor_key.encode_scoped(list, &last, scope, &[]);
+        format!("{path}?cursor={cursor}")
+    })
+}
+
+/// The id a console list's `cursor` continues after.
+fn page_cursor(
+    state: &AppState,
+    list: &str,
+    scope: &Scope,
+    query: &str,
+) -> Result<Option<uuid::Uuid>, Problem> {
+    query_value(query, "cursor")
+        .map(|c| {
+            state
+                .cursor_key
+                .decode_scoped(list, &c, scope, &[])
+                .ok_or_else(|| Problem::bad_request("invalid cursor"))
+        })
+        .transpose()
+}
+
+pub async fn triggers(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let query = q.unwrap_or_default();
+    let result = async {
+        let (scope, _) = page_scope(&session, query_value(&query, "tenant").as_deref())?;
+        let before =
+            page_cursor(&state, "console-triggers", &scope, &query)?.map(tms::TriggerId::from_uuid);
+        let mut rows = state
+            .triggers
+            .list_triggers(&scope, before, PAGE_ROWS + 1)
+            .await?;
+        let next_url = next_page(
+            &state,
+            "console-triggers",
+            "/console/triggers",
+            &scope,
+            &mut rows,
+            |t| *t.id.as_uuid(),
+        );
+        let mut chrome = Chrome::new("Event triggers", "/console/triggers", &session);
+        if query_value(&query, "done").as_deref() == Some("removed") {
+            chrome.notice = Some("The trigger was removed; the tasks it created stay.".into());
+        }
+        let page = TriggersPage {
+            chrome,
+            operator: session.caller.role == Role::Operator,
+            can_act: session.caller.role.can_act(),
+            csrf: session.csrf.clone(),
+            rows: rows.iter().map(TriggerRow::from).collect(),
+            next_url,
+        };
+        Ok(render(&page, StatusCode::OK))
+    }
+    .await;
+    page(result, &session, "/console/triggers")
+}
+
+pub async fn delete_trigger(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        session.check_csrf(&form.csrf)?;
+        session.caller.may_act("remove triggers")?;
+        let id = tms::TriggerId::from_uuid(crate::routes::path_uuid(&id, "trigger")?);
+        if !state
+            .triggers
+            .delete_trigger(&session.caller.scope(None)?, id)
+            .await?
+        {
+            return Err(Problem::not_found("no such trigger"));
+        }
+        Ok(Redirect::to("/console/triggers?done=removed").into_response())
+    }
+    .await;
+    page(result, &session, "/console/triggers")
 }
 
 /// The console's stylesheet, from the binary.

@@ -52,6 +52,7 @@ impl Chrome {
             ("/console/tasks", "Tasks"),
             ("/console/dead", "Dead tasks"),
             ("/console/imports", "Imports"),
+            ("/console/triggers", "Triggers"),
         ];
         Self {
             title: title.into(),
@@ -459,4 +460,45 @@ mod tests {
         assert_eq!(duration_ms(245_000.0), "4 min 5 s");
         assert_eq!(duration_ms(7_800_000.0), "2 h 10 min");
     }
+}
+
+/// A trigger as a row of the list.
+pub struct TriggerRow {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub source: String,
+    pub detail_type: String,
+    pub detail_match: String,
+    pub kind: String,
+    pub created: String,
+}
+
+impl From<&tms::Trigger> for TriggerRow {
+    fn from(t: &tms::Trigger) -> Self {
+        Self {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            tenant: t.tenant.to_string(),
+            source: t.event_source.clone(),
+            detail_type: t.detail_type.clone(),
+            detail_match: t.detail_match.as_ref().map_or_else(
+                || "every event".into(),
+                |m| format!("{} = {}", m.pointer, m.equals),
+            ),
+            kind: t.kind.clone(),
+            created: time(t.created_at),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/triggers.html")]
+pub struct TriggersPage {
+    pub chrome: Chrome,
+    pub operator: bool,
+    pub can_act: bool,
+    pub csrf: String,
+    pub rows: Vec<TriggerRow>,
+    pub next_url: Option<String>,
 }
