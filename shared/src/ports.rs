@@ -818,3 +818,110 @@ pub trait TriggerStore: Send + Sync {
         pairs: &[(String, String)],
     ) -> Result<Vec<crate::domain::Trigger>, StoreError>;
 }
+
+/// What became of a schedule's update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleUpdate {
+    /// The schedule as stored now.
+    Updated(crate::domain::Schedule),
+    /// The scope has no such schedule.
+    NotFound,
+    /// Another change came first: the schedule as it is now.
+    Conflict(crate::domain::Schedule),
+}
+
+/// The bookkeeping of one due schedule after a run of the `schedules` job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRun {
+    pub id: crate::domain::ScheduleId,
+    /// The version the run read: a schedule changed since keeps what the change decided.
+    pub version: i64,
+    /// The `next_run_at` the run read: a run that recorded first wins.
+    pub due_at: chrono::DateTime<chrono::Utc>,
+    /// `None` once the schedule's window ended.
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The latest fire the run created, if any.
+    pub last_fire_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Where a run of the `schedules` job stands among the due schedules: the `next_run_at` and id
+/// of the last schedule it took.
+pub type DueCursor = (chrono::DateTime<chrono::Utc>, crate::domain::ScheduleId);
+
+/// A tenant's schedules, and the due schedules of every tenant for the `schedules` job. Each
+/// method is one statement.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// # Errors
+    /// [`CreateError::NameTaken`] when the tenant has a schedule of that name.
+    async fn create_schedule(&self, schedule: &crate::domain::Schedule) -> Result<(), CreateError>;
+
+    /// Newest first, at most `limit`, before `before`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list_schedules(
+        &self,
+        scope: &Scope,
+        before: Option<crate::domain::ScheduleId>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Schedule>, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn get_schedule(
+        &self,
+        scope: &Scope,
+        id: crate::domain::ScheduleId,
+    ) -> Result<Option<crate::domain::Schedule>, StoreError>;
+
+    /// Writes the definition of `schedule` (name, timing, template, policy, paused) if the
+    /// stored version is still `schedule.version`, and increments the version. Its
+    /// `next_run_at` is written only when `rescheduled`; otherwise the stored one (which the
+    /// `schedules` job may have moved on meanwhile) stands.
+    ///
+    /// # Errors
+    /// [`CreateError::NameTaken`] when the tenant has another schedule of the new name.
+    async fn update_schedule(
+        &self,
+        scope: &Scope,
+        schedule: &crate::domain::Schedule,
+        rescheduled: bool,
+    ) -> Result<ScheduleUpdate, CreateError>;
+
+    /// Whether there was such a schedule to delete. Tasks it created stay.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_schedule(
+        &self,
+        scope: &Scope,
+        id: crate::domain::ScheduleId,
+    ) -> Result<bool, StoreError>;
+
+    /// Up to `limit` schedules, not paused, due at `now` (`next_run_at` at or before it), the
+    /// most overdue first, after `after` (the last one a run took), skipping rows another
+    /// transaction holds.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn due_schedules(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        after: Option<DueCursor>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Schedule>, StoreError>;
+
+    /// Records the runs (each where the schedule's version and `next_run_at` are still those
+    /// the run read) and sets the outbox marker of the pending tasks `enqueued`, whose work
+    /// messages the caller sends next (clearing the marker of those not sent, as after
+    /// [`SchedulerStore::relay_batch`]). Returns how many runs were recorded.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing is recorded then.
+    async fn record_runs(
+        &self,
+        runs: &[ScheduleRun],
+        enqueued: &[TaskId],
+    ) -> Result<u64, StoreError>;
+}

@@ -30,6 +30,11 @@ pub struct Settings {
     pub retention: Duration,
     /// `TMS_RETENTION_CHUNK` (default 1000): tasks deleted per statement.
     pub retention_chunk: u32,
+    /// Due schedules the `schedules` job evaluates per batch.
+    pub schedule_batch: u32,
+    /// The most tasks one batch of the `schedules` job creates (catch-up fires add up); a batch
+    /// that would create more leaves its last schedules to the next batch.
+    pub schedule_fires: u32,
     /// Rounds (batches or chunks) a job runs at most per invocation; the next run goes on.
     pub max_rounds: u32,
     /// The reaper's retry delays: `TMS_BACKOFF_BASE_SECONDS`, `TMS_BACKOFF_CAP_SECONDS`.
@@ -51,6 +56,8 @@ impl Default for Settings {
             import_stale_after: Duration::from_secs(960),
             retention: 30 * DAY,
             retention_chunk: 1000,
+            schedule_batch: 500,
+            schedule_fires: 2000,
             max_rounds: 1000,
             backoff: Backoff::default(),
             stop_margin: Duration::from_secs(10),

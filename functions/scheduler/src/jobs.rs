@@ -1,16 +1,18 @@
-//! The four jobs. Each works in bounded rounds and stops starting rounds when the invocation's
+//! The five jobs. Each works in bounded rounds and stops starting rounds when the invocation's
 //! time runs short or the round limit is reached; the next scheduled run carries on.
 
 use std::collections::HashSet;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tms::deadline::Deadline;
-use tms::ports::{RelayRules, StoreError};
+use tms::ports::{Dispatch, DueCursor, RelayRules, ScheduleRun, StoreError};
 use tms::retry::{failure_outcome, retry_dispatch, send_marked};
 use tms::telemetry::metrics::{
-    MetricSet, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_DEAD, TASKS_FAILED, TASKS_IN_STATUS,
+    MetricSet, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_CREATED, TASKS_DEAD, TASKS_FAILED,
+    TASKS_IN_STATUS,
 };
-use tms::{LifecycleEvent, Status, TaskError, TaskId};
+use tms::{LifecycleEvent, NewTask, Status, TaskError, TaskId, WorkMessage};
 
 use crate::Deps;
 
@@ -236,4 +238,130 @@ pub async fn stats(deps: &Deps) -> Result<StatsReport, StoreError> {
         by_status,
         oldest_pending_age_seconds: oldest,
     })
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SchedulesReport {
+    /// Due schedules evaluated.
+    pub schedules: usize,
+    /// Tasks created for their fires.
+    pub created: usize,
+    /// Fires whose task existed already (a run that stopped before its bookkeeping).
+    pub existing: usize,
+    /// Schedules whose missed-run policy dropped due fires.
+    pub dropped: usize,
+    pub batches: u32,
+    /// Work messages sent for the created tasks.
+    pub sent: usize,
+    /// Not accepted by the queue; the relay sends them.
+    pub unsent: usize,
+}
+
+/// Creates the tasks of the tenants' due schedules: see [`schedules_at`], at the time of the
+/// call.
+pub async fn schedules(deps: &Deps, deadline: &Deadline) -> Result<SchedulesReport, StoreError> {
+    schedules_at(deps, deadline, Utc::now()).await
+}
+
+/// Creates the tasks of the schedules due at `now`, a bounded batch at a time, each batch in
+/// three statements whatever its size: the due schedules (most overdue first), every fire's
+/// task (keyed `schedule:{id}:{fire time}`, so a fire whose task exists is not created again),
+/// and the bookkeeping of every schedule with the outbox markers of the created tasks. Then the
+/// created tasks' work messages are sent (the relay sends any the queue refused). A batch that
+/// would create more than `schedule_fires` tasks leaves its last schedules to the next batch.
+pub async fn schedules_at(
+    deps: &Deps,
+    deadline: &Deadline,
+    now: DateTime<Utc>,
+) -> Result<SchedulesReport, StoreError> {
+    let settings = &deps.settings;
+    let mut report = SchedulesReport::default();
+    let mut after: Option<DueCursor> = None;
+    while may_continue(deps, deadline, report.batches) {
+        report.batches += 1;
+        let due = deps
+            .schedules
+            .due_schedules(now, after, settings.schedule_batch)
+            .await?;
+        let mut tasks: Vec<NewTask> = Vec::new();
+        let mut runs = Vec::with_capacity(due.len());
+        for schedule in &due {
+            let Some(due_at) = schedule.next_run_at else {
+                continue;
+            };
+            let run = schedule.due(now);
+            if !runs.is_empty() && tasks.len() + run.fires.len() > settings.schedule_fires as usize
+            {
+                break;
+            }
+            after = Some((due_at, schedule.id));
+            if run.dropped {
+                report.dropped += 1;
+                tracing::info!(schedule_id = %schedule.id, tenant = %schedule.tenant,
+                    policy = schedule.missed.as_str(), "missed fires dropped by the policy");
+            }
+            tasks.extend(run.fires.iter().map(|at| schedule.fire(*at)));
+            runs.push(ScheduleRun {
+                id: schedule.id,
+                version: schedule.version,
+                due_at,
+                next_run_at: run.next_run_at,
+                last_fire_at: run.fires.last().copied(),
+            });
+        }
+        report.schedules += runs.len();
+        let submitted = if tasks.is_empty() {
+            Vec::new()
+        } else {
+            deps.submissions.submit(&tasks).await?
+        };
+        let created: Vec<&NewTask> = tasks
+            .iter()
+            .zip(&submitted)
+            .filter(|(_, s)| s.is_some_and(|s| !s.replayed))
+            .map(|(task, _)| task)
+            .collect();
+        report.created += created.len();
+        report.existing += tasks.len() - created.len();
+        let sent_at = Utc::now();
+        let dispatches: Vec<Dispatch> = created
+            .iter()
+            .filter_map(|task| {
+                let message = WorkMessage {
+                    task_id: task.id,
+                    tenant: task.tenant.clone(),
+                    correlation_id: task.correlation_id.clone(),
+                };
+                Dispatch::when_due(message, task.run_after.unwrap_or(now), sent_at)
+            })
+            .collect();
+        let enqueued: Vec<TaskId> = dispatches.iter().map(|d| d.message.task_id).collect();
+        deps.schedules.record_runs(&runs, &enqueued).await?;
+        for task in &created {
+            tracing::debug!(task_id = %task.id, tenant = %task.tenant,
+                correlation_id = %task.correlation_id,
+                key = task.idempotency_key.as_deref().unwrap_or_default(), "schedule fired");
+        }
+        let sent = send_marked(deps.queue.as_ref(), deps.work.as_ref(), &dispatches).await;
+        report.sent += sent.sent;
+        report.unsent += sent.unsent;
+        let rest_left = runs.len() < due.len();
+        if !rest_left && due.len() < settings.schedule_batch as usize {
+            break;
+        }
+    }
+    if report.created > 0 {
+        MetricSet::new()
+            .count(TASKS_CREATED, report.created as u64)
+            .emit(deps.metrics.as_ref());
+    }
+    tracing::info!(
+        schedules = report.schedules,
+        created = report.created,
+        existing = report.existing,
+        dropped = report.dropped,
+        batches = report.batches,
+        "schedules done"
+    );
+    Ok(report)
 }

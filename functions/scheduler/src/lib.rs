@@ -1,5 +1,5 @@
 //! The scheduler function: EventBridge schedules invoke it with the job to run as input
-//! (`{"job": "relay"}`); each job runs under an advisory lock of its own, so a second run of
+//! (`{"job": "relay"}`, `"reap"`, `"retention"`, `"stats"`, `"schedules"`); each job runs under an advisory lock of its own, so a second run of
 //! the same job at the same time skips instead of doing the work twice.
 
 mod config;
@@ -14,7 +14,9 @@ use tms::adapters::postgres::{open_store, SetupError};
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::deadline::Deadline;
-use tms::ports::{SchedulerStore, StoreError, WorkQueue, WorkStore};
+use tms::ports::{
+    ScheduleStore, SchedulerStore, StoreError, SubmissionStore, WorkQueue, WorkStore,
+};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
 pub use config::{Config, Settings};
@@ -26,6 +28,7 @@ pub enum Job {
     Reap,
     Retention,
     Stats,
+    Schedules,
 }
 
 impl Job {
@@ -35,6 +38,7 @@ impl Job {
             Self::Reap => "reap",
             Self::Retention => "retention",
             Self::Stats => "stats",
+            Self::Schedules => "schedules",
         }
     }
 
@@ -54,7 +58,7 @@ impl Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("the input names no job: expected {{\"job\": \"relay\" | \"reap\" | \"retention\" | \"stats\"}}")]
+    #[error("the input names no job: expected {{\"job\": \"relay\" | \"reap\" | \"retention\" | \"stats\" | \"schedules\"}}")]
     Unknown,
     #[error("the {job} job failed: {source}")]
     Store {
@@ -70,6 +74,10 @@ pub struct Deps {
     pub work: Arc<dyn WorkStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub metrics: Arc<dyn MetricSink>,
+    /// The `schedules` job's due schedules and bookkeeping.
+    pub schedules: Arc<dyn ScheduleStore>,
+    /// Creates the tasks of the schedules' fires.
+    pub submissions: Arc<dyn SubmissionStore>,
     pub settings: Settings,
 }
 
@@ -84,7 +92,9 @@ impl Deps {
         let store = Arc::new(open_store(&config.database, secrets)?);
         Ok(Self {
             store: store.clone(),
-            work: store,
+            work: store.clone(),
+            schedules: store.clone(),
+            submissions: store,
             queue: Arc::new(SqsWorkQueue::new(
                 aws_sdk_sqs::Client::new(aws),
                 &config.work_queue_url,
@@ -101,6 +111,7 @@ async fn run_job(deps: &Deps, job: Job, deadline: &Deadline) -> Result<Value, St
         Job::Reap => json!(jobs::reap(deps, deadline).await?),
         Job::Retention => json!(jobs::retention(deps, deadline).await?),
         Job::Stats => json!(jobs::stats(deps).await?),
+        Job::Schedules => json!(jobs::schedules(deps, deadline).await?),
     };
     Ok(report)
 }
@@ -138,7 +149,13 @@ mod tests {
 
     #[test]
     fn the_job_comes_from_the_schedule_input() {
-        for job in [Job::Relay, Job::Reap, Job::Retention, Job::Stats] {
+        for job in [
+            Job::Relay,
+            Job::Reap,
+            Job::Retention,
+            Job::Stats,
+            Job::Schedules,
+        ] {
             assert_eq!(Job::from_event(&json!({"job": job.name()})).unwrap(), job);
             let envelope = json!({"detail-type": "Scheduled Event", "source": "aws.events",
                                   "detail": {"job": job.name()}});

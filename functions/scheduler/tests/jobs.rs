@@ -43,6 +43,8 @@ async fn fixture() -> Fixture {
         work: Arc::new(store.clone()),
         queue: Arc::new(SqsWorkQueue::new(queue.client.clone(), &queue.url)),
         metrics: metrics.clone(),
+        schedules: Arc::new(store.clone()),
+        submissions: Arc::new(store.clone()),
         settings: Settings {
             backoff: tms::Backoff {
                 base: Duration::from_secs(1),
@@ -262,6 +264,8 @@ async fn with_one_connection_a_job_runs_beside_its_lock_and_still_excludes_other
         work: Arc::new(one.clone()),
         queue: Arc::new(SqsWorkQueue::new(f.queue.client.clone(), &f.queue.url)),
         metrics: f.metrics.clone(),
+        schedules: Arc::new(one.clone()),
+        submissions: Arc::new(one.clone()),
         settings: Settings::default(),
     };
     let tasks = created(&f, 1).await;

@@ -13,6 +13,7 @@ mod overview;
 mod pool;
 mod rows;
 mod scheduler;
+mod schedules;
 mod setup;
 mod store;
 mod submissions;
