@@ -123,7 +123,7 @@ locals {
       deployment           = var.deployment_strategy
     }
     scheduler = {
-      description       = "TMS scheduled jobs (relay, reap, retention, stats)"
+      description       = "TMS scheduled jobs (relay, reap, retention, stats, schedules)"
       memory            = 256
       timeout           = 120
       ephemeral_storage = 512
@@ -163,6 +163,7 @@ locals {
     reap      = { expression = "rate(1 minute)", input = { job = "reap" } }
     retention = { expression = "rate(1 day)", input = { job = "retention" } }
     stats     = { expression = "rate(5 minutes)", input = { job = "stats" } }
+    schedules = { expression = "rate(1 minute)", input = { job = "schedules" } }
   }
 
   # The bootstrapper first: the other functions are created (and updated) after it has run.

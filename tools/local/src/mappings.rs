@@ -54,7 +54,7 @@ pub struct Schedule {
     pub input: &'static str,
 }
 
-pub const SCHEDULES: [Schedule; 4] = [
+pub const SCHEDULES: [Schedule; 5] = [
     Schedule {
         event: "Relay",
         expression: "rate(1 minute)",
@@ -78,6 +78,12 @@ pub const SCHEDULES: [Schedule; 4] = [
         expression: "rate(5 minutes)",
         every: Duration::from_secs(300),
         input: r#"{"job":"stats"}"#,
+    },
+    Schedule {
+        event: "Schedules",
+        expression: "rate(1 minute)",
+        every: Duration::from_secs(60),
+        input: r#"{"job":"schedules"}"#,
     },
 ];
 
