@@ -1,7 +1,7 @@
 # The TMS stack, module by module; the same resources and settings as ../template.yaml
 # (`make lint-infra` checks the parity of functions and their environments, roles' statements,
-# queues, mappings, schedules, alarms, the dashboard, log retention and the variables'
-# validations). Remote state: backend.tf.example.
+# queues and their policies, mappings, schedules, the event bus and its rule, alarms, the
+# dashboard, log retention and the variables' validations). Remote state: backend.tf.example.
 
 provider "aws" {
   region = var.region
@@ -65,6 +65,16 @@ module "queues" {
   name = var.name
 }
 
+module "events" {
+  source = "./modules/events"
+
+  name           = var.name
+  work_queue_arn = module.queues.work_queue_arn
+  work_queue_url = module.queues.work_queue_url
+  events_dlq_arn = module.queues.events_dlq_arn
+  events_dlq_url = module.queues.events_dlq_url
+}
+
 module "storage" {
   source = "./modules/storage"
 
@@ -123,6 +133,8 @@ module "monitoring" {
   name                                 = var.name
   alarm_email                          = var.alarm_email
   queue_names                          = module.queues.queue_names
+  event_bus_name                       = module.events.bus_name
+  event_rule_name                      = module.events.rule_name
   function_names                       = module.functions.function_names
   api_id                               = module.api.api_id
   database_identifier                  = module.database.instance_identifier

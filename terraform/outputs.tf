@@ -19,6 +19,20 @@ output "import_dlq_url" {
   value = module.queues.import_dlq_url
 }
 
+output "event_bus_name" {
+  description = "The event bus producers put events on (events:PutEvents; the events reach the work queue)"
+  value       = module.events.bus_name
+}
+
+output "event_bus_arn" {
+  value = module.events.bus_arn
+}
+
+output "events_dlq_url" {
+  description = "Events EventBridge could not deliver to the work queue"
+  value       = module.queues.events_dlq_url
+}
+
 output "bucket_name" {
   value = module.storage.bucket_name
 }

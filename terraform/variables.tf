@@ -64,7 +64,7 @@ variable "tokens_parameter_name" {
 }
 
 variable "producers_parameter_name" {
-  description = "SSM SecureString holding the queue producer map {\"<SQS SenderId>\": \"*\" | \"<tenant>\" | [\"<tenant>\", ...]}, created by the operator ({} refuses every queue submission)."
+  description = "SSM SecureString holding the producer map {\"<SQS SenderId or, for events on the bus, account id>\": \"*\" | \"<tenant>\" | [\"<tenant>\", ...]}, created by the operator ({} refuses every queue submission and event)."
   type        = string
   default     = "/tms/queue-producers"
 

@@ -47,6 +47,11 @@ run "defaults" {
     condition     = output.github_deploy_role_arn == null
     error_message = "No deploy role unless github_repository."
   }
+
+  assert {
+    condition     = output.event_bus_name == "tms-events"
+    error_message = "The event bus is named after the stack (name-events)."
+  }
 }
 
 run "proxy_nat_per_zone_reserved_concurrency_and_github_deploys" {

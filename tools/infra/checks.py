@@ -6,6 +6,8 @@ what the self-test expects a broken copy to fail with.
 
 from __future__ import annotations
 
+import re
+
 # Actions that AWS only authorises on "*": no resource ARN exists or is known in advance.
 STAR_RESOURCE_ALLOWED = {
     "ec2:CreateNetworkInterface": "Lambda creates VPC functions' ENIs with the execution role; their ARNs are not known in advance",
@@ -26,6 +28,16 @@ DEPLOYED_GRADUALLY = ("api", "worker", "importer", "scheduler")
 # One database connection: one request (API), one job whose lock shares it (scheduler).
 ONE_CONNECTION = ("api", "scheduler")
 LOGIN_SECRETS = ("secret.migrator.arn", "secret.app.arn", "secret.dev.arn")
+# SPEC 3, the scheduler: each job and how often it runs.
+SCHEDULER_JOBS = {
+    "relay": "rate(1 minute)",
+    "reap": "rate(1 minute)",
+    "retention": "rate(1 day)",
+    "stats": "rate(5 minutes)",
+    "schedules": "rate(1 minute)",
+}
+# SPEC 5: dead-letter queues keep 14 days.
+DLQ_RETENTION = 1209600
 
 PROPERTIES = (
     "visibility",
@@ -43,6 +55,10 @@ PROPERTIES = (
     "log-retention",
     "login-rotation",
     "provider-versions",
+    "tls-only-queue-policy",
+    "event-delivery",
+    "dlq-alarm",
+    "scheduler-jobs",
 )
 
 
@@ -120,6 +136,7 @@ def check(model: dict, source: str) -> list[tuple[str, str]]:
             )
 
     failures += _operations(model)
+    failures += _events(model)
     return [(prop, f"{source}: {message}") for prop, message in failures]
 
 
@@ -177,4 +194,82 @@ def _operations(model: dict) -> list[tuple[str, str]]:
         for provider in providers["used"]:
             if provider not in providers["versioned"]:
                 failures.append(("provider-versions", f"module {module}: provider {provider} has no version constraint in required_providers"))
+    return failures
+
+
+def _allows(statements: dict, principal: str, action: str, resource: str, source_arn: str) -> bool:
+    """Whether a queue policy lets `principal` do `action` on `resource`, only from `source_arn`."""
+    return any(
+        st["effect"] == "Allow"
+        and principal in st["principals"]
+        and action in st["actions"]
+        and resource in st["resources"]
+        and f"ArnEquals aws:SourceArn {[source_arn]}" in st["conditions"]
+        for st in statements.values()
+    )
+
+
+def _events(model: dict) -> list[tuple[str, str]]:
+    """Queue policies that refuse plain HTTP; event rules that deliver to queues of the stack
+    which let them, with a retry policy and a dead-letter queue that lets them too; an alarm on
+    every dead-letter queue; the scheduler's jobs on their schedules."""
+    failures = []
+    queues, policies = model["queues"], model["queue_policies"]
+
+    for queue, statements in policies.items():
+        tls_only = [
+            st for st in statements.values()
+            if st["effect"] == "Deny"
+            and st["principals"] == ["*"]
+            and any(a in ("sqs:*", "*") for a in st["actions"])
+            and f"queue.{queue}.arn" in st["resources"]
+            and "Bool aws:SecureTransport ['false']" in st["conditions"]
+        ]
+        if not tls_only:
+            failures.append(("tls-only-queue-policy", f"queue {queue}: its policy has no statement denying sqs:* to any principal when aws:SecureTransport is false"))
+
+    event_dlqs = set()
+    for name, rule in model["event_rules"].items():
+        where = rule["where"]
+        if rule["bus"] not in model["event_buses"]:
+            failures.append(("event-delivery", f"{where}: rule {name} is on {rule['bus']}, not on an event bus of the stack"))
+        if not rule["targets"]:
+            failures.append(("event-delivery", f"{where}: rule {name} has no target"))
+        for target_id, target in rule["targets"].items():
+            label = f"{where}: rule {name} target {target_id}"
+            arn = re.fullmatch(r"queue\.(\w+)\.arn", str(target["arn"]))
+            if not arn or arn.group(1) not in queues:
+                failures.append(("event-delivery", f"{label}: delivers to {target['arn']}, not to a queue of the stack"))
+            elif not _allows(policies.get(arn.group(1), {}), "Service:events.amazonaws.com", "sqs:SendMessage", target["arn"], rule["arn"]):
+                failures.append(("event-delivery", f"{label}: the policy of queue {arn.group(1)} does not let events.amazonaws.com send from {rule['arn']} (aws:SourceArn)"))
+            if target["retry_attempts"] is None or target["max_age"] is None:
+                failures.append(("event-delivery", f"{label}: no retry policy (maximum retry attempts and event age)"))
+            dlq = re.fullmatch(r"queue\.(\w+)\.arn", str(target["dlq"]))
+            if not dlq or dlq.group(1) not in queues:
+                failures.append(("event-delivery", f"{label}: no dead-letter queue of the stack (undeliverable events would be dropped)"))
+                continue
+            event_dlqs.add(dlq.group(1))
+            if dlq.group(1) == (arn.group(1) if arn else None):
+                failures.append(("event-delivery", f"{label}: the dead-letter queue is the target itself"))
+            if queues[dlq.group(1)]["retention"] < DLQ_RETENTION:
+                failures.append(("event-delivery", f"{label}: dead-letter queue {dlq.group(1)} keeps {queues[dlq.group(1)]['retention']} s < {DLQ_RETENTION} s (14 days)"))
+            if not _allows(policies.get(dlq.group(1), {}), "Service:events.amazonaws.com", "sqs:SendMessage", target["dlq"], rule["arn"]):
+                failures.append(("event-delivery", f"{label}: the policy of dead-letter queue {dlq.group(1)} does not let events.amazonaws.com send from {rule['arn']} (aws:SourceArn)"))
+
+    dlqs = {q["dlq"] for q in queues.values() if q["dlq"]} | event_dlqs
+    for dlq in sorted(dlqs):
+        depth = [
+            alarm for key, alarm in model["alarms"].items()
+            if key[:4] == ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", dlq)
+            and alarm["threshold"] == 0 and alarm["comparison"] == "GreaterThanThreshold"
+        ]
+        if not depth:
+            failures.append(("dlq-alarm", f"dead-letter queue {dlq}: no alarm on its depth > 0"))
+
+    for job, expression in SCHEDULER_JOBS.items():
+        schedule = model["schedules"].get(job)
+        if schedule is None:
+            failures.append(("scheduler-jobs", f"job {job}: not scheduled (SPEC 3: {expression})"))
+        elif schedule["expression"] != expression or schedule["input"] != {"job": job}:
+            failures.append(("scheduler-jobs", f"job {job}: {schedule['expression']} with input {schedule['input']}, expected {expression} with input {{'job': '{job}'}}"))
     return failures

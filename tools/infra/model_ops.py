@@ -19,17 +19,25 @@ Added sections, the same shape for both sources:
     network:      {setting: value}
     parameters:   {snake_case name: {allowed, pattern, min, max}}   (SAM parameters, TF variables)
     providers:    {module: {"used": [...], "versioned": [...]}}      (Terraform only)
+    event_buses:  {bus name: {arn}}
+    event_rules:  {rule name: {arn, bus, pattern, state, targets: {id: {arn, dlq, retry_attempts,
+                                                                        max_age}}}}
+                  (rules with an event pattern; the schedules are `schedules`)
+    queue_policies: {queue key: {sid: {effect, principals, actions, resources, conditions}}}
+    outputs:      {snake_case name: value}   (template Outputs, the root module's outputs)
 
 Values are normalised to symbols both sources can produce: a template parameter or a root
 variable is `param.<snake_case name>`; a queue, bucket, secret, log group, topic or alias is
 `<kind>.<key>.<attribute>` (queue.work.arn, queue.work.url, bucket.data.name, secret.app.arn,
-loggroup.api.arn, topic.alarms.arn); a literal is itself; `{partition}`, `{region}`,
+loggroup.api.arn, topic.alarms.arn, bus.events.arn, rule.work.arn); an event bus's or rule's name
+is the name it is given (both stacks name them); a literal is itself; `{partition}`, `{region}`,
 `{account}` and `{name}` (stack name, Terraform's var.name) stand for the pseudo parameters;
 anything else is `<expr>` (compared only as "some expression").
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -80,6 +88,9 @@ def _normalise_arn_text(text: str) -> str:
     text = re.sub(r"parameter/aws/reference/secretsmanager/.*$", "parameter/aws/reference/secretsmanager/*", text)
     text = re.sub(r"/aws/rds/instance/[^/]+/", "/aws/rds/instance/{db}/", text)
     text = re.sub(r"/aws/rds/proxy/[^/]+$", "/aws/rds/proxy/{proxy}", text)
+    # The template names the data bucket (account, region, a key of the stack id) so that the
+    # import queue's policy can name it before the bucket exists; Terraform refers to the bucket.
+    text = re.sub(r"^arn:\{partition\}:s3:::tms-data-\{account\}-\{region\}-<expr>$", "bucket.data.arn", text)
     return text
 
 
@@ -93,6 +104,9 @@ SAM_SYMBOLS = {
     "WorkDeadLetterQueue": ("queue", "work_dlq"),
     "ImportQueue": ("queue", "import"),
     "ImportDeadLetterQueue": ("queue", "import_dlq"),
+    "EventsDeadLetterQueue": ("queue", "events_dlq"),
+    "EventBus": ("bus", "events"),
+    "EventsRule": ("rule", "work"),
     "DataBucket": ("bucket", "data"),
     "MigratorPasswordSecret": ("secret", "migrator"),
     "AppPasswordSecret": ("secret", "app"),
@@ -133,6 +147,14 @@ class Sam:
         if logical.endswith(".Alias"):
             fn = SAM_SYMBOLS.get(logical[: -len(".Alias")])
             return f"alias.{fn[1]}.arn" if fn else OPAQUE
+        resource = self.resources.get(logical) or {}
+        if resource.get("Type") in ("AWS::Events::EventBus", "AWS::Events::Rule") and attribute in (None, "Name"):
+            props = resource.get("Properties") or {}
+            name = self.value(props["Name"]) if "Name" in props else OPAQUE
+            if resource["Type"] == "AWS::Events::Rule" and attribute is None and "EventBusName" in props:
+                # What CloudFormation's Ref returns for a rule on a custom bus (not its name).
+                return f"{self.value(props['EventBusName'])}|{name}"
+            return name
         kind_key = SAM_SYMBOLS.get(logical)
         if kind_key is None:
             return OPAQUE
@@ -194,17 +216,29 @@ def _sam_alarm_key(sam: Sam, props: dict):
         expression = next((m.get("Expression") for m in metrics if m.get("Expression")), "")
         stat = next((m["MetricStat"] for m in metrics if m.get("MetricStat")), {})
         metric = stat.get("Metric", {})
-        dimensions = _as_list(metric.get("Dimensions"))
-        dimension = dimensions[0].get("Name", "") if dimensions else ""
-        target = _target(sam.value(dimensions[0].get("Value"))) if dimensions else ""
+        dimension, target = _dimensions({d.get("Name", ""): sam.value(d.get("Value")) for d in _as_list(metric.get("Dimensions"))})
         return (metric.get("Namespace"), f"expr:{expression}", dimension, target, "math"), stat.get("Period")
-    dimensions = _as_list(props.get("Dimensions"))
-    dimension, target = "", ""
-    if dimensions:
-        dimension = dimensions[0].get("Name", "")
-        target = _target(sam.value(dimensions[0].get("Value")))
+    dimension, target = _dimensions({d.get("Name", ""): sam.value(d.get("Value")) for d in _as_list(props.get("Dimensions"))})
     statistic = props.get("ExtendedStatistic") or props.get("Statistic")
     return (props.get("Namespace"), props.get("MetricName"), dimension, target, statistic), props.get("Period")
+
+
+def _dimensions(values: dict) -> tuple[str, str]:
+    """An alarm's dimensions as (names, targets), each joined with "+" in the names' order
+    (one dimension for most alarms; a rule on a custom bus has two, EventBusName and RuleName)."""
+    names = sorted(values)
+    return "+".join(names), "+".join(_target(values[n]) for n in names)
+
+
+def _principals(principal) -> list[str]:
+    """A resource policy's Principal: "*" for anyone, else "<type>:<identifier>"."""
+    if principal == "*":
+        return ["*"]
+    out = []
+    for kind, identifiers in (principal or {}).items():
+        for identifier in _as_list(identifiers):
+            out.append("*" if kind == "AWS" and identifier == "*" else f"{kind}:{identifier}")
+    return sorted(out)
 
 
 def _target(symbol) -> str:
@@ -227,7 +261,8 @@ def sam_extend(template: dict, model: dict) -> None:
     function_globals = (template.get("Globals") or {}).get("Function", {})
     model.update({"env": {}, "function_ops": {}, "invocations": {}, "alarms": {}, "roles": {}, "trust": {},
                   "log_groups": {}, "dashboard": {}, "rotations": {}, "proxy": {}, "database": {}, "network": {},
-                  "parameters": {}, "providers": None})
+                  "parameters": {}, "providers": None, "event_buses": {}, "event_rules": {}, "queue_policies": {},
+                  "outputs": {}})
     alarm_keys = {}
     for logical, resource in resources.items():
         if resource.get("Type") == "AWS::CloudWatch::Alarm":
@@ -352,6 +387,53 @@ def sam_extend(template: dict, model: dict) -> None:
             model["network"]["nat_gateways"] = model["network"].get("nat_gateways", 0) + 1
             if resource.get("Condition"):
                 model["network"]["nat_per_az_condition"] = True
+        elif kind == "AWS::Events::EventBus":
+            model["event_buses"][str(sam.value(props.get("Name")))] = {"arn": sam.symbol(logical, "Arn")}
+        elif kind == "AWS::Events::Rule" and "EventPattern" in props:
+            pattern = props["EventPattern"]
+            if isinstance(pattern, str):
+                try:
+                    pattern = json.loads(pattern)
+                except ValueError:
+                    model["problems"].append(("event-delivery", f"{logical}: the event pattern is not JSON"))
+            targets = {}
+            for target in _as_list(props.get("Targets")):
+                retry = target.get("RetryPolicy") or {}
+                dead_letter = (target.get("DeadLetterConfig") or {}).get("Arn")
+                targets[target.get("Id", "?")] = {
+                    "arn": sam.value(target.get("Arn")),
+                    "dlq": sam.value(dead_letter) if dead_letter is not None else None,
+                    "retry_attempts": _number(retry.get("MaximumRetryAttempts")),
+                    "max_age": _number(retry.get("MaximumEventAgeInSeconds")),
+                }
+            model["event_rules"][str(sam.value(props.get("Name")))] = {
+                "arn": sam.symbol(logical, "Arn"),
+                "bus": sam.value(props.get("EventBusName", "default")),
+                "pattern": pattern,
+                "state": props.get("State", "ENABLED"),
+                "targets": targets,
+                "where": logical,
+            }
+        elif kind == "AWS::SQS::QueuePolicy":
+            statements = {}
+            for st in _as_list((props.get("PolicyDocument") or {}).get("Statement")):
+                conditions = []
+                for test, pairs in (st.get("Condition") or {}).items():
+                    for variable, values in pairs.items():
+                        conditions.append(f"{test} {variable} {[sam.value(v) for v in _as_list(values)]}")
+                statements[st.get("Sid", "?")] = {
+                    "effect": st.get("Effect", "Allow"),
+                    "principals": _principals(st.get("Principal")),
+                    "actions": sorted(_as_list(st.get("Action"))),
+                    "resources": sorted(str(sam.value(r)) for r in _as_list(st.get("Resource"))),
+                    "conditions": sorted(conditions),
+                }
+            for queue in _as_list(props.get("Queues")):
+                match = re.fullmatch(r"queue\.(\w+)\.url", str(sam.value(queue)))
+                model["queue_policies"][match.group(1) if match else f"?{logical}"] = statements
+
+    for name, output in (template.get("Outputs") or {}).items():
+        model["outputs"][snake(name)] = sam.value(output.get("Value"))
 
     for name, spec in sam.parameters.items():
         constraints = {}
@@ -380,6 +462,8 @@ _TF_RESOURCE_SYMBOLS = [
     (r"aws_sns_topic\.alarms\.arn", lambda m: "topic.alarms.arn"),
     (r"aws_apigatewayv2_api\.this\.id", lambda m: "api.http.id"),
     (r'aws_lambda_alias\.live\["(\w+)"\]\.arn', lambda m: f"alias.{m.group(1)}.arn"),
+    (r"aws_cloudwatch_event_bus\.this\.arn", lambda m: "bus.events.arn"),
+    (r"aws_cloudwatch_event_rule\.(\w+)\.arn", lambda m: f"rule.{m.group(1)}.arn"),
     (r"aws_db_instance\.this\[0\]\.address", lambda m: "database.instance.host"),
     (r"aws_db_instance\.this\[0\]\.identifier", lambda m: "database.instance.id"),
     (r"aws_db_proxy\.this\[0\]\.endpoint", lambda m: "database.proxy.host"),
@@ -433,6 +517,10 @@ class Tf:
             if not body:
                 return OPAQUE
             return self.follow(child_dir, _one(body.get("value")), output.group(3), depth + 1)
+        named = re.fullmatch(r"(aws_cloudwatch_event_bus|aws_cloudwatch_event_rule)\.(\w+)\.name", ref)
+        if named:
+            body = self.modules.get(module_dir, {}).get("resource", {}).get((named.group(1), named.group(2)))
+            return self.value(module_dir, _one(body.get("name")), depth + 1) if body else OPAQUE
         for pattern, symbol in _TF_RESOURCE_SYMBOLS:
             match = re.fullmatch(pattern, ref) if "master_user_secret" not in pattern else re.search(pattern, ref)
             if match:
@@ -535,6 +623,35 @@ def _tf_alarm_symbol(dimension: str, target: str) -> str:
     return target
 
 
+def _tf_pattern(tf: Tf, module_dir: str, expression):
+    """An event_pattern: jsonencode() of an object (python-hcl2 shows it as a Python literal),
+    of a local, or a JSON string."""
+    text = str(expression)
+    encoded = re.fullmatch(r"\$\{jsonencode\((.*)\)\}", text, re.S)
+    if encoded:
+        inner = encoded.group(1).strip()
+        local = re.fullmatch(r"local\.(\w+)", inner)
+        if local:
+            return tf.modules[module_dir]["locals"].get(local.group(1))
+        try:
+            return ast.literal_eval(inner)
+        except (ValueError, SyntaxError):
+            return OPAQUE
+    try:
+        return json.loads(text)
+    except ValueError:
+        return OPAQUE
+
+
+def _tf_principals(statement: dict) -> list[str]:
+    out = []
+    for principal in statement.get("principals", []):
+        kind = _one(principal.get("type"))
+        for identifier in _one(principal.get("identifiers")) or []:
+            out.append("*" if kind in ("*", "AWS") and identifier == "*" else f"{kind}:{identifier}")
+    return sorted(out)
+
+
 def tf_extend(modules: dict, model: dict, root: str) -> None:
     root_variables = {}
     for path in sorted(os.listdir(root)):
@@ -546,7 +663,8 @@ def tf_extend(modules: dict, model: dict, root: str) -> None:
     tf = Tf(modules, set(root_variables))
     model.update({"env": {}, "function_ops": {}, "invocations": {}, "alarms": {}, "roles": {}, "trust": {},
                   "log_groups": {}, "dashboard": {}, "rotations": {}, "proxy": {}, "database": {}, "network": {},
-                  "parameters": {}, "providers": {}})
+                  "parameters": {}, "providers": {}, "event_buses": {}, "event_rules": {}, "queue_policies": {},
+                  "outputs": {}})
 
     alarm_names = {}
     for module_dir, module in modules.items():
@@ -568,13 +686,28 @@ def tf_extend(modules: dict, model: dict, root: str) -> None:
                     "ok_actions": sorted(str(tf.value(module_dir, a)) for a in _one(resource.get("ok_actions", [[]])) or []),
                 }
         for (kind, name), body in module["resource"].items():
-            if kind == "aws_cloudwatch_metric_alarm" and "metric_query" in body:
+            if kind == "aws_cloudwatch_metric_alarm" and "metric_query" not in body and "for_each" not in body:
+                dimensions = _one(body.get("dimensions")) or {}
+                dimension, target = _dimensions({d: tf.value(module_dir, v) for d, v in dimensions.items()})
+                statistic = _one(body.get("extended_statistic")) or _one(body.get("statistic"))
+                key = (_one(body.get("namespace")), _one(body.get("metric_name")), dimension, target, statistic)
+                alarm_names[_one(body.get("alarm_name", "")).split("}-", 1)[-1]] = key
+                model["alarms"][key] = {
+                    "period": _one(body.get("period")),
+                    "evaluation_periods": _one(body.get("evaluation_periods")),
+                    "datapoints": _one(body.get("datapoints_to_alarm")),
+                    "threshold": _number(_one(body.get("threshold"))),
+                    "comparison": _one(body.get("comparison_operator")),
+                    "treat_missing": _one(body.get("treat_missing_data", "missing")),
+                    "actions": sorted(str(tf.value(module_dir, a)) for a in _one(body.get("alarm_actions", [[]])) or []),
+                    "ok_actions": sorted(str(tf.value(module_dir, a)) for a in _one(body.get("ok_actions", [[]])) or []),
+                }
+            elif kind == "aws_cloudwatch_metric_alarm" and "metric_query" in body:
                 queries = body["metric_query"]
                 expression = next((_one(q.get("expression")) for q in queries if q.get("expression")), "")
                 metric = next((_one(q["metric"]) for q in queries if q.get("metric")), {})
                 dimensions = _one(metric.get("dimensions")) or {}
-                dimension = next(iter(dimensions), "")
-                target = _target(tf.value(module_dir, dimensions.get(dimension))) if dimension else ""
+                dimension, target = _dimensions({d: tf.value(module_dir, v) for d, v in dimensions.items()})
                 key = (_one(metric.get("namespace")), f"expr:{expression}", dimension, target, "math")
                 alarm_names[_one(body.get("alarm_name", "")).split("}-", 1)[-1]] = key
                 model["alarms"][key] = {
@@ -619,7 +752,7 @@ def tf_extend(modules: dict, model: dict, root: str) -> None:
                 queue = tf.value(module_dir, _one(body.get("event_source_arn")))
                 queue_key = re.fullmatch(r"queue\.(\w+)\.arn", str(queue))
                 model["invocations"][("mapping", f"{function.group(1) if function else '?'}<-{queue_key.group(1) if queue_key else '?'}")] = "aws_lambda_alias" in str(body.get("function_name"))
-            elif kind == "aws_cloudwatch_event_target":
+            elif kind == "aws_cloudwatch_event_target" and "aws_lambda" in str(body.get("arn")):
                 keys = _tf_for_each_keys(tf, module_dir, body) or [name]
                 for job in keys:
                     model["invocations"][("schedule", job)] = "aws_lambda_alias" in str(body.get("arn"))
@@ -698,6 +831,50 @@ def tf_extend(modules: dict, model: dict, root: str) -> None:
             elif kind == "aws_db_parameter_group":
                 for parameter in body.get("parameter", []):
                     model["database"][f"parameter {_one(parameter.get('name'))}"] = tf.value(module_dir, _one(parameter.get("value")))
+            elif kind == "aws_cloudwatch_event_bus":
+                model["event_buses"][str(tf.value(module_dir, _one(body.get("name"))))] = {
+                    "arn": tf.reference(module_dir, f"{kind}.{name}.arn"),
+                }
+            elif kind == "aws_cloudwatch_event_rule" and body.get("event_pattern"):
+                targets = {}
+                for (other_kind, _), target in module["resource"].items():
+                    rule = re.fullmatch(r"\$\{aws_cloudwatch_event_rule\.(\w+)\.name\}", str(_one(target.get("rule"))))
+                    if other_kind != "aws_cloudwatch_event_target" or not rule or rule.group(1) != name:
+                        continue
+                    retry = _one(target.get("retry_policy", [{}]))
+                    dead_letter = _one(target.get("dead_letter_config", [{}]))
+                    targets[_one(target.get("target_id", "?"))] = {
+                        "arn": tf.value(module_dir, _one(target.get("arn"))),
+                        "dlq": tf.value(module_dir, _one(dead_letter.get("arn"))) if dead_letter.get("arn") else None,
+                        "retry_attempts": _number(_one(retry.get("maximum_retry_attempts"))),
+                        "max_age": _number(_one(retry.get("maximum_event_age_in_seconds"))),
+                    }
+                model["event_rules"][str(tf.value(module_dir, _one(body.get("name"))))] = {
+                    "arn": tf.reference(module_dir, f"{kind}.{name}.arn"),
+                    "bus": tf.value(module_dir, _one(body.get("event_bus_name", "default"))),
+                    "pattern": _tf_pattern(tf, module_dir, _one(body.get("event_pattern"))),
+                    "state": _one(body.get("state", "ENABLED")),
+                    "targets": targets,
+                    "where": f"{module_dir}: {kind}.{name}",
+                }
+            elif kind == "aws_sqs_queue_policy":
+                match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", str(_one(body.get("policy"))))
+                document = module["data"].get(("aws_iam_policy_document", match.group(1))) if match else {}
+                statements = {}
+                for st in (document or {}).get("statement", []):
+                    conditions = [
+                        f"{_one(c.get('test'))} {_one(c.get('variable'))} {[tf.value(module_dir, v) for v in _one(c.get('values')) or []]}"
+                        for c in st.get("condition", [])
+                    ]
+                    statements[_one(st.get("sid", "?"))] = {
+                        "effect": _one(st.get("effect", ["Allow"])),
+                        "principals": _tf_principals(st),
+                        "actions": sorted(_one(st.get("actions", [[]])) or []),
+                        "resources": sorted(str(tf.value(module_dir, r)) for r in _one(st.get("resources", [[]])) or []),
+                        "conditions": sorted(conditions),
+                    }
+                queue = re.fullmatch(r"queue\.(\w+)\.url", str(tf.value(module_dir, _one(body.get("queue_url")))))
+                model["queue_policies"][queue.group(1) if queue else f"?{module_dir}:{name}"] = statements
             elif kind == "aws_nat_gateway":
                 count = str(_one(body.get("count", [1])))
                 per_az = "nat_count" in count or "nat_gateway_per_az" in count
@@ -725,6 +902,9 @@ def tf_extend(modules: dict, model: dict, root: str) -> None:
             if maximum:
                 constraints["max"] = float(maximum.group(1))
         model["parameters"][name] = constraints
+
+    for name, body in modules.get(".", {}).get("output", {}).items():
+        model["outputs"][name] = tf.value(".", _one(body.get("value")))
 
     for module_dir, module in modules.items():
         used = sorted({kind.split("_", 1)[0] for kind, _ in module["resource"]} | {kind.split("_", 1)[0] for kind, _ in module["data"]})

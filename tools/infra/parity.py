@@ -1,13 +1,17 @@
 """Parity of template.yaml and terraform/: the same functions (memory, timeout, ephemeral
 storage, environment variable names and values, runtime, architecture, tracing, log format,
 alias, deployment strategy, rollback alarms, reserved concurrency, database endpoint), queues
-and their settings, event source mappings and what they invoke, schedules, alarms (with their
-evaluation, missing-data handling and actions), API routes, the roles' IAM statements and the
-deploy role's trust conditions, log groups and their retention, the dashboard's widgets,
-rotation schedules, the RDS Proxy and database settings, the NAT option, and the parameters'
-constraints (template parameters against Terraform variables' validations)."""
+and their settings, the queues' resource policies, event source mappings and what they invoke,
+schedules, the event bus and its rules (pattern, targets, dead-letter queues, retry policies),
+alarms (with their evaluation, missing-data handling and actions), API routes, the roles' IAM
+statements and the deploy role's trust conditions, log groups and their retention, the
+dashboard's widgets, rotation schedules, the RDS Proxy and database settings, the NAT option,
+the outputs (their names, and their values where both sources' values can be read), and the
+parameters' constraints (template parameters against Terraform variables' validations)."""
 
 from __future__ import annotations
+
+from model_ops import OPAQUE
 
 SECTIONS = (
     "functions",
@@ -27,6 +31,9 @@ SECTIONS = (
     "proxy",
     "database",
     "network",
+    "event_buses",
+    "event_rules",
+    "queue_policies",
 )
 
 # Terraform variables with no template parameter (the region is the stack's, the name is the stack
@@ -82,6 +89,16 @@ def _parameters(sam: dict, tf: dict, failures: list) -> None:
                 )
 
 
+def _outputs(sam: dict, tf: dict, failures: list) -> None:
+    for name in sorted(set(sam) | set(tf)):
+        if name not in tf:
+            failures.append(("parity", f"outputs {name}: a template output without a Terraform output"))
+        elif name not in sam:
+            failures.append(("parity", f"outputs {name}: a Terraform output without a template output"))
+        elif OPAQUE not in str(sam[name]) and OPAQUE not in str(tf[name]) and sam[name] != tf[name]:
+            failures.append(("parity", f"outputs {name}: template.yaml {sam[name]!r} != terraform/ {tf[name]!r}"))
+
+
 def compare(sam: dict, tf: dict) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
     for section in SECTIONS:
@@ -94,4 +111,5 @@ def compare(sam: dict, tf: dict) -> list[tuple[str, str]]:
             else:
                 _diff(f"{section} {key}", _strip(left[key]), _strip(right[key]), failures)
     _parameters(sam["parameters"], tf["parameters"], failures)
+    _outputs(sam["outputs"], tf["outputs"], failures)
     return failures

@@ -32,6 +32,8 @@ NETWORK = "terraform/modules/network/main.tf"
 NETWORK_VERSIONS = "terraform/modules/network/versions.tf"
 CICD = "terraform/modules/cicd/main.tf"
 VARIABLES = "terraform/variables.tf"
+OUTPUTS = "terraform/outputs.tf"
+EVENTS = "terraform/modules/events/main.tf"
 
 # (what is broken, file, exact text (must occur once), replacement, property expected to fail)
 MUTATIONS = [
@@ -49,7 +51,8 @@ MUTATIONS = [
      "MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes:\n              - ReportBatchItemFailures\n",
      "MaximumBatchingWindowInSeconds: 1\n", "report-batch-item-failures"),
     ("SAM bucket policy without the aws:SecureTransport deny", SAM,
-     'aws:SecureTransport: "false"', 'aws:ViaAWSService: "false"', "tls-only-bucket-policy"),
+     '- !Sub ${DataBucket.Arn}/*\n            Condition:\n              Bool:\n                aws:SecureTransport: "false"',
+     '- !Sub ${DataBucket.Arn}/*\n            Condition:\n              Bool:\n                aws:ViaAWSService: "false"', "tls-only-bucket-policy"),
     ("SAM worker sqs:SendMessage on Resource \"*\"", SAM,
      "Resource: [!GetAtt WorkQueue.Arn, !GetAtt WorkDeadLetterQueue.Arn]", 'Resource: "*"', "no-star-resource"),
     ("Terraform import queue visibility 3600 s < 6 x 900", QUEUES,
@@ -64,7 +67,10 @@ MUTATIONS = [
      'maximum_batching_window_in_seconds = 0\n  function_response_types            = ["ReportBatchItemFailures"]\n',
      "maximum_batching_window_in_seconds = 0\n", "report-batch-item-failures"),
     ("Terraform bucket policy without the aws:SecureTransport deny", STORAGE,
-     'variable = "aws:SecureTransport"', 'variable = "aws:ViaAWSService"', "tls-only-bucket-policy"),
+     'actions   = ["s3:*"]\n    resources = [aws_s3_bucket.data.arn, "${aws_s3_bucket.data.arn}/*"]\n\n    principals {\n      type        = "*"\n'
+     '      identifiers = ["*"]\n    }\n\n    condition {\n      test     = "Bool"\n      variable = "aws:SecureTransport"',
+     'actions   = ["s3:*"]\n    resources = [aws_s3_bucket.data.arn, "${aws_s3_bucket.data.arn}/*"]\n\n    principals {\n      type        = "*"\n'
+     '      identifiers = ["*"]\n    }\n\n    condition {\n      test     = "Bool"\n      variable = "aws:ViaAWSService"', "tls-only-bucket-policy"),
     ("Terraform importer s3:GetObject on resources [\"*\"]", IAM,
      'actions   = ["s3:GetObject", "s3:GetObjectVersion"]\n    resources = ["${var.bucket_arn}/imports/*"]',
      'actions   = ["s3:GetObject", "s3:GetObjectVersion"]\n    resources = ["*"]', "no-star-resource"),
@@ -125,8 +131,8 @@ MUTATIONS = [
     ("SAM stats heartbeat treats missing data as fine", SAM,
      "TreatMissingData: breaching", "TreatMissingData: notBreaching", "stats-heartbeat"),
     ("Terraform alarms without OK actions", MONITORING,
-     "  alarm_actions       = [aws_sns_topic.alarms.arn]\n  ok_actions          = [aws_sns_topic.alarms.arn]\n\n  dimensions",
-     "  alarm_actions       = [aws_sns_topic.alarms.arn]\n\n  dimensions", "alarm-actions"),
+     "  alarm_actions       = [aws_sns_topic.alarms.arn]\n  ok_actions          = [aws_sns_topic.alarms.arn]\n\n  dimensions = {\n    (each.value.dimension)",
+     "  alarm_actions       = [aws_sns_topic.alarms.arn]\n\n  dimensions = {\n    (each.value.dimension)", "alarm-actions"),
     ("parity: Terraform dead-tasks alarm breaches on missing data", MONITORING,
      'missing = "notBreaching", database = false, description = "Dead tasks await',
      'missing = "breaching", database = false, description = "Dead tasks await', "parity"),
@@ -182,6 +188,63 @@ MUTATIONS = [
     ("parity: Terraform VPC CIDR without its pattern", VARIABLES,
      'condition     = can(regex("^\\\\d{1,3}\\\\.\\\\d{1,3}\\\\.\\\\d{1,3}\\\\.\\\\d{1,3}/16$", var.vpc_cidr))',
      "condition     = var.vpc_cidr != \"\"", "parity"),
+    # The event bus: the rule's target, its dead-letter queue and retries, the queues' policies.
+    ("Terraform events rule without its dead-letter queue", EVENTS,
+     "  dead_letter_config {\n    arn = var.events_dlq_arn\n  }\n\n", "", "event-delivery"),
+    ("SAM events rule delivering to the import queue", SAM,
+     "        - Id: work\n          Arn: !GetAtt WorkQueue.Arn", "        - Id: work\n          Arn: !GetAtt ImportQueue.Arn", "event-delivery"),
+    ("SAM events rule without a retry policy", SAM,
+     "          RetryPolicy:\n            MaximumRetryAttempts: 185\n            MaximumEventAgeInSeconds: 86400\n", "", "event-delivery"),
+    ("Terraform work queue lets EventBridge send from any rule", EVENTS,
+     '      identifiers = ["events.amazonaws.com"]\n    }\n\n    condition {\n      test     = "ArnEquals"\n      variable = "aws:SourceArn"\n'
+     '      values   = [aws_cloudwatch_event_rule.work.arn]\n    }\n  }\n\n  statement {\n    sid       = "DenyInsecureTransport"\n    effect    = "Deny"\n'
+     '    actions   = ["sqs:*"]\n    resources = [var.work_queue_arn]',
+     '      identifiers = ["events.amazonaws.com"]\n    }\n  }\n\n  statement {\n    sid       = "DenyInsecureTransport"\n    effect    = "Deny"\n'
+     '    actions   = ["sqs:*"]\n    resources = [var.work_queue_arn]', "event-delivery"),
+    ("SAM work queue lets EventBridge send from the whole bus", SAM,
+     "                aws:SourceArn: !GetAtt EventsRule.Arn\n          - Sid: DenyInsecureTransport\n            Effect: Deny\n"
+     '            Principal: "*"\n            Action: sqs:*\n            Resource: !GetAtt WorkQueue.Arn',
+     "                aws:SourceArn: !GetAtt EventBus.Arn\n          - Sid: DenyInsecureTransport\n            Effect: Deny\n"
+     '            Principal: "*"\n            Action: sqs:*\n            Resource: !GetAtt WorkQueue.Arn', "event-delivery"),
+    ("SAM events DLQ policy lets another service send", SAM,
+     "          - Sid: EventsRuleDeadLetters\n            Effect: Allow\n            Principal: {Service: events.amazonaws.com}",
+     "          - Sid: EventsRuleDeadLetters\n            Effect: Allow\n            Principal: {Service: sns.amazonaws.com}", "event-delivery"),
+    ("Terraform events DLQ kept 4 days", QUEUES,
+     'name                      = "${var.name}-events-dlq"\n  message_retention_seconds = 1209600',
+     'name                      = "${var.name}-events-dlq"\n  message_retention_seconds = 345600', "event-delivery"),
+    ("Terraform work queue policy without the TLS-only deny", EVENTS,
+     'resources = [var.work_queue_arn]\n\n    principals {\n      type        = "*"\n      identifiers = ["*"]\n    }\n\n'
+     '    condition {\n      test     = "Bool"\n      variable = "aws:SecureTransport"',
+     'resources = [var.work_queue_arn]\n\n    principals {\n      type        = "*"\n      identifiers = ["*"]\n    }\n\n'
+     '    condition {\n      test     = "Bool"\n      variable = "aws:ViaAWSService"', "tls-only-queue-policy"),
+    ("SAM import queue policy without the TLS-only deny", SAM,
+     'Resource: !GetAtt ImportQueue.Arn\n            Condition:\n              Bool:\n                aws:SecureTransport: "false"',
+     'Resource: !GetAtt ImportQueue.Arn\n            Condition:\n              Bool:\n                aws:ViaAWSService: "false"', "tls-only-queue-policy"),
+    ("parity: Terraform events retried for an hour only", EVENTS,
+     "maximum_event_age_in_seconds = 86400", "maximum_event_age_in_seconds = 3600", "parity"),
+    ("parity: Terraform rule takes only the events of source tms", EVENTS,
+     'event_pattern  = jsonencode({ source = [{ prefix = "" }] })', 'event_pattern  = jsonencode({ source = ["tms"] })', "parity"),
+    ("parity: Terraform events DLQ policy's TLS-only deny under another Sid", EVENTS,
+     '    sid       = "DenyInsecureTransport"\n    effect    = "Deny"\n    actions   = ["sqs:*"]\n    resources = [var.events_dlq_arn]',
+     '    sid       = "DenyPlainHttp"\n    effect    = "Deny"\n    actions   = ["sqs:*"]\n    resources = [var.events_dlq_arn]', "parity"),
+    ("parity: Terraform without the event bus ARN output", OUTPUTS,
+     'output "event_bus_arn" {\n  value = module.events.bus_arn\n}\n\n', "", "parity"),
+    # Alarms and the dashboard of the event bus.
+    ("SAM events DLQ without its depth alarm", SAM,
+     "Dimensions: [{Name: QueueName, Value: !GetAtt EventsDeadLetterQueue.QueueName}]",
+     "Dimensions: [{Name: QueueName, Value: !GetAtt WorkDeadLetterQueue.QueueName}]", "dlq-alarm"),
+    ("parity: Terraform undelivered-events alarm on FailedInvocations", MONITORING,
+     'metric_name         = "InvocationsFailedToBeSentToDLQ"', 'metric_name         = "FailedInvocations"', "parity"),
+    ("parity: SAM undelivered-events alarm on the rule's Ref (bus|rule, not its name)", SAM,
+     '- {Name: RuleName, Value: !Sub "${AWS::StackName}-events-to-work"}', "- {Name: RuleName, Value: !Ref EventsRule}", "parity"),
+    ("parity: Terraform dashboard without the events rule's failures", MONITORING,
+     '        ["AWS/Events", "FailedInvocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],\n',
+     "", "parity"),
+    # The scheduler's jobs.
+    ("Terraform without the schedules job", FUNCTIONS,
+     '    schedules = { expression = "rate(1 minute)", input = { job = "schedules" } }\n', "", "scheduler-jobs"),
+    ("parity: SAM schedules job every 5 minutes", SAM,
+     "Schedule: rate(1 minute)\n            Input: '{\"job\":\"schedules\"}'", "Schedule: rate(5 minutes)\n            Input: '{\"job\":\"schedules\"}'", "parity"),
 ]
 
 

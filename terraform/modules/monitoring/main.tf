@@ -12,6 +12,7 @@
 locals {
   alarms = {
     work-dlq-depth        = { namespace = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimension = "QueueName", target = "work_dlq", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Messages in the work DLQ (infrastructure failures) - inspect and redrive." }
+    events-dlq-depth      = { namespace = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimension = "QueueName", target = "events_dlq", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Events EventBridge could not deliver to the work queue are in the events DLQ (their attributes say why) - fix the cause, then send their bodies to the work queue." }
     import-dlq-depth      = { namespace = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimension = "QueueName", target = "import_dlq", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Notifications in the import DLQ - an import failed five times." }
     work-queue-age        = { namespace = "AWS/SQS", metric = "ApproximateAgeOfOldestMessage", dimension = "QueueName", target = "work", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 300, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "The oldest work message is older than 5 minutes in 2 of 3 periods - the worker is not keeping up." }
     import-queue-age      = { namespace = "AWS/SQS", metric = "ApproximateAgeOfOldestMessage", dimension = "QueueName", target = "import", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 3600, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "The oldest import notification waited over an hour in 2 of 3 periods - two imports of up to 15 minutes run at a time, so the importer is more than two rounds behind." }
@@ -92,6 +93,30 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   }
 }
 
+# A failed delivery lands in the events DLQ (events-dlq-depth); this one catches what even the DLQ
+# refused (its policy or the queue itself broken): events lost without a trace. A rule on a custom
+# bus reports its metrics under both dimensions.
+resource "aws_cloudwatch_metric_alarm" "events_undelivered" {
+  alarm_name          = "${var.name}-events-undelivered"
+  alarm_description   = "EventBridge could deliver events neither to the work queue nor to the events DLQ - they are lost; check both queues' policies."
+  namespace           = "AWS/Events"
+  metric_name         = "InvocationsFailedToBeSentToDLQ"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  datapoints_to_alarm = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  dimensions = {
+    EventBusName = var.event_bus_name
+    RuleName     = var.event_rule_name
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
   alarm_name          = "${var.name}-api-5xx-rate"
   alarm_description   = "Over 5% of the API's responses were 5xx in 3 of 5 minutes (minutes with fewer than 10 requests count as 0%; rolls a deployment back)."
@@ -138,7 +163,8 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
 }
 
 # The dashboard: the API (requests, errors, latency), each queue (depth, age, DLQ), each function
-# (invocations, errors, duration, concurrency), the task gauges, the database.
+# (invocations, errors, duration, concurrency), the task gauges, the database, the events rule
+# (deliveries, failures, its DLQ).
 locals {
   dashboard_widgets = [
     {
@@ -250,6 +276,14 @@ locals {
       title = "Database free storage (bytes)"
       metrics = [
         ["AWS/RDS", "FreeStorageSpace", "DBInstanceIdentifier", var.database_identifier, { stat = "Minimum" }],
+      ]
+    },
+    {
+      title = "Events to the work queue: deliveries, failures, DLQ depth"
+      metrics = [
+        ["AWS/Events", "Invocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],
+        ["AWS/Events", "FailedInvocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_names["events_dlq"], { stat = "Maximum" }],
       ]
     },
   ]

@@ -7,8 +7,17 @@ variable "alarm_email" {
 }
 
 variable "queue_names" {
-  description = "work, work_dlq, import, import_dlq => queue name"
+  description = "work, work_dlq, import, import_dlq, events_dlq => queue name"
   type        = map(string)
+}
+
+variable "event_bus_name" {
+  type = string
+}
+
+variable "event_rule_name" {
+  description = "The rule delivering the bus's events to the work queue."
+  type        = string
 }
 
 variable "function_names" {

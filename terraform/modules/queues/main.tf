@@ -1,6 +1,7 @@
 # Visibility timeout >= 6 x consumer timeout + batching window (AWS's guidance for event source
 # mappings): work 6 x 60 + 1 = 361 -> 370 s; import 6 x 900 + 0 = 5400 s. Sources keep 4 days,
 # DLQs 14 days, so a message always outlives its source's retention. Same values as template.yaml.
+# The events DLQ holds what EventBridge could not deliver to the work queue (modules/events).
 
 resource "aws_sqs_queue" "work" {
   name                       = "${var.name}-work"
@@ -32,6 +33,12 @@ resource "aws_sqs_queue" "import" {
 
 resource "aws_sqs_queue" "import_dlq" {
   name                      = "${var.name}-import-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "events_dlq" {
+  name                      = "${var.name}-events-dlq"
   message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = true
 }

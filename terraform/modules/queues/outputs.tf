@@ -26,6 +26,14 @@ output "import_dlq_url" {
   value = aws_sqs_queue.import_dlq.url
 }
 
+output "events_dlq_arn" {
+  value = aws_sqs_queue.events_dlq.arn
+}
+
+output "events_dlq_url" {
+  value = aws_sqs_queue.events_dlq.url
+}
+
 # For the alarms' QueueName dimensions.
 output "queue_names" {
   value = {
@@ -33,5 +41,6 @@ output "queue_names" {
     work_dlq   = aws_sqs_queue.work_dlq.name
     import     = aws_sqs_queue.import.name
     import_dlq = aws_sqs_queue.import_dlq.name
+    events_dlq = aws_sqs_queue.events_dlq.name
   }
 }

@@ -126,6 +126,24 @@ data "aws_iam_policy_document" "import_queue" {
       values   = [data.aws_caller_identity.current.account_id]
     }
   }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [var.import_queue_arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
 }
 
 resource "aws_sqs_queue_policy" "import" {
