@@ -20,7 +20,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use tms::ports::{
-    ConsoleStore, Dispatch, ImportStore, ObjectStore, TaskRepository, TriggerStore, WorkQueue,
+    ConsoleStore, Dispatch, ImportStore, ObjectStore, ScheduleStore, TaskRepository, TriggerStore,
+    WorkQueue,
 };
 use tms::telemetry::metrics::MetricSink;
 use tms::SubmissionRules;
@@ -38,6 +39,7 @@ pub struct Ports {
     pub metrics: Arc<dyn MetricSink>,
     pub console: Arc<dyn ConsoleStore>,
     pub triggers: Arc<dyn TriggerStore>,
+    pub schedules: Arc<dyn ScheduleStore>,
 }
 
 /// Everything the handlers use, built once per execution environment.
@@ -51,6 +53,8 @@ pub struct AppState {
     pub console: Arc<dyn ConsoleStore>,
     /// The tenants' event triggers.
     pub triggers: Arc<dyn TriggerStore>,
+    /// The tenants' schedules.
+    pub schedules: Arc<dyn ScheduleStore>,
     /// The deployment's OpenID Connect issuer, when it configures one.
     pub oidc: Option<Arc<console::oidc::Oidc>>,
     pub cursor_key: cursor::CursorKey,
@@ -96,6 +100,7 @@ impl AppState {
             metrics,
             console,
             triggers,
+            schedules,
         } = ports;
         Self {
             outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
@@ -106,6 +111,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             console,
             triggers,
+            schedules,
             oidc: None,
             cursor_key: cursor::CursorKey::new(cursor_key),
             rules,
@@ -205,7 +211,8 @@ pub async fn build_state(
         repo: store.clone(),
         imports: store.clone(),
         console: store.clone(),
-        triggers: store,
+        triggers: store.clone(),
+        schedules: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
         queue: Arc::new(SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(aws),
@@ -246,7 +253,7 @@ async fn not_found() -> Problem {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{imports, stats, system, tasks, triggers};
+    use routes::{imports, schedules, stats, system, tasks, triggers};
     let v1 = Router::new()
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
         .route("/v1/tasks/batch", post(tasks::create_batch))
@@ -269,6 +276,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/triggers/{id}",
             get(triggers::get_trigger).delete(triggers::delete_trigger),
+        )
+        .route(
+            "/v1/schedules",
+            post(schedules::create_schedule).get(schedules::list_schedules),
+        )
+        .route(
+            "/v1/schedules/{id}",
+            get(schedules::get_schedule)
+                .patch(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

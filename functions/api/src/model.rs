@@ -19,7 +19,9 @@ use uuid::Uuid;
 use crate::problem::Problem;
 
 /// Deserializes a field that may be absent but, when present, is not null.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -41,7 +43,7 @@ pub(crate) fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Er
 }
 
 /// [`whole_number`] within `u32`, for an optional field.
-fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let n = whole_number(d)?;
     u32::try_from(n)
         .map(Some)
@@ -49,7 +51,7 @@ fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
 }
 
 /// An RFC 3339 date-time, checked strictly (`T` separator, seconds and offset required).
-fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+pub(crate) fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
     let raw = String::deserialize(d)?;
     parse_rfc3339(&raw).map(Some).ok_or_else(|| {
         serde::de::Error::custom("must be an RFC 3339 date-time such as 2026-01-31T09:30:00Z")
@@ -181,7 +183,7 @@ fn kind_payloads() -> [(&'static str, &'static str, Value); 4] {
 }
 
 /// The component name of a kind's payload schema: `EmailPayload`, `WebhookPayload`, ...
-fn payload_name(kind: &str) -> String {
+pub(crate) fn payload_name(kind: &str) -> String {
     let mut chars = kind.chars();
     let first = chars.next().map(|c| c.to_ascii_uppercase().to_string());
     format!("{}{}Payload", first.unwrap_or_default(), chars.as_str())

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::correlation;
-use crate::routes::{imports, stats, system, tasks, triggers};
+use crate::routes::{imports, schedules, stats, system, tasks, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use crate::routes::{imports, stats, system, tasks, triggers};
         tasks::bulk_cancel, tasks::bulk_redrive, stats::stats,
         triggers::create_trigger, triggers::list_triggers, triggers::get_trigger,
         triggers::delete_trigger,
+        schedules::create_schedule, schedules::list_schedules, schedules::get_schedule,
+        schedules::update_schedule, schedules::delete_schedule,
         imports::create_import, imports::list_imports, imports::get_import,
         system::health, system::openapi, system::docs,
     ),
@@ -32,6 +34,7 @@ use crate::routes::{imports, stats, system, tasks, triggers};
         (name = "tasks", description = "Tasks of the caller's tenant"),
         (name = "imports", description = "Bulk task files uploaded under the caller's imports/ prefix"),
         (name = "triggers", description = "Tasks created by the deployment's EventBridge events"),
+        (name = "schedules", description = "Tasks created on a cron expression or a rate, in a time zone"),
         (name = "system", description = "Health and documentation"),
     )
 )]
@@ -52,6 +55,9 @@ pub fn document() -> Value {
     schemas["BatchTask"] = crate::model::submission_schema(true);
     schemas["BatchCreate"] = crate::model::batch_schema();
     for (name, schema) in crate::model::payload_schemas() {
+        schemas[name] = schema;
+    }
+    for (name, schema) in schedules::schemas() {
         schemas[name] = schema;
     }
     doc["components"]["securitySchemes"] = json!({

@@ -39,6 +39,7 @@ fn fakes() -> Fakes {
         metrics: Arc::new(MemorySink::default()),
         console: console.clone(),
         triggers: Arc::new(tms_testkit::fakes::NoTriggers),
+        schedules: Arc::new(tms_testkit::fakes::NoSchedules),
     };
     let mut state = AppState::new(
         ports,

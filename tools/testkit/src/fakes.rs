@@ -516,3 +516,60 @@ impl tms::ports::TriggerStore for NoTriggers {
         Ok(Vec::new())
     }
 }
+
+/// A schedule store without schedules, for handler tests that do not touch them.
+pub struct NoSchedules;
+
+#[async_trait]
+impl tms::ports::ScheduleStore for NoSchedules {
+    async fn create_schedule(&self, _s: &tms::Schedule) -> Result<(), tms::ports::CreateError> {
+        Err(StoreError::Unavailable("no schedule store in this test".into()).into())
+    }
+
+    async fn list_schedules(
+        &self,
+        _s: &Scope,
+        _b: Option<tms::ScheduleId>,
+        _l: u32,
+    ) -> Result<Vec<tms::Schedule>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_schedule(
+        &self,
+        _s: &Scope,
+        _id: tms::ScheduleId,
+    ) -> Result<Option<tms::Schedule>, StoreError> {
+        Ok(None)
+    }
+
+    async fn update_schedule(
+        &self,
+        _s: &Scope,
+        _schedule: &tms::Schedule,
+        _rescheduled: bool,
+    ) -> Result<tms::ports::ScheduleUpdate, tms::ports::CreateError> {
+        Ok(tms::ports::ScheduleUpdate::NotFound)
+    }
+
+    async fn delete_schedule(&self, _s: &Scope, _id: tms::ScheduleId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn due_schedules(
+        &self,
+        _now: chrono::DateTime<Utc>,
+        _after: Option<tms::ports::DueCursor>,
+        _limit: u32,
+    ) -> Result<Vec<tms::Schedule>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn record_runs(
+        &self,
+        _runs: &[tms::ports::ScheduleRun],
+        _enqueued: &[TaskId],
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}

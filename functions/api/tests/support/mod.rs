@@ -88,6 +88,7 @@ impl TestApi {
             metrics: metrics.clone(),
             console: Arc::new(store.clone()),
             triggers: Arc::new(store.clone()),
+            schedules: Arc::new(store.clone()),
         };
         let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
         let mut verifier = TokenVerifier::new(secrets, Some(param.clone()));
