@@ -22,6 +22,15 @@ locals {
     "POST /v1/tasks/cancel"       = true
     "POST /v1/tasks/redrive"      = true
     "GET /v1/stats"               = true
+    "POST /v1/triggers"           = true
+    "GET /v1/triggers"            = true
+    "GET /v1/triggers/{id}"       = true
+    "DELETE /v1/triggers/{id}"    = true
+    "POST /v1/schedules"          = true
+    "GET /v1/schedules"           = true
+    "GET /v1/schedules/{id}"      = true
+    "PATCH /v1/schedules/{id}"    = true
+    "DELETE /v1/schedules/{id}"   = true
     "GET /health"                 = false
     "GET /openapi.json"           = false
     "GET /docs"                   = false
@@ -45,7 +54,7 @@ resource "aws_apigatewayv2_api" "this" {
 
   cors_configuration {
     allow_origins  = var.cors_allow_origins
-    allow_methods  = ["GET", "POST", "OPTIONS"]
+    allow_methods  = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
     allow_headers  = ["authorization", "content-type", "idempotency-key", "x-correlation-id"]
     expose_headers = ["x-correlation-id", "idempotent-replayed", "location"]
     max_age        = 600
