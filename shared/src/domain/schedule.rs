@@ -1,6 +1,9 @@
 //! Schedules: a five-field cron expression or `rate(N unit)` in an IANA time zone, an optional
 //! window, a missed-run policy and the task each fire creates; and the fire times they give.
 //!
+//! - A cron expression has five fields (minute, hour, day of month, month, day of week) of
+//!   numbers, names (`JAN`, `MON`), `*`, lists, ranges and steps; a range may wrap around
+//!   (`22-2` is 22, 23, 0, 1, 2). Day of month and day of week both restricted match either.
 //! - A cron expression is read on the zone's wall clock. A time the clock skips (spring forward)
 //!   fires once, at the first instant after the gap, when the expression names one minute and
 //!   one hour (`30 2 * * *` fires at 03:00 that day); an expression with `*`, a list, a range or
@@ -136,11 +139,14 @@ impl CronField {
             .ok_or_else(|| format!("a step is 1-99, not {token:?}"))
     }
 
-    /// `*`, or a list of `V`, `V-V`, `V-V/S` and `*/S` items.
-    fn check(&self, field: &str) -> Result<(), String> {
+    /// Checks `*`, or a list of `V`, `V-V`, `V-V/S` and `*/S` items, and returns the field as
+    /// croner reads it: a range that wraps around (`22-2`: 22, 23, 0, 1, 2) written out as the
+    /// list of its values, every other item as it is.
+    fn normalize(&self, field: &str) -> Result<String, String> {
         if field == "*" {
-            return Ok(());
+            return Ok(field.to_owned());
         }
+        let mut items = Vec::new();
         for item in field.split(',') {
             let (range, step) = match item.split_once('/') {
                 Some((range, step)) => (range, Some(Self::step(step)?)),
@@ -153,16 +159,22 @@ impl CronField {
                         self.name
                     ));
                 }
+                items.push(item.to_owned());
                 continue;
             }
             match range.split_once('-') {
                 Some((from, to)) => {
-                    let (from_value, to_value) = (self.value(from)?, self.value(to)?);
-                    if from_value > to_value {
-                        return Err(format!(
-                            "the range {range} of the {} field runs backwards",
-                            self.name
-                        ));
+                    let (from, to) = (self.value(from)?, self.value(to)?);
+                    if from <= to {
+                        items.push(item.to_owned());
+                    } else {
+                        let span = self.max - self.min + 1;
+                        let len = (self.max - from + 1) + (to - self.min + 1);
+                        let values = (0..len).step_by(usize::from(step.unwrap_or(1))).map(|k| {
+                            let v = from + k;
+                            (if v > self.max { v - span } else { v }).to_string()
+                        });
+                        items.extend(values);
                     }
                 }
                 None => {
@@ -172,13 +184,14 @@ impl CronField {
                             "a step follows `*` or a range (*/15, 0-30/5), not {item:?}"
                         ));
                     }
+                    items.push(item.to_owned());
                 }
             }
         }
-        Ok(())
+        Ok(items.join(","))
     }
 
-    /// The field's grammar as a regular expression (without the range order of [`Self::check`]).
+    /// The field's grammar as a regular expression.
     fn pattern(&self) -> String {
         let number = match (self.min, self.max) {
             (0, 59) => "[0-5]?[0-9]",
@@ -217,7 +230,7 @@ const RATE_UNITS: [(&str, i64); 6] = [
 ];
 
 /// [`Expression::parse`] as a regular expression on the text (the OpenAPI document's pattern);
-/// beyond it, a range must not run backwards and a cron expression must match some date.
+/// beyond it, a cron expression must match some date.
 pub fn expression_pattern() -> String {
     let fields: Vec<String> = CRON_FIELDS.iter().map(CronField::pattern).collect();
     format!(
@@ -258,13 +271,16 @@ impl Expression {
                 "must be five cron fields separated by single spaces (minute hour day-of-month month day-of-week), or rate(N unit)".into(),
             ));
         }
-        for (spec, field) in CRON_FIELDS.iter().zip(&fields) {
-            spec.check(field).map_err(invalid)?;
-        }
+        let normalized = CRON_FIELDS
+            .iter()
+            .zip(&fields)
+            .map(|(spec, field)| spec.normalize(field))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .build()
-            .parse(raw)
+            .parse(&normalized.join(" "))
             .map_err(|e| invalid(format!("is not a valid cron expression: {e}")))?;
         let reference = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
         if cron.find_next_occurrence(&reference, false).is_err() {
@@ -984,6 +1000,9 @@ mod tests {
             "rate(5 minutes)",
             "rate(9999 days)",
             "rate(1 hours)",
+            "5-1 * * * *",
+            "0 22-2 * * FRI-MON",
+            "50-10/15 * 30-2 NOV-FEB *",
         ] {
             assert!(Expression::parse(ok).is_ok(), "{ok}");
         }
@@ -1006,8 +1025,6 @@ mod tests {
             ("* * * * 8", "day-of-week field takes 0-7 or SUN-SAT"),
             ("* * * * MONDAY", "day-of-week field"),
             ("* * * JAN-FOO *", "month field"),
-            ("5-1 * * * *", "runs backwards"),
-            ("* * * * FRI-MON", "runs backwards"),
             ("*/0 * * * *", "step is 1-99"),
             ("*/100 * * * *", "step is 1-99"),
             ("*/05 * * * *", "step is 1-99"),
@@ -1055,8 +1072,8 @@ mod tests {
         ] {
             assert!(pattern.is_match(raw), "{raw}");
         }
-        // Everything the grammar refuses, the pattern refuses too (the range order and dates
-        // that never occur are beyond a pattern).
+        // Everything the grammar refuses, the pattern refuses too (dates that never occur are
+        // beyond a pattern).
         for raw in [
             "",
             "* * * *",
@@ -1099,13 +1116,10 @@ mod tests {
                     format!("{token},5"),
                     format!("{token}/2"),
                 ] {
-                    let grammar = spec.check(&candidate);
-                    let backwards = grammar
-                        .as_ref()
-                        .is_err_and(|e| e.contains("runs backwards"));
+                    let grammar = spec.normalize(&candidate);
                     assert_eq!(
                         field.is_match(&candidate),
-                        grammar.is_ok() || backwards,
+                        grammar.is_ok(),
                         "field {i}: {candidate:?} {grammar:?}"
                     );
                 }
@@ -1166,6 +1180,42 @@ mod tests {
                 "Asia/Kolkata",
                 "2026-01-01T00:00:00Z",
                 vec!["2026-01-02T00:00:00Z"],
+            ),
+            // A range may wrap around: 22-2 is 22, 23, 0, 1, 2; FRI-MON is Friday to Monday.
+            (
+                "0 22-2 * * *",
+                "UTC",
+                "2026-01-01T20:00:00Z",
+                vec![
+                    "2026-01-01T22:00:00Z",
+                    "2026-01-01T23:00:00Z",
+                    "2026-01-02T00:00:00Z",
+                    "2026-01-02T01:00:00Z",
+                    "2026-01-02T02:00:00Z",
+                    "2026-01-02T22:00:00Z",
+                ],
+            ),
+            (
+                "0 12 * * FRI-MON",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                vec![
+                    "2026-01-02T12:00:00Z",
+                    "2026-01-03T12:00:00Z",
+                    "2026-01-04T12:00:00Z",
+                    "2026-01-05T12:00:00Z",
+                    "2026-01-09T12:00:00Z",
+                ],
+            ),
+            (
+                "50-10/15 0 * * *",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                vec![
+                    "2026-01-01T00:05:00Z",
+                    "2026-01-01T00:50:00Z",
+                    "2026-01-02T00:05:00Z",
+                ],
             ),
             (
                 "0 0 13 * 5",
@@ -1654,11 +1704,13 @@ mod tests {
     ];
 
     fn expressions() -> impl Strategy<Value = String> {
-        let minute = prop::sample::select(vec!["0", "30", "*/15", "0-30/10", "5,35", "*", "45"]);
-        let hour = prop::sample::select(vec!["*", "2", "1,2", "*/3", "0-6", "9-17/4", "3"]);
+        let minute = prop::sample::select(vec![
+            "0", "30", "*/15", "0-30/10", "5,35", "*", "45", "45-15/10",
+        ]);
+        let hour = prop::sample::select(vec!["*", "2", "1,2", "*/3", "0-6", "9-17/4", "3", "22-2"]);
         let dom = prop::sample::select(vec!["*", "*", "1", "15", "1-7", "*/10"]);
         let month = prop::sample::select(vec!["*", "*", "1-6", "MAR,OCT,NOV", "*/2"]);
-        let dow = prop::sample::select(vec!["*", "*", "1-5", "0", "SUN,WED"]);
+        let dow = prop::sample::select(vec!["*", "*", "1-5", "0", "SUN,WED", "FRI-MON"]);
         (minute, hour, dom, month, dow).prop_map(|(a, b, c, d, e)| format!("{a} {b} {c} {d} {e}"))
     }
 

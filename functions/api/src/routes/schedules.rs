@@ -566,8 +566,8 @@ fn timestamp_schema(description: &str, nullable: bool) -> Value {
 }
 
 /// The request schemas of the schedule routes, by component name: JSON Schema that states
-/// what the validation accepts (beyond it: `ends_at` after `starts_at`, ranges that do not run
-/// backwards, and a cron expression that matches some date).
+/// what the validation accepts (beyond it: `ends_at` after `starts_at`, and a cron expression
+/// that matches some date).
 pub fn schemas() -> Vec<(&'static str, Value)> {
     let template_branches: Vec<Value> = TaskKind::ALL
         .iter()
@@ -597,7 +597,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "expression": {
                 "type": "string", "minLength": 1, "maxLength": EXPRESSION_MAX,
                 "pattern": tms::expression_pattern(),
-                "description": "Five cron fields, minute hour day-of-month month day-of-week (numbers, `*`, lists, ranges, steps such as `*/15` or `8-18/2`, month and weekday names), read in `timezone`; or `rate(N minute|minutes|hour|hours|day|days)`, fixed intervals from `starts_at` (else from the creation).",
+                "description": "Five cron fields, minute hour day-of-month month day-of-week (numbers, `*`, lists, ranges that may wrap around such as `22-2`, steps such as `*/15` or `8-18/2`, month and weekday names), read in `timezone`; or `rate(N minute|minutes|hour|hours|day|days)`, fixed intervals from `starts_at` (else from the creation). A cron expression must match some date (not 30 February).",
                 "examples": ["30 2 * * *", "*/15 8-18 * * MON-FRI", "rate(5 minutes)"]
             },
             "timezone": {"$ref": "#/components/schemas/Timezone"},
