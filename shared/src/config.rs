@@ -229,6 +229,17 @@ impl DatabaseConfig {
     }
 }
 
+/// `TMS_EVENT_BUS`: the deployment's event bus, where lifecycle events are published; unset
+/// (or empty) leaves them recorded for a function that has one.
+///
+/// # Errors
+/// Never in practice: any text names a bus.
+pub fn event_bus(env: &Env) -> Result<Option<String>, ConfigError> {
+    Ok(env
+        .optional::<String>("TMS_EVENT_BUS")?
+        .filter(|b| !b.is_empty()))
+}
+
 /// The rules every submission is validated against, the same in the API, the importer and
 /// the worker: `TMS_WEBHOOK_ALLOW` (which non-public webhook targets are allowed),
 /// and `TMS_WEBHOOK_DENY_PORTS` (ports of non-public addresses no webhook may target).

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod deadline;
 pub mod domain;
+pub mod notify;
 pub mod ports;
 pub mod retry;
 pub mod telemetry;

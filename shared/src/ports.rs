@@ -283,6 +283,16 @@ pub struct Outcome {
     pub released: bool,
 }
 
+/// What [`WorkStore::record`] recorded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    /// The tasks whose outcome was recorded.
+    pub ids: Vec<TaskId>,
+    /// The lifecycle events of those that ended, recorded with them: publish them after
+    /// commit ([`EventPublisher`]), then forget them ([`NotificationStore::published`]).
+    pub events: Vec<crate::domain::Notification>,
+}
+
 /// The tasks as workers see them: by id, whatever the tenant.
 #[async_trait]
 pub trait WorkStore: Send + Sync {
@@ -303,7 +313,7 @@ pub trait WorkStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails; nothing is recorded then.
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Vec<TaskId>, StoreError>;
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError>;
 
     /// Clears the outbox marker of tasks whose message could not be sent, so the relay sends it.
     ///
@@ -924,4 +934,54 @@ pub trait ScheduleStore: Send + Sync {
         runs: &[ScheduleRun],
         enqueued: &[TaskId],
     ) -> Result<u64, StoreError>;
+}
+
+/// Why events could not be published.
+#[derive(Debug, thiserror::Error)]
+#[error("the event bus is unavailable: {0}")]
+pub struct PublishError(#[source] pub BoxError);
+
+/// The deployment's event bus.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes the lifecycle events (source `tms`, their detail-type and detail); the ids of
+    /// those the bus accepted. An event published twice is the same event (its stable id).
+    ///
+    /// # Errors
+    /// [`PublishError`] when the bus cannot be reached at all.
+    async fn publish(
+        &self,
+        events: &[crate::domain::Notification],
+    ) -> Result<Vec<uuid::Uuid>, PublishError>;
+}
+
+/// The lifecycle events recorded and not yet published.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Forgets the events the bus accepted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails (the relay then publishes them again).
+    async fn published(&self, ids: &[uuid::Uuid]) -> Result<(), StoreError>;
+
+    /// The unpublished events about these tasks or imports (the API's and the importer's own,
+    /// after their response or their commit).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn unpublished_of(
+        &self,
+        subjects: &[uuid::Uuid],
+    ) -> Result<Vec<crate::domain::Notification>, StoreError>;
+
+    /// The relay's: up to `limit` events recorded more than `older_than` ago and not published,
+    /// oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn unpublished(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Notification>, StoreError>;
 }

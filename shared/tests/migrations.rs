@@ -37,6 +37,7 @@ async fn migrations_apply_once_even_when_run_concurrently() {
             "console_logins",
             "console_sessions",
             "imports",
+            "notifications",
             "refinery_schema_history",
             "schedules",
             "task_events",

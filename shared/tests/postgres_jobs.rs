@@ -109,7 +109,7 @@ async fn failed_task(store: &tms::adapters::postgres::PostgresStore, enqueue: bo
         }])
         .await
         .unwrap();
-    assert_eq!(recorded, [task.id]);
+    assert_eq!(recorded.ids, [task.id]);
     task.id
 }
 

@@ -317,7 +317,7 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
         enqueue: false,
         released: false,
     };
-    assert!(store.record(&[stale]).await.unwrap().is_empty());
+    assert!(store.record(&[stale]).await.unwrap().ids.is_empty());
 }
 
 #[tokio::test]
@@ -370,7 +370,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             released: false,
         },
     ];
-    let mut recorded = store.record(&outcomes).await.unwrap();
+    let mut recorded = store.record(&outcomes).await.unwrap().ids;
     recorded.sort();
     let mut want = ids.clone();
     want.sort();
@@ -418,7 +418,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
         Some("http_404")
     );
     assert!(
-        store.record(&outcomes).await.unwrap().is_empty(),
+        store.record(&outcomes).await.unwrap().ids.is_empty(),
         "recording twice changes nothing"
     );
     store.clear_enqueued(&[ids[1]]).await.unwrap();
@@ -457,7 +457,7 @@ async fn claim_and_record(
         })
         .collect();
     let before = statement_blocks(admin, RECORD_STATEMENT).await;
-    let recorded = store.record(&outcomes).await.unwrap();
+    let recorded = store.record(&outcomes).await.unwrap().ids;
     assert_eq!(recorded.len(), ids.len(), "every claimed task is recorded");
     statement_blocks(admin, RECORD_STATEMENT).await - before
 }

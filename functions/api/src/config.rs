@@ -23,6 +23,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// `TMS_API_PORT`: the local HTTP port when not running under Lambda (default 3000).
     pub port: u16,
+    /// `TMS_EVENT_BUS`: where the lifecycle events of the tasks a request cancels go.
+    pub event_bus: Option<String>,
     /// The console's OpenID Connect sign-in, when `TMS_OIDC_ISSUER` and `TMS_OIDC_CLIENT_ID`
     /// are both set.
     pub oidc: Option<OidcConfig>,
@@ -77,6 +79,7 @@ impl Config {
             rules: submission_rules(env)?,
             max_upload_bytes: import_limits(env)?.max_object_bytes,
             port: env.or("TMS_API_PORT", 3000)?,
+            event_bus: tms::config::event_bus(env)?,
             oidc: OidcConfig::from_env(env)?,
         })
     }

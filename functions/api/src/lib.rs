@@ -121,6 +121,18 @@ impl AppState {
         }
     }
 
+    /// The same state, publishing the lifecycle events of the tasks requests end to
+    /// `publisher` after their response.
+    #[must_use]
+    pub fn with_events(
+        mut self,
+        publisher: Arc<dyn tms::ports::EventPublisher>,
+        notifications: Arc<dyn tms::ports::NotificationStore>,
+    ) -> Self {
+        self.outbox = self.outbox.with_events(publisher, notifications);
+        self
+    }
+
     /// The same state, signing the console's users in through `oidc` too.
     #[must_use]
     pub fn with_oidc(mut self, oidc: console::oidc::Oidc) -> Self {
@@ -207,6 +219,7 @@ pub async fn build_state(
     let secrets: Arc<dyn tms::ports::Secrets> =
         Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
     let store = Arc::new(open_store(&config.database, secrets.clone())?);
+    let notifications: Arc<dyn tms::ports::NotificationStore> = store.clone();
     let ports = Ports {
         repo: store.clone(),
         imports: store.clone(),
@@ -223,6 +236,9 @@ pub async fn build_state(
     let tokens = auth::TokenVerifier::new(secrets.clone(), config.tokens_param.clone());
     let mut state = AppState::new(ports, tokens, &config.cursor_key, config.rules)
         .with_max_upload_bytes(config.max_upload_bytes);
+    if let Some(publisher) = tms::adapters::events::publisher(aws, config.event_bus.as_deref()) {
+        state = state.with_events(publisher, notifications);
+    }
     if let Some(oidc) = &config.oidc {
         let client_secret = match &oidc.client_secret_param {
             Some(name) => Some(

@@ -1,4 +1,5 @@
-//! The create path's outbox: the work messages of new tasks go to the queue after the response.
+//! The outbox: the work messages of new tasks go to the queue after the response, and the
+//! lifecycle events of tasks the request ended (cancelled) to the event bus.
 //!
 //! A request hands its messages over ([`Outbox::submit`]) and answers: the task is durable once
 //! committed, and a message that is never sent is sent by the relay, so the client waits for one
@@ -18,18 +19,30 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use lambda_http::lambda_runtime::LambdaInvocation;
 use lambda_http::tower::{Layer, Service};
-use tms::ports::{Dispatch, TaskRepository, WorkQueue};
+use tms::ports::{Dispatch, EventPublisher, NotificationStore, TaskRepository, WorkQueue};
+use uuid::Uuid;
 
 /// How long [`Settle`] waits for the outbox before it lets the runtime take the next event.
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
-/// Sends work messages after the response; see the module documentation.
+/// Sends work messages (and lifecycle events) after the response; see the module documentation.
 #[derive(Clone)]
 pub struct Outbox {
     queue: Arc<dyn WorkQueue>,
     repo: Arc<dyn TaskRepository>,
-    /// `Some` under Lambda: the messages waiting for [`Outbox::settle`].
-    collected: Option<Arc<Mutex<Vec<Dispatch>>>>,
+    /// The bus and the store of recorded events, when the deployment has a bus.
+    events: Option<(Arc<dyn EventPublisher>, Arc<dyn NotificationStore>)>,
+    /// `Some` under Lambda: the messages and the subjects of events waiting for
+    /// [`Outbox::settle`].
+    collected: Option<Arc<Mutex<Collected>>>,
+}
+
+/// What a Lambda invocation's requests handed over.
+#[derive(Default)]
+struct Collected {
+    dispatches: Vec<Dispatch>,
+    /// The tasks whose lifecycle events to publish.
+    subjects: Vec<Uuid>,
 }
 
 impl Outbox {
@@ -38,7 +51,22 @@ impl Outbox {
         Self {
             queue,
             repo,
+            events: None,
             collected: None,
+        }
+    }
+
+    /// The same outbox, publishing lifecycle events to `publisher` (events recorded in
+    /// `notifications`).
+    #[must_use]
+    pub fn with_events(
+        self,
+        publisher: Arc<dyn EventPublisher>,
+        notifications: Arc<dyn NotificationStore>,
+    ) -> Self {
+        Self {
+            events: Some((publisher, notifications)),
+            ..self
         }
     }
 
@@ -54,33 +82,67 @@ impl Outbox {
 
     /// Hands a request's messages over and returns at once.
     pub fn submit(&self, dispatches: Vec<Dispatch>) {
-        if dispatches.is_empty() {
+        self.hand_over(dispatches, Vec::new());
+    }
+
+    /// Hands over the tasks whose lifecycle events the request recorded (it ended them), to be
+    /// published after the response.
+    pub fn publish_events_of(&self, subjects: Vec<Uuid>) {
+        self.hand_over(Vec::new(), subjects);
+    }
+
+    fn hand_over(&self, dispatches: Vec<Dispatch>, subjects: Vec<Uuid>) {
+        if dispatches.is_empty() && subjects.is_empty() {
             return;
         }
         match &self.collected {
-            Some(collected) => collected
-                .lock()
-                .expect("the outbox's list is never poisoned")
-                .extend(dispatches),
+            Some(collected) => {
+                let mut collected = collected
+                    .lock()
+                    .expect("the outbox's list is never poisoned");
+                collected.dispatches.extend(dispatches);
+                collected.subjects.extend(subjects);
+            }
             None => {
                 let outbox = self.clone();
-                tokio::spawn(async move { outbox.send(dispatches).await });
+                tokio::spawn(async move { outbox.flush(dispatches, subjects).await });
             }
         }
     }
 
-    /// Sends the collected messages and sets the markers of those sent.
+    /// Sends the collected messages and sets the markers of those sent, and publishes the
+    /// collected events.
     pub async fn settle(&self) {
         let Some(collected) = &self.collected else {
             return;
         };
-        let dispatches = std::mem::take(
+        let Collected {
+            dispatches,
+            subjects,
+        } = std::mem::take(
             &mut *collected
                 .lock()
                 .expect("the outbox's list is never poisoned"),
         );
+        self.flush(dispatches, subjects).await;
+    }
+
+    async fn flush(&self, dispatches: Vec<Dispatch>, subjects: Vec<Uuid>) {
         if !dispatches.is_empty() {
             self.send(dispatches).await;
+        }
+        let Some((publisher, notifications)) =
+            self.events.as_ref().filter(|_| !subjects.is_empty())
+        else {
+            return;
+        };
+        match notifications.unpublished_of(&subjects).await {
+            Ok(events) => {
+                tms::notify::publish(Some(publisher.as_ref()), notifications.as_ref(), &events)
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e,
+                "lifecycle events not read back; the relay will publish them"),
         }
     }
 

@@ -325,7 +325,10 @@ async fn the_console_lists_the_tenants_triggers_and_a_member_removes_one() {
     browser.click("nav a[href='/console/triggers']").await;
     browser.wait_for_text("paid orders").await;
     let row = browser.text("tbody tr").await;
-    assert!(row.contains("shop.orders") && row.contains("/status = \"paid\""), "{row}");
+    assert!(
+        row.contains("shop.orders") && row.contains("/status = \"paid\""),
+        "{row}"
+    );
     browser.screenshot("console-triggers").await;
     browser.click("tbody form button").await;
     browser.wait_for_text("The trigger was removed").await;

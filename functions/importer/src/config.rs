@@ -20,6 +20,8 @@ pub struct Config {
     /// `TMS_IMPORT_ENQUEUE`: send work messages for the new tasks (default true; false leaves
     /// them to the relay).
     pub enqueue: bool,
+    /// `TMS_EVENT_BUS`: where the import's lifecycle event is published.
+    pub event_bus: Option<String>,
 }
 
 impl Config {
@@ -30,6 +32,7 @@ impl Config {
             database: DatabaseConfig::from_env(env)?,
             bucket: env.required("TMS_BUCKET")?,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            event_bus: tms::config::event_bus(env)?,
             rules: submission_rules(env)?,
             chunk_rows: env.or("TMS_IMPORT_CHUNK_ROWS", 50_000usize)?.max(1),
             limits: import_limits(env)?,

@@ -46,6 +46,10 @@ pub struct Deps {
     pub tasks: Arc<dyn TaskRepository>,
     pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn WorkQueue>,
+    /// The deployment's event bus, for the import's lifecycle event (none: the relay's).
+    pub events: Option<Arc<dyn tms::ports::EventPublisher>>,
+    /// The lifecycle events not yet published.
+    pub notifications: Arc<dyn tms::ports::NotificationStore>,
     pub metrics: Arc<dyn MetricSink>,
     pub rules: tms::SubmissionRules,
     pub chunk_rows: usize,
@@ -64,7 +68,9 @@ impl Deps {
         let store = Arc::new(open_store(&config.database, secrets)?);
         Ok(Self {
             imports: store.clone(),
-            tasks: store,
+            tasks: store.clone(),
+            notifications: store,
+            events: tms::adapters::events::publisher(aws, config.event_bus.as_deref()),
             objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
             queue: Arc::new(SqsWorkQueue::new(
                 aws_sdk_sqs::Client::new(aws),
@@ -257,6 +263,7 @@ async fn run(
     let created_count = created.as_ref().map_or(0, |c| c.count);
     let outcome = write_reports(deps, key, &import, summary, created_count).await?;
     let finished = session.finish(&outcome).await?;
+    publish_events(deps, &finished).await;
     tracing::info!(
         status = finished.status.as_str(),
         rows_total = finished.counts.total,
@@ -541,4 +548,21 @@ async fn enqueue(deps: &Deps, import: &Import, created: CreatedLog) {
         }
     }
     tracing::info!(tasks = total, sent = sent_total, "import queued");
+}
+
+/// Publishes the import's lifecycle event after its commit; what fails is the relay's.
+async fn publish_events(deps: &Deps, import: &tms::Import) {
+    match deps
+        .notifications
+        .unpublished_of(&[*import.id.as_uuid()])
+        .await
+    {
+        Ok(events) => {
+            tms::notify::publish(deps.events.as_deref(), deps.notifications.as_ref(), &events)
+                .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the import's event is not read back; the relay will publish it")
+        }
+    }
 }

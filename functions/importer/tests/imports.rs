@@ -42,6 +42,8 @@ async fn harness(versioned: bool, enqueue: bool) -> Harness {
     let deps = Deps {
         imports: Arc::new(store.clone()),
         tasks: Arc::new(store.clone()),
+        events: None,
+        notifications: Arc::new(store.clone()),
         objects: Arc::new(S3ObjectStore::new(s3.clone(), &bucket)),
         queue: Arc::new(SqsWorkQueue::new(queue.client.clone(), &queue.url)),
         metrics: metrics.clone(),

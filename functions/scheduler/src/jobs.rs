@@ -35,6 +35,8 @@ pub struct RelayReport {
     pub sent: usize,
     /// Not accepted by the queue; tried again on the next run.
     pub unsent: usize,
+    /// Lifecycle events published again (their function could not).
+    pub events: usize,
 }
 
 /// Sends the work messages that are missing: tasks whose API-side send failed, retries the
@@ -80,9 +82,43 @@ pub async fn relay(deps: &Deps, deadline: &Deadline) -> Result<RelayReport, Stor
             break;
         }
     }
-    tracing::info!(sent = report.sent, unsent = report.unsent, "relay done");
+    report.events = relay_events(deps, deadline).await?;
+    tracing::info!(
+        sent = report.sent,
+        unsent = report.unsent,
+        events = report.events,
+        "relay done"
+    );
     Ok(report)
 }
+
+/// Publishes the lifecycle events left unpublished for [`EVENTS_UNPUBLISHED_AFTER`]: their
+/// function stopped, or the bus refused them. A batch at a time; published ones are forgotten.
+async fn relay_events(deps: &Deps, deadline: &Deadline) -> Result<usize, StoreError> {
+    let Some(publisher) = deps.events.as_deref() else {
+        return Ok(0);
+    };
+    let batch = deps.settings.relay_batch.max(10) * 10;
+    let mut published = 0;
+    let mut rounds = 0;
+    while may_continue(deps, deadline, rounds) {
+        rounds += 1;
+        let events = deps
+            .notifications
+            .unpublished(EVENTS_UNPUBLISHED_AFTER, batch)
+            .await?;
+        let sent =
+            tms::notify::publish(Some(publisher), deps.notifications.as_ref(), &events).await;
+        published += sent;
+        if sent < events.len() || events.len() < batch as usize {
+            break;
+        }
+    }
+    Ok(published)
+}
+
+/// How long a lifecycle event may wait for its own function to publish it.
+pub const EVENTS_UNPUBLISHED_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ReapReport {
@@ -136,7 +172,14 @@ pub async fn reap(deps: &Deps, deadline: &Deadline) -> Result<ReapReport, StoreE
                 .ok()
             })
             .collect();
-        let recorded: HashSet<TaskId> = deps.work.record(&outcomes).await?.into_iter().collect();
+        let recorded = deps.work.record(&outcomes).await?;
+        tms::notify::publish(
+            deps.events.as_deref(),
+            deps.notifications.as_ref(),
+            &recorded.events,
+        )
+        .await;
+        let recorded: HashSet<TaskId> = recorded.ids.into_iter().collect();
         let mut retries = Vec::new();
         for (task, outcome) in expired.iter().zip(&outcomes) {
             if !recorded.contains(&outcome.id) {

@@ -15,7 +15,8 @@ use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::deadline::Deadline;
 use tms::ports::{
-    ScheduleStore, SchedulerStore, StoreError, SubmissionStore, WorkQueue, WorkStore,
+    EventPublisher, NotificationStore, ScheduleStore, SchedulerStore, StoreError, SubmissionStore,
+    WorkQueue, WorkStore,
 };
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
@@ -78,6 +79,10 @@ pub struct Deps {
     pub schedules: Arc<dyn ScheduleStore>,
     /// Creates the tasks of the schedules' fires.
     pub submissions: Arc<dyn SubmissionStore>,
+    /// The deployment's event bus (none: lifecycle events wait for a scheduler that has one).
+    pub events: Option<Arc<dyn EventPublisher>>,
+    /// The lifecycle events not yet published.
+    pub notifications: Arc<dyn NotificationStore>,
     pub settings: Settings,
 }
 
@@ -94,7 +99,9 @@ impl Deps {
             store: store.clone(),
             work: store.clone(),
             schedules: store.clone(),
-            submissions: store,
+            submissions: store.clone(),
+            events: tms::adapters::events::publisher(aws, config.event_bus.as_deref()),
+            notifications: store,
             queue: Arc::new(SqsWorkQueue::new(
                 aws_sdk_sqs::Client::new(aws),
                 &config.work_queue_url,

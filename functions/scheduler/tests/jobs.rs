@@ -45,6 +45,8 @@ async fn fixture() -> Fixture {
         metrics: metrics.clone(),
         schedules: Arc::new(store.clone()),
         submissions: Arc::new(store.clone()),
+        events: None,
+        notifications: Arc::new(store.clone()),
         settings: Settings {
             backoff: tms::Backoff {
                 base: Duration::from_secs(1),
@@ -119,7 +121,10 @@ async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
             released: false,
         })
         .collect();
-    assert_eq!(f.store.record(&outcomes).await.unwrap().len(), tasks.len());
+    assert_eq!(
+        f.store.record(&outcomes).await.unwrap().ids.len(),
+        tasks.len()
+    );
 }
 
 /// The work messages on the queue, by task.
@@ -156,7 +161,7 @@ async fn the_relay_sends_tasks_whose_send_failed_and_due_retries() {
     let out = run(&f.deps, "relay").await;
     assert_eq!(
         out,
-        json!({"job": "relay", "status": "done", "report": {"sent": 3, "unsent": 0}})
+        json!({"job": "relay", "status": "done", "report": {"sent": 3, "unsent": 0, "events": 0}})
     );
     let got: HashSet<TaskId> = received(&f, 3).await.iter().map(|m| m.task_id).collect();
     let want: HashSet<TaskId> = [ids(&unsent), ids(&retry_unsent)]
@@ -266,6 +271,8 @@ async fn with_one_connection_a_job_runs_beside_its_lock_and_still_excludes_other
         metrics: f.metrics.clone(),
         schedules: Arc::new(one.clone()),
         submissions: Arc::new(one.clone()),
+        events: None,
+        notifications: Arc::new(one.clone()),
         settings: Settings::default(),
     };
     let tasks = created(&f, 1).await;
@@ -638,4 +645,86 @@ async fn an_input_naming_no_job_fails_the_invocation() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("names no job"), "{err}");
+}
+
+#[tokio::test]
+async fn the_relay_publishes_the_lifecycle_events_no_function_could_and_forgets_them() {
+    let mut f = fixture().await;
+    let bus = Arc::new(tms_testkit::fakes::MemoryBus::default());
+    f.deps.events = Some(bus.clone());
+    let tasks = created(&f, 3).await;
+    // Ended while the bus was unreachable: their events are recorded, not published.
+    settle(&f, &ids(&tasks), Status::Succeeded, false).await;
+    let recorded: Vec<(uuid::Uuid, Value)> =
+        f.db.admin()
+            .await
+            .query(
+                "SELECT id, detail FROM tms.notifications ORDER BY created_at",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(recorded.len(), 3);
+
+    let young = run(&f.deps, "relay").await;
+    assert_eq!(
+        young["report"]["events"], 0,
+        "their own function may still publish them"
+    );
+    f.db.admin()
+        .await
+        .execute(
+            "UPDATE tms.notifications SET created_at = now() - interval '1 minute'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let out = run(&f.deps, "relay").await;
+    assert_eq!(out["report"]["events"], 3);
+    let published = bus.events();
+    let mut ids_published: Vec<uuid::Uuid> = published.iter().map(|e| e.id).collect();
+    ids_published.sort();
+    let mut ids_recorded: Vec<uuid::Uuid> = recorded.iter().map(|(id, _)| *id).collect();
+    ids_recorded.sort();
+    assert_eq!(
+        ids_published, ids_recorded,
+        "published with the ids recorded"
+    );
+    for e in &published {
+        assert_eq!(e.detail["event_id"], json!(e.id.to_string()));
+        assert_eq!(e.detail_type, "Task Succeeded");
+    }
+    let again = run(&f.deps, "relay").await;
+    assert_eq!(
+        again["report"]["events"], 0,
+        "published events are forgotten"
+    );
+    assert_eq!(bus.events().len(), 3);
+}
+
+#[tokio::test]
+async fn a_task_the_reaper_ends_is_published_as_dead() {
+    let mut f = fixture().await;
+    let bus = Arc::new(tms_testkit::fakes::MemoryBus::default());
+    f.deps.events = Some(bus.clone());
+    let mut task = noop("demo");
+    task.max_attempts = 1;
+    f.store.create(&task).await.unwrap();
+    f.store
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[task.id]),
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let out = run(&f.deps, "reap").await;
+    assert_eq!(out["report"]["dead"], 1, "{out}");
+    let events = bus.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail_type, "Task Dead");
+    assert_eq!(events[0].detail["error"]["code"], "lease_expired");
 }

@@ -39,6 +39,8 @@ fn deps_with(store: &PostgresStore, queue: Arc<dyn WorkQueue>, settings: Setting
         metrics: Arc::new(MemorySink::default()),
         schedules: Arc::new(store.clone()),
         submissions: Arc::new(store.clone()),
+        events: None,
+        notifications: Arc::new(store.clone()),
         settings,
     }
 }

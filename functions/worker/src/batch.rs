@@ -140,10 +140,17 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
     };
     let executions = execute_all(deps, claimed, deadline).await;
     let outcomes: Vec<Outcome> = executions.iter().filter_map(|x| outcome(deps, x)).collect();
-    let recorded: HashSet<TaskId> = match deps.work.record(&outcomes).await {
-        Ok(recorded) => recorded.into_iter().collect(),
+    let recorded = match deps.work.record(&outcomes).await {
+        Ok(recorded) => recorded,
         Err(e) => return database_failed(records, "record", &e),
     };
+    tms::notify::publish(
+        deps.events.as_deref(),
+        deps.notifications.as_ref(),
+        &recorded.events,
+    )
+    .await;
+    let recorded: HashSet<TaskId> = recorded.ids.into_iter().collect();
     let tally = report(deps, &executions, &outcomes, &recorded);
     send_retry_messages(deps, &executions, &outcomes, &recorded).await;
     (settle(deps, &entries, &executions).await, tally)

@@ -21,6 +21,9 @@ pub struct Config {
     /// `TMS_PRODUCERS_PARAM`: the SSM SecureString mapping queue producers (SQS `SenderId`) to
     /// the tenants they may submit tasks for; unset refuses every queue submission.
     pub producers_param: Option<String>,
+    /// `TMS_EVENT_BUS`: the bus lifecycle events are published to; unset leaves them to a relay
+    /// that has one.
+    pub event_bus: Option<String>,
     pub webhook: WebhookSettings,
     pub batch: Settings,
 }
@@ -120,6 +123,7 @@ impl Config {
             work_dlq_url: env.required("TMS_WORK_DLQ_URL")?,
             bucket: env.required("TMS_BUCKET")?,
             producers_param: env.optional("TMS_PRODUCERS_PARAM")?,
+            event_bus: tms::config::event_bus(env)?,
             webhook: WebhookSettings { policy, timeout },
             batch: Settings {
                 concurrency,

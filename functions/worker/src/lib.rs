@@ -19,7 +19,9 @@ use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::cache::CachedSecret;
 use tms::deadline::Deadline;
-use tms::ports::{Secrets, SubmissionStore, TriggerStore, WorkQueue, WorkStore};
+use tms::ports::{
+    EventPublisher, NotificationStore, Secrets, SubmissionStore, TriggerStore, WorkQueue, WorkStore,
+};
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
 pub use config::{Config, Settings, WebhookSettings};
@@ -32,6 +34,10 @@ pub struct Deps {
     pub submissions: Arc<dyn SubmissionStore>,
     /// The tenants' event triggers.
     pub triggers: Arc<dyn TriggerStore>,
+    /// The deployment's event bus, for lifecycle events (none: the relay publishes them).
+    pub events: Option<Arc<dyn EventPublisher>>,
+    /// The lifecycle events not yet published.
+    pub notifications: Arc<dyn NotificationStore>,
     pub queue: Arc<dyn WorkQueue>,
     /// Who may submit tasks for which tenant on the queue (`TMS_PRODUCERS_PARAM`).
     pub producers: CachedSecret<ProducerMap>,
@@ -61,7 +67,9 @@ impl Deps {
         Ok(Self {
             work: store.clone(),
             submissions: store.clone(),
-            triggers: store,
+            triggers: store.clone(),
+            events: tms::adapters::events::publisher(aws, config.event_bus.as_deref()),
+            notifications: store,
             queue: Arc::new(queue),
             producers: producer_map(secrets, config.producers_param.clone()),
             executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)),

@@ -35,7 +35,9 @@ async fn stack(executors: impl FnOnce(Arc<S3ObjectStore>) -> Registry) -> Stack 
     let deps = Deps {
         work: store.clone(),
         submissions: store.clone(),
-        triggers: store,
+        triggers: store.clone(),
+        events: None,
+        notifications: store,
         queue: Arc::new(
             SqsWorkQueue::new(queue.client.clone(), &queue.url)
                 .with_dead_letter_queue(queue.dlq_url.clone().unwrap()),

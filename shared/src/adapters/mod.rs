@@ -2,6 +2,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "events")]
+pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "s3")]

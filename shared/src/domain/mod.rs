@@ -7,6 +7,7 @@ mod ids;
 mod import;
 mod kind;
 mod message;
+pub mod notification;
 mod schedule;
 mod status;
 mod submission;
@@ -24,6 +25,7 @@ pub use import::{
 };
 pub use kind::TaskKind;
 pub use message::{WorkMessage, CORRELATION_ATTRIBUTE};
+pub use notification::Notification;
 pub use schedule::{
     expression_pattern, Expression, MissedPolicy, Patched, Run, Schedule, ScheduleInput,
     SchedulePatch, TaskTemplate, TaskTemplateInput, Timezone, Timing, CATCH_UP_LIMIT,

@@ -573,3 +573,55 @@ impl tms::ports::ScheduleStore for NoSchedules {
         Ok(0)
     }
 }
+
+/// No lifecycle events kept, for handler tests that publish none.
+pub struct NoNotifications;
+
+#[async_trait]
+impl tms::ports::NotificationStore for NoNotifications {
+    async fn published(&self, _ids: &[uuid::Uuid]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn unpublished_of(
+        &self,
+        _subjects: &[uuid::Uuid],
+    ) -> Result<Vec<tms::Notification>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn unpublished(
+        &self,
+        _older_than: std::time::Duration,
+        _limit: u32,
+    ) -> Result<Vec<tms::Notification>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// An event bus that keeps what it is given; `down` refuses everything.
+#[derive(Default)]
+pub struct MemoryBus {
+    pub published: Mutex<Vec<tms::Notification>>,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryBus {
+    pub fn events(&self) -> Vec<tms::Notification> {
+        self.published.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl tms::ports::EventPublisher for MemoryBus {
+    async fn publish(
+        &self,
+        events: &[tms::Notification],
+    ) -> Result<Vec<uuid::Uuid>, tms::ports::PublishError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(tms::ports::PublishError("the fake bus is down".into()));
+        }
+        self.published.lock().unwrap().extend_from_slice(events);
+        Ok(events.iter().map(|e| e.id).collect())
+    }
+}

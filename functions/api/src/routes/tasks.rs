@@ -510,6 +510,8 @@ pub async fn command(
     let task = command_response(outcome)?;
     if event == LifecycleEvent::Redrive {
         state.enqueue(std::slice::from_ref(&task));
+    } else {
+        state.outbox.publish_events_of(vec![*task.id.as_uuid()]);
     }
     tracing::info!(task_id = %task.id, event = event.name(), "task changed by a user");
     Ok(task)
@@ -603,6 +605,10 @@ impl Bulk {
             .await?;
         if self.event == LifecycleEvent::Redrive {
             state.enqueue(&changed);
+        } else {
+            state
+                .outbox
+                .publish_events_of(changed.iter().map(|t| *t.id.as_uuid()).collect());
         }
         tracing::info!(
             event = self.event.name(),

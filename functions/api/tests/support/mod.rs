@@ -154,7 +154,7 @@ impl TestApi {
             }])
             .await
             .unwrap();
-        assert_eq!(recorded, [id]);
+        assert_eq!(recorded.ids, [id]);
     }
 
     pub fn get(&self, path: &str, token: &str) -> RequestBuilder {

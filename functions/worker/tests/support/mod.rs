@@ -180,6 +180,8 @@ pub fn pg_deps(
         work: Arc::new(store.clone()),
         submissions: Arc::new(store.clone()),
         triggers: Arc::new(store.clone()),
+        events: None,
+        notifications: Arc::new(store.clone()),
         queue,
         producers: producers(),
         executors,
@@ -199,6 +201,8 @@ pub fn memory_deps(
         work: store.clone(),
         submissions: store,
         triggers: Arc::new(tms_testkit::fakes::NoTriggers),
+        events: None,
+        notifications: Arc::new(tms_testkit::fakes::NoNotifications),
         queue,
         producers: producers(),
         executors,
@@ -288,9 +292,9 @@ impl WorkStore for MemoryStore {
         Ok(claimed)
     }
 
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Vec<TaskId>, StoreError> {
+    async fn record(&self, outcomes: &[Outcome]) -> Result<tms::ports::Recorded, StoreError> {
         if outcomes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(tms::ports::Recorded::default());
         }
         self.call()?;
         let now = Utc::now();
@@ -321,7 +325,10 @@ impl WorkStore for MemoryStore {
             task.version += 1;
             recorded.push(o.id);
         }
-        Ok(recorded)
+        Ok(tms::ports::Recorded {
+            ids: recorded,
+            events: Vec::new(),
+        })
     }
 
     async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {

@@ -37,11 +37,17 @@ static RESTART: LazyLock<String> = LazyLock::new(|| {
          started_at = now(), finished_at = NULL, updated_at = now() WHERE id = $1 RETURNING {IMPORT_COLUMNS}"
     )
 });
+/// The import's end, and its lifecycle event.
 static FINISH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE tms.imports SET status = $2, rows_total = $3, rows_accepted = $4, rows_rejected = $5, \
-         rows_created = $6, report_key = $7, errors_key = $8, error = $9, finished_at = now(), \
-         updated_at = now() WHERE id = $1 RETURNING {IMPORT_COLUMNS}"
+        "WITH done AS (
+            UPDATE tms.imports SET status = $2, rows_total = $3, rows_accepted = $4,
+                rows_rejected = $5, rows_created = $6, report_key = $7, errors_key = $8,
+                error = $9, finished_at = now(), updated_at = now()
+            WHERE id = $1 RETURNING {IMPORT_COLUMNS}
+         ), {note}
+         SELECT {IMPORT_COLUMNS} FROM done",
+        note = super::notifications::notify_imports("done"),
     )
 });
 const INSERT_IMPORT: &str = "INSERT INTO tms.imports (id, tenant, bucket, object_key, object_version, \

@@ -9,6 +9,7 @@ mod filter;
 mod imports;
 #[cfg(feature = "migrations")]
 pub mod migrate;
+mod notifications;
 mod overview;
 mod pool;
 mod rows;

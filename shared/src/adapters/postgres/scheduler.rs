@@ -75,7 +75,11 @@ const PURGE: &str = "WITH doomed AS (
 /// Imports left `running` by an importer that stopped (timeout, out of memory): the lock key is
 /// the one the importer holds while it runs (`imports::lock_key`, the two halves of the id
 /// XORed), taken here for the transaction so a live import is never touched.
-const FAIL_STALE_IMPORTS: &str = "WITH stale AS MATERIALIZED (
+/// Imports left running by an importer that stopped: failed, with their lifecycle events (the
+/// relay publishes them).
+static FAIL_STALE_IMPORTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH stale AS MATERIALIZED (
         SELECT id, replace(id::text, '-', '') AS hex FROM tms.imports
         WHERE status = 'running' AND started_at < now() - $1::int8 * interval '1 millisecond'
         ORDER BY started_at
@@ -90,9 +94,12 @@ const FAIL_STALE_IMPORTS: &str = "WITH stale AS MATERIALIZED (
             error = 'the importer stopped before the import finished (running for more than '
                 || ($1::int8 / 1000) || ' s); the next delivery of its notification starts it again'
         FROM orphaned WHERE i.id = orphaned.id
-        RETURNING i.id
-     )
-     SELECT count(*) AS n FROM failed";
+        RETURNING i.*
+     ), {note}
+     SELECT count(*) AS n FROM failed",
+        note = super::notifications::notify_imports("failed"),
+    )
+});
 
 const COUNT_BY_STATUS: &str = "SELECT status, count(*) AS n FROM tms.tasks GROUP BY status";
 
@@ -300,7 +307,7 @@ impl SchedulerStore for PostgresStore {
         older_than: Duration,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        self.count_of(FAIL_STALE_IMPORTS, older_than, limit).await
+        self.count_of(&FAIL_STALE_IMPORTS, older_than, limit).await
     }
 
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::error::store_error;
 use super::filter::{Conditions, Param};
+use super::notifications::notification_from_row;
 use super::pool::Pool;
 use super::rows::{
     column, event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows,
@@ -24,8 +25,8 @@ use crate::domain::{
     CorrelationId, Lifecycle, LifecycleEvent, NewTask, Scope, Status, Task, TaskId, Tenant,
 };
 use crate::ports::{
-    ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, Overview, StoreError, TaskFilter,
-    TaskRepository, WorkStore,
+    ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, Overview, Recorded, StoreError,
+    TaskFilter, TaskRepository, WorkStore,
 };
 
 /// The tenant parameter of a statement that takes `NULL` for every tenant.
@@ -114,6 +115,33 @@ static SELECT_BY_KEY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A CTE `note` recording the lifecycle events of the rows of CTE `source` that ended
+/// (`succeeded`, `dead`, `cancelled`; not the deliveries of notifications themselves) in
+/// `tms.notifications`, published after commit. `source` has `id`, `tenant`, `kind`, `status`,
+/// `correlation_id`, `attempts`, `result` and `error`.
+fn notify(source: &str) -> String {
+    format!(
+        "note AS (
+            INSERT INTO tms.notifications (id, tenant, detail_type, detail, subject)
+            SELECT n.note_id, n.tenant,
+                   CASE n.status WHEN 'succeeded' THEN '{succeeded}'
+                                 WHEN 'dead' THEN '{dead}' ELSE '{cancelled}' END,
+                   jsonb_strip_nulls(jsonb_build_object(
+                       'event_id', n.note_id, 'tenant', n.tenant, 'task_id', n.id,
+                       'kind', n.kind, 'status', n.status, 'correlation_id', n.correlation_id,
+                       'attempts', n.attempts, 'result', n.result, 'error', n.error)),
+                   n.id
+            FROM (SELECT gen_random_uuid() AS note_id, s.* FROM {source} s
+                  WHERE s.status IN ('succeeded', 'dead', 'cancelled')
+                    AND s.kind <> 'notification') n
+            RETURNING id, tenant, detail_type, detail, subject, created_at
+         )",
+        succeeded = crate::domain::notification::TASK_SUCCEEDED,
+        dead = crate::domain::notification::TASK_DEAD,
+        cancelled = crate::domain::notification::TASK_CANCELLED,
+    )
+}
+
 /// One task by id, within a tenant (`$2`) or, with `$2` null, every tenant.
 static SELECT_ONE: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -138,13 +166,14 @@ static APPLY_COMMAND: LazyLock<String> = LazyLock::new(|| {
                 enqueued_at = CASE WHEN $5 THEN NULL ELSE enqueued_at END,
                 version = version + 1, updated_at = now()
             WHERE id = $1 AND version = $2
-            RETURNING {cols}
+            RETURNING {cols}, last_error AS error
          ), ev AS (
             INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
             SELECT id, $6, status, attempts, $7 FROM changed
-         )
+         ), {note}
          SELECT {cols} FROM changed",
-        cols = task_columns(None)
+        cols = task_columns(None),
+        note = notify("changed"),
     )
 });
 
@@ -162,14 +191,15 @@ static APPLY_COMMANDS: LazyLock<String> = LazyLock::new(|| {
                 version = t.version + 1, updated_at = now()
             FROM input i
             WHERE t.id = i.id AND t.version = i.version
-            RETURNING {tcols}, i.from_status
+            RETURNING {tcols}, i.from_status, t.last_error AS error
          ), ev AS (
             INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
             SELECT id, from_status, status, attempts, $7 FROM changed
-         )
+         ), {note}
          SELECT {cols} FROM changed ORDER BY id",
         tcols = task_columns(Some("t")),
-        cols = task_columns(None)
+        cols = task_columns(None),
+        note = notify("changed"),
     )
 });
 
@@ -207,7 +237,9 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 /// to them row by row, a cost that grew with the tasks other workers held. Said through the
 /// lease, the tasks can only be looked up by id. A released claim (never started) gets its
 /// attempt back and keeps its outbox marker: its own message comes back to run it.
-const RECORD: &str = "WITH input AS (
+static RECORD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::jsonb[],
                              $6::int8[], $7::bool[], $8::bool[])
             AS i(id, version, to_status, result, error, retry_ms, enqueue, released)
@@ -228,12 +260,20 @@ const RECORD: &str = "WITH input AS (
             updated_at = now()
         FROM input i
         WHERE t.id = i.id AND t.version = i.version AND t.lease_until IS NOT NULL
-        RETURNING t.id, t.attempts, t.correlation_id, i.to_status, i.error
+        RETURNING t.id, t.tenant, t.kind, t.attempts, t.correlation_id, i.to_status AS status,
+                  i.result, i.error
      ), ev AS (
         INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, error, correlation_id)
-        SELECT id, 'running', to_status, attempts, error, correlation_id FROM updated
-     )
-     SELECT id FROM updated";
+        SELECT id, 'running', status, attempts, error, correlation_id FROM updated
+     ), {note}
+     SELECT id, NULL::text AS tenant, NULL::text AS detail_type, NULL::jsonb AS detail,
+            NULL::uuid AS subject, NULL::timestamptz AS created_at
+     FROM updated
+     UNION ALL
+     SELECT id, tenant, detail_type, detail, subject, created_at FROM note",
+        note = notify("updated"),
+    )
+});
 
 /// Clears the markers of tasks still waiting (pending or failed). The status decides the value,
 /// not which rows are read: `status IN ('pending', 'failed')` in the condition is the predicate
@@ -671,9 +711,9 @@ impl WorkStore for PostgresStore {
     }
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Vec<TaskId>, StoreError> {
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
         if outcomes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
         let ids: Vec<Uuid> = outcomes.iter().map(|o| *o.id.as_uuid()).collect();
         let versions: Vec<i64> = outcomes.iter().map(|o| o.version).collect();
@@ -694,7 +734,7 @@ impl WorkStore for PostgresStore {
         let enqueue: Vec<bool> = outcomes.iter().map(|o| o.enqueue).collect();
         let released: Vec<bool> = outcomes.iter().map(|o| o.released).collect();
         let client = self.client().await?;
-        let stmt = client.prepare_cached(RECORD).await.map_err(store_error)?;
+        let stmt = client.prepare_cached(&RECORD).await.map_err(store_error)?;
         let rows = client
             .query(
                 &stmt,
@@ -704,9 +744,19 @@ impl WorkStore for PostgresStore {
             )
             .await
             .map_err(store_error)?;
-        rows.iter()
-            .map(|row| Ok(TaskId::from_uuid(row.try_get("id").map_err(store_error)?)))
-            .collect()
+        let mut recorded = Recorded::default();
+        for row in &rows {
+            match row
+                .try_get::<_, Option<String>>("detail_type")
+                .map_err(store_error)?
+            {
+                None => recorded
+                    .ids
+                    .push(TaskId::from_uuid(row.try_get("id").map_err(store_error)?)),
+                Some(_) => recorded.events.push(notification_from_row(row)?),
+            }
+        }
+        Ok(recorded)
     }
 
     async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
