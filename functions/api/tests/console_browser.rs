@@ -336,3 +336,78 @@ async fn the_console_lists_the_tenants_triggers_and_a_member_removes_one() {
     assert_eq!(list["items"], json!([]));
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_pauses_resumes_and_removes_a_schedule_and_a_viewer_only_reads() {
+    let api = TestApi::start().await;
+    let created = api
+        .post(
+            "/v1/schedules",
+            DEMO_TOKEN,
+            &json!({"name": "nightly report", "expression": "30 2 * * *",
+                "timezone": "Europe/Berlin", "task": {"kind": "noop", "payload": {}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = json(created).await["id"].as_str().unwrap().to_owned();
+    let schedule = || async {
+        json(
+            api.get(&format!("/v1/schedules/{id}"), DEMO_TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+
+    let viewer = Browser::start(1280, 900).await;
+    sign_in(&viewer, &api, VIEWER_TOKEN).await;
+    viewer.click("nav a[href='/console/schedules']").await;
+    viewer.wait_for_text("nightly report").await;
+    assert_eq!(
+        viewer.count("tbody form").await,
+        0,
+        "a viewer has no actions"
+    );
+    viewer.close().await;
+
+    let browser = Browser::start(1280, 900).await;
+    sign_in(&browser, &api, DEMO_TOKEN).await;
+    browser.click("nav a[href='/console/schedules']").await;
+    browser.wait_for_text("nightly report").await;
+    let row = browser.text("tbody tr").await;
+    for shown in ["30 2 * * *", "Europe/Berlin", "noop", "Active", "never"] {
+        assert!(row.contains(shown), "{shown:?} missing from {row}");
+    }
+    browser.screenshot("console-schedules").await;
+
+    browser
+        .click("button[aria-label='Pause schedule nightly report']")
+        .await;
+    browser.wait_for_text("The schedule was paused").await;
+    assert!(browser.text("tbody tr").await.contains("Paused"));
+    let paused = schedule().await;
+    assert_eq!(
+        (&paused["paused"], &paused["next_run_at"]),
+        (&json!(true), &Value::Null)
+    );
+
+    browser
+        .click("button[aria-label='Resume schedule nightly report']")
+        .await;
+    browser.wait_for_text("The schedule was resumed").await;
+    assert!(browser.text("tbody tr").await.contains("Active"));
+    let resumed = schedule().await;
+    assert_eq!(resumed["paused"], json!(false));
+    assert!(resumed["next_run_at"].is_string(), "{resumed}");
+
+    browser
+        .click("button[aria-label='Remove schedule nightly report']")
+        .await;
+    browser.wait_for_text("The schedule was removed").await;
+    let list = json(api.get("/v1/schedules", DEMO_TOKEN).send().await.unwrap()).await;
+    assert_eq!(list["items"], json!([]));
+    browser.close().await;
+}

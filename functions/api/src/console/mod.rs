@@ -32,6 +32,11 @@ pub fn routes() -> Router<AppState> {
         .route("/console/imports/{id}/{file}", get(pages::import_file))
         .route("/console/triggers", get(pages::triggers))
         .route("/console/triggers/{id}/delete", post(pages::delete_trigger))
+        .route("/console/schedules", get(pages::schedules))
+        .route(
+            "/console/schedules/{id}/{action}",
+            post(pages::schedule_action),
+        )
         .route("/console/assets/console.css", get(pages::stylesheet))
         .route("/console/{*rest}", get(pages::not_found))
 }

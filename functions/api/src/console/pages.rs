@@ -16,7 +16,8 @@ use super::session::{self, Session};
 use super::view::{
     self, choices, encode, render, Bar, BulkOffer, Card, Chrome, ConfirmPage, CountCell, ErrorPage,
     EventRow, Field, FormValues, ImportRowView, ImportsPage, KindRow, LoginPage, MinuteRow,
-    OverviewPage, TaskDetail, TaskPage, TaskRow, TasksPage, TriggerRow, TriggersPage,
+    OverviewPage, ScheduleRow, SchedulesPage, TaskDetail, TaskPage, TaskRow, TasksPage, TriggerRow,
+    TriggersPage,
 };
 use crate::problem::Problem;
 use crate::routes::tasks::{list_page, Bulk, ListRequest, BULK_MAX};
@@ -1095,6 +1096,88 @@ pub async fn delete_trigger(
     }
     .await;
     page(result, &session, "/console/triggers")
+}
+
+pub async fn schedules(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let query = q.unwrap_or_default();
+    let result = async {
+        let (scope, _) = page_scope(&session, query_value(&query, "tenant").as_deref())?;
+        let before = page_cursor(&state, "console-schedules", &scope, &query)?
+            .map(tms::ScheduleId::from_uuid);
+        let mut rows = state
+            .schedules
+            .list_schedules(&scope, before, PAGE_ROWS + 1)
+            .await?;
+        let next_url = next_page(
+            &state,
+            "console-schedules",
+            "/console/schedules",
+            &scope,
+            &mut rows,
+            |s| *s.id.as_uuid(),
+        );
+        let mut chrome = Chrome::new("Schedules", "/console/schedules", &session);
+        chrome.notice = match query_value(&query, "done").as_deref() {
+            Some("paused") => {
+                Some("The schedule was paused; it creates no tasks until resumed.".into())
+            }
+            Some("resumed") => Some(
+                "The schedule was resumed from its next fire; missed fires are not created.".into(),
+            ),
+            Some("removed") => Some("The schedule was removed; the tasks it created stay.".into()),
+            _ => None,
+        };
+        let page = SchedulesPage {
+            chrome,
+            operator: session.caller.role == Role::Operator,
+            can_act: session.caller.role.can_act(),
+            csrf: session.csrf.clone(),
+            rows: rows.iter().map(ScheduleRow::from).collect(),
+            next_url,
+        };
+        Ok(render(&page, StatusCode::OK))
+    }
+    .await;
+    page(result, &session, "/console/schedules")
+}
+
+/// Pauses, resumes or removes a schedule.
+pub async fn schedule_action(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        session.check_csrf(&form.csrf)?;
+        session.caller.may_act("manage schedules")?;
+        let id = tms::ScheduleId::from_uuid(crate::routes::path_uuid(&id, "schedule")?);
+        let scope = session.caller.scope(None)?;
+        let paused = match action.as_str() {
+            "pause" => true,
+            "resume" => false,
+            "delete" => {
+                if !state.schedules.delete_schedule(&scope, id).await? {
+                    return Err(Problem::not_found("no such schedule"));
+                }
+                return Ok(Redirect::to("/console/schedules?done=removed").into_response());
+            }
+            _ => return Err(Problem::not_found("no such page")),
+        };
+        let patch = tms::SchedulePatch {
+            paused: Some(paused),
+            ..tms::SchedulePatch::default()
+        };
+        crate::routes::schedules::change(&state, &scope, id, patch, None).await?;
+        let done = if paused { "paused" } else { "resumed" };
+        Ok(Redirect::to(&format!("/console/schedules?done={done}")).into_response())
+    }
+    .await;
+    page(result, &session, "/console/schedules")
 }
 
 /// The console's stylesheet, from the binary.

@@ -52,6 +52,7 @@ impl Chrome {
             ("/console/tasks", "Tasks"),
             ("/console/dead", "Dead tasks"),
             ("/console/imports", "Imports"),
+            ("/console/schedules", "Schedules"),
             ("/console/triggers", "Triggers"),
         ];
         Self {
@@ -500,5 +501,53 @@ pub struct TriggersPage {
     pub can_act: bool,
     pub csrf: String,
     pub rows: Vec<TriggerRow>,
+    pub next_url: Option<String>,
+}
+
+/// A schedule as a row of the list.
+pub struct ScheduleRow {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub expression: String,
+    pub timezone: String,
+    pub kind: String,
+    /// `Active`, `Paused` or `Ended` (its window is over).
+    pub state: &'static str,
+    pub paused: bool,
+    pub next_run: String,
+    pub last_fire: String,
+}
+
+impl From<&tms::Schedule> for ScheduleRow {
+    fn from(s: &tms::Schedule) -> Self {
+        let next = s.next_run();
+        Self {
+            id: s.id.to_string(),
+            name: s.name.clone(),
+            tenant: s.tenant.to_string(),
+            expression: s.timing.expression.as_str().to_owned(),
+            timezone: s.timing.timezone.name().to_owned(),
+            kind: s.template.kind.as_str().to_owned(),
+            state: match (s.paused, next) {
+                (true, _) => "Paused",
+                (false, None) => "Ended",
+                (false, Some(_)) => "Active",
+            },
+            paused: s.paused,
+            next_run: next.map_or_else(|| "—".into(), time),
+            last_fire: s.last_fire_at.map_or_else(|| "never".into(), time),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/schedules.html")]
+pub struct SchedulesPage {
+    pub chrome: Chrome,
+    pub operator: bool,
+    pub can_act: bool,
+    pub csrf: String,
+    pub rows: Vec<ScheduleRow>,
     pub next_url: Option<String>,
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use tms::ports::{CreateError, ScheduleUpdate};
 use tms::{
-    Caller, MissedPolicy, Schedule, ScheduleId, ScheduleInput, SchedulePatch, TaskKind,
+    Caller, MissedPolicy, Schedule, ScheduleId, ScheduleInput, SchedulePatch, Scope, TaskKind,
     TaskTemplateInput, Timezone, ValidationErrors, CATCH_UP_LIMIT, EXPRESSION_MAX,
     MAX_ATTEMPTS_LIMIT, PREVIEW_LIMIT, SCHEDULE_NAME_MAX, SCHEDULE_NAME_PATTERN,
 };
@@ -476,15 +476,27 @@ pub async fn update_schedule(
         missed,
         paused: body.paused,
     };
-    // Without a version, a change that meets another one is tried again on the new state.
-    let attempts = if body.version.is_some() { 1 } else { 3 };
+    let schedule = change(&state, &scope, id, patch, body.version).await?;
+    Ok(Json(ScheduleView::from(&schedule)).into_response())
+}
+
+/// Applies `patch` to the schedule `id` of `scope`, at `version` if one is given; without a
+/// version, a change that meets another one is tried again on the new state.
+pub(crate) async fn change(
+    state: &AppState,
+    scope: &Scope,
+    id: ScheduleId,
+    patch: SchedulePatch,
+    version: Option<i64>,
+) -> Result<Schedule, Problem> {
+    let attempts = if version.is_some() { 1 } else { 3 };
     let mut current = state
         .schedules
-        .get_schedule(&scope, id)
+        .get_schedule(scope, id)
         .await?
         .ok_or_else(not_found)?;
     for _ in 0..attempts {
-        if body.version.is_some_and(|v| v != current.version) {
+        if version.is_some_and(|v| v != current.version) {
             return Err(changed(&current));
         }
         let patched = current
@@ -492,14 +504,14 @@ pub async fn update_schedule(
             .map_err(|e| Problem::validation(&e, ""))?;
         match state
             .schedules
-            .update_schedule(&scope, &patched.schedule, patched.rescheduled)
+            .update_schedule(scope, &patched.schedule, patched.rescheduled)
             .await
         {
             Ok(ScheduleUpdate::Updated(schedule)) => {
                 tracing::info!(schedule_id = %schedule.id, version = schedule.version,
                     paused = schedule.paused, rescheduled = patched.rescheduled,
                     "schedule changed");
-                return Ok(Json(ScheduleView::from(&schedule)).into_response());
+                return Ok(schedule);
             }
             Ok(ScheduleUpdate::NotFound) => return Err(not_found()),
             Ok(ScheduleUpdate::Conflict(now)) => current = now,
