@@ -102,6 +102,8 @@ module "functions" {
   work_queue_url           = module.queues.work_queue_url
   work_dlq_arn             = module.queues.work_dlq_arn
   work_dlq_url             = module.queues.work_dlq_url
+  high_work_queue_arn      = module.queues.high_work_queue_arn
+  high_work_queue_url      = module.queues.high_work_queue_url
   import_queue_arn         = module.queues.import_queue_arn
   bucket_name              = module.storage.bucket_name
   bucket_arn               = module.storage.bucket_arn
@@ -155,9 +157,10 @@ module "cicd" {
 resource "aws_ssm_parameter" "discovery" {
   # checkov:skip=CKV2_AWS_34:Plain discovery values (URLs, bucket name), no secret to encrypt.
   for_each = {
-    api-url        = module.api.api_url
-    work-queue-url = module.queues.work_queue_url
-    bucket         = module.storage.bucket_name
+    api-url             = module.api.api_url
+    work-queue-url      = module.queues.work_queue_url
+    high-work-queue-url = module.queues.high_work_queue_url
+    bucket              = module.storage.bucket_name
   }
 
   name  = "/tms/${var.name}/${each.key}"

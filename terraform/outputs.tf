@@ -11,6 +11,15 @@ output "work_dlq_url" {
   value = module.queues.work_dlq_url
 }
 
+output "high_work_queue_url" {
+  description = "The work queue of high-priority tasks (the worker consumes it beside the work queue)"
+  value       = module.queues.high_work_queue_url
+}
+
+output "high_work_dlq_url" {
+  value = module.queues.high_work_dlq_url
+}
+
 output "import_queue_url" {
   value = module.queues.import_queue_url
 }

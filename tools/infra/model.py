@@ -19,8 +19,9 @@ and the operational sections of model_ops.py (environment values, deployments, a
 actions, roles' statements, log groups, the dashboard, rotation, the proxy, the database, the
 parameters' constraints, Terraform's provider versions).
 
-Keys: functions api, worker, importer, scheduler, bootstrap; queues work, work_dlq, import,
-import_dlq (SAM logical ids WorkQueue, WorkDeadLetterQueue, ... are mapped onto them).
+Keys: functions api, worker, importer, scheduler, bootstrap; queues work, work_dlq, high_work,
+high_work_dlq, import, import_dlq, events_dlq (SAM logical ids WorkQueue, WorkDeadLetterQueue,
+HighWorkQueue, ... are mapped onto them).
 """
 
 from __future__ import annotations

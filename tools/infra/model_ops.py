@@ -102,6 +102,8 @@ def _normalise_arn_text(text: str) -> str:
 SAM_SYMBOLS = {
     "WorkQueue": ("queue", "work"),
     "WorkDeadLetterQueue": ("queue", "work_dlq"),
+    "HighWorkQueue": ("queue", "high_work"),
+    "HighWorkDeadLetterQueue": ("queue", "high_work_dlq"),
     "ImportQueue": ("queue", "import"),
     "ImportDeadLetterQueue": ("queue", "import_dlq"),
     "EventsDeadLetterQueue": ("queue", "events_dlq"),

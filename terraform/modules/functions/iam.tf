@@ -51,6 +51,12 @@ resource "aws_iam_role_policy_attachment" "network_and_tracing" {
   policy_arn = aws_iam_policy.network_and_tracing.arn
 }
 
+# The two work queues: every function that sends work messages sends to both (a task's messages
+# travel on the queue of its priority), and the worker consumes both.
+locals {
+  work_queues = [var.work_queue_arn, var.high_work_queue_arn]
+}
+
 data "aws_iam_policy_document" "api" {
   statement {
     sid       = "Logs"
@@ -60,12 +66,12 @@ data "aws_iam_policy_document" "api" {
   statement {
     sid       = "SendWork"
     actions   = ["sqs:SendMessage"]
-    resources = [var.work_queue_arn]
+    resources = local.work_queues
   }
   statement {
     sid       = "ReadWorkQueueDepth"
     actions   = ["sqs:GetQueueAttributes"]
-    resources = [var.work_queue_arn]
+    resources = local.work_queues
   }
   statement {
     sid       = "PresignImportUploads"
@@ -103,12 +109,13 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "ConsumeWork"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
-    resources = [var.work_queue_arn]
+    resources = local.work_queues
   }
+  # Malformed messages of either work queue go to the work DLQ.
   statement {
     sid       = "RetryAndDeadLetter"
     actions   = ["sqs:SendMessage"]
-    resources = [var.work_queue_arn, var.work_dlq_arn]
+    resources = [var.work_queue_arn, var.high_work_queue_arn, var.work_dlq_arn]
   }
   statement {
     sid       = "StoreEmailsAndArchives"
@@ -146,7 +153,7 @@ data "aws_iam_policy_document" "importer" {
   statement {
     sid       = "SendWork"
     actions   = ["sqs:SendMessage"]
-    resources = [var.work_queue_arn]
+    resources = local.work_queues
   }
   statement {
     sid       = "ReadImports"
@@ -179,7 +186,7 @@ data "aws_iam_policy_document" "scheduler" {
   statement {
     sid       = "RelayWork"
     actions   = ["sqs:SendMessage"]
-    resources = [var.work_queue_arn]
+    resources = local.work_queues
   }
   statement {
     sid       = "ReadAppPasswordParameter"

@@ -70,6 +70,7 @@ locals {
       ephemeral_storage = 512
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_HIGH_WORK_QUEUE_URL     = var.high_work_queue_url
         TMS_BUCKET                  = var.bucket_name
         TMS_TOKENS_PARAM            = var.tokens_parameter_name
         TMS_CURSOR_KEY              = random_password.cursor_key.result
@@ -92,6 +93,7 @@ locals {
       ephemeral_storage = 512
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_HIGH_WORK_QUEUE_URL     = var.high_work_queue_url
         TMS_WORK_DLQ_URL            = var.work_dlq_url
         TMS_BUCKET                  = var.bucket_name
         TMS_PRODUCERS_PARAM         = var.producers_parameter_name
@@ -112,6 +114,7 @@ locals {
       ephemeral_storage = 1024
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_HIGH_WORK_QUEUE_URL     = var.high_work_queue_url
         TMS_BUCKET                  = var.bucket_name
         TMS_DATABASE_URL            = local.direct_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
@@ -129,6 +132,7 @@ locals {
       ephemeral_storage = 512
       environment = {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
+        TMS_HIGH_WORK_QUEUE_URL     = var.high_work_queue_url
         TMS_RETENTION_DAYS          = tostring(var.task_retention_days)
         TMS_DATABASE_URL            = local.direct_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
@@ -295,9 +299,24 @@ resource "aws_lambda_function" "this" {
   depends_on = [aws_lambda_invocation.bootstrap, aws_iam_role_policy.function, aws_iam_role_policy_attachment.network_and_tracing]
 }
 
-# MaximumConcurrency bounds the worker's database connections (10 x 2).
+# MaximumConcurrency bounds the worker's database connections: 10 x 2 for each of the two work
+# queues.
 resource "aws_lambda_event_source_mapping" "worker" {
   event_source_arn                   = var.work_queue_arn
+  function_name                      = aws_lambda_alias.live["worker"].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 1
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = 10
+  }
+}
+
+# The `high` tasks' queue, with pollers and concurrency of its own: a backlog on the work queue
+# never delays them.
+resource "aws_lambda_event_source_mapping" "worker_high" {
+  event_source_arn                   = var.high_work_queue_arn
   function_name                      = aws_lambda_alias.live["worker"].arn
   batch_size                         = 10
   maximum_batching_window_in_seconds = 1

@@ -56,6 +56,16 @@ variable "work_queue_arn" {
   type = string
 }
 
+variable "high_work_queue_arn" {
+  description = "The work queue of high-priority tasks: the worker's second mapping reads it."
+  type        = string
+}
+
+variable "high_work_queue_url" {
+  description = "TMS_HIGH_WORK_QUEUE_URL of every function that sends work messages."
+  type        = string
+}
+
 variable "work_queue_url" {
   type = string
 }

@@ -15,6 +15,8 @@ locals {
     events-dlq-depth      = { namespace = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimension = "QueueName", target = "events_dlq", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Events EventBridge could not deliver to the work queue are in the events DLQ (their attributes say why) - fix the cause, then send their bodies to the work queue." }
     import-dlq-depth      = { namespace = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimension = "QueueName", target = "import_dlq", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Notifications in the import DLQ - an import failed five times." }
     work-queue-age        = { namespace = "AWS/SQS", metric = "ApproximateAgeOfOldestMessage", dimension = "QueueName", target = "work", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 300, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "The oldest work message is older than 5 minutes in 2 of 3 periods - the worker is not keeping up." }
+    high-work-dlq-depth   = { namespace = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimension = "QueueName", target = "high_work_dlq", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Messages in the high-priority work DLQ (infrastructure failures) - inspect and redrive to the work-high queue." }
+    high-work-queue-age   = { namespace = "AWS/SQS", metric = "ApproximateAgeOfOldestMessage", dimension = "QueueName", target = "high_work", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 300, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "The oldest high-priority work message is older than 5 minutes in 2 of 3 periods - the worker's high-priority mapping is not keeping up." }
     import-queue-age      = { namespace = "AWS/SQS", metric = "ApproximateAgeOfOldestMessage", dimension = "QueueName", target = "import", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 3600, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "The oldest import notification waited over an hour in 2 of 3 periods - two imports of up to 15 minutes run at a time, so the importer is more than two rounds behind." }
     dead-tasks            = { namespace = "TMS", metric = "DeadTasks", dimension = "Service", target = "tms", statistic = "Maximum", period = 300, evaluation_periods = 1, datapoints = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "Dead tasks await an operator (the stats job's gauge) - inspect with GET /v1/tasks?status=dead and redrive." }
     oldest-pending        = { namespace = "TMS", metric = "OldestPendingAgeSeconds", dimension = "Service", target = "tms", statistic = "Maximum", period = 300, evaluation_periods = 2, datapoints = 2, threshold = 900, comparison = "GreaterThanThreshold", missing = "notBreaching", database = false, description = "A due task has waited over 15 minutes in two consecutive stats runs - the worker or the relay is not keeping up." }
@@ -164,7 +166,7 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
 
 # The dashboard: the API (requests, errors, latency), each queue (depth, age, DLQ), each function
 # (invocations, errors, duration, concurrency), the task gauges, the database, the events rule
-# (deliveries, failures, its DLQ).
+# (deliveries, failures, its DLQ), the high-priority work queue.
 locals {
   dashboard_widgets = [
     {
@@ -284,6 +286,14 @@ locals {
         ["AWS/Events", "Invocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],
         ["AWS/Events", "FailedInvocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],
         ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_names["events_dlq"], { stat = "Maximum" }],
+      ]
+    },
+    {
+      title = "High-priority work queue: depth, oldest age, DLQ depth"
+      metrics = [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_names["high_work"], { stat = "Maximum" }],
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_names["high_work"], { stat = "Maximum" }],
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_names["high_work_dlq"], { stat = "Maximum" }],
       ]
     },
   ]

@@ -7,7 +7,7 @@ variable "alarm_email" {
 }
 
 variable "queue_names" {
-  description = "work, work_dlq, import, import_dlq, events_dlq => queue name"
+  description = "work, work_dlq, high_work, high_work_dlq, import, import_dlq, events_dlq => queue name"
   type        = map(string)
 }
 

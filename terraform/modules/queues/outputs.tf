@@ -14,6 +14,18 @@ output "work_dlq_url" {
   value = aws_sqs_queue.work_dlq.url
 }
 
+output "high_work_queue_arn" {
+  value = aws_sqs_queue.high_work.arn
+}
+
+output "high_work_queue_url" {
+  value = aws_sqs_queue.high_work.url
+}
+
+output "high_work_dlq_url" {
+  value = aws_sqs_queue.high_work_dlq.url
+}
+
 output "import_queue_arn" {
   value = aws_sqs_queue.import.arn
 }
@@ -37,10 +49,12 @@ output "events_dlq_url" {
 # For the alarms' QueueName dimensions.
 output "queue_names" {
   value = {
-    work       = aws_sqs_queue.work.name
-    work_dlq   = aws_sqs_queue.work_dlq.name
-    import     = aws_sqs_queue.import.name
-    import_dlq = aws_sqs_queue.import_dlq.name
-    events_dlq = aws_sqs_queue.events_dlq.name
+    work          = aws_sqs_queue.work.name
+    work_dlq      = aws_sqs_queue.work_dlq.name
+    high_work     = aws_sqs_queue.high_work.name
+    high_work_dlq = aws_sqs_queue.high_work_dlq.name
+    import        = aws_sqs_queue.import.name
+    import_dlq    = aws_sqs_queue.import_dlq.name
+    events_dlq    = aws_sqs_queue.events_dlq.name
   }
 }
