@@ -22,6 +22,8 @@ locals {
     "POST /v1/tasks/cancel"       = true
     "POST /v1/tasks/redrive"      = true
     "GET /v1/stats"               = true
+    "GET /v1/limits"              = true
+    "PUT /v1/limits"              = true
     "POST /v1/triggers"           = true
     "GET /v1/triggers"            = true
     "GET /v1/triggers/{id}"       = true
@@ -54,7 +56,7 @@ resource "aws_apigatewayv2_api" "this" {
 
   cors_configuration {
     allow_origins  = var.cors_allow_origins
-    allow_methods  = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
+    allow_methods  = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     allow_headers  = ["authorization", "content-type", "idempotency-key", "x-correlation-id"]
     expose_headers = ["x-correlation-id", "idempotent-replayed", "location"]
     max_age        = 600
