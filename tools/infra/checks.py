@@ -59,6 +59,7 @@ PROPERTIES = (
     "event-delivery",
     "dlq-alarm",
     "scheduler-jobs",
+    "priority-queue",
 )
 
 
@@ -137,6 +138,7 @@ def check(model: dict, source: str) -> list[tuple[str, str]]:
 
     failures += _operations(model)
     failures += _events(model)
+    failures += _priority(model)
     return [(prop, f"{source}: {message}") for prop, message in failures]
 
 
@@ -273,3 +275,80 @@ def _events(model: dict) -> list[tuple[str, str]]:
         elif schedule["expression"] != expression or schedule["input"] != {"job": job}:
             failures.append(("scheduler-jobs", f"job {job}: {schedule['expression']} with input {schedule['input']}, expected {expression} with input {{'job': '{job}'}}"))
     return failures
+
+
+# SPEC 2 and 3, flow control: `high` tasks travel on a work queue of their own; each queue of the
+# work path and its twin.
+PRIORITY_TWINS = {"work": "high_work", "work_dlq": "high_work_dlq"}
+
+
+def _priority(model: dict) -> list[tuple[str, str]]:
+    """The high-priority work queue beside the work queue: its settings, a dead-letter queue of
+    its own (the same receives, retention and encryption as the work DLQ), a mapping of its own
+    to each function the work queue's mapping invokes (the same batching, concurrency and
+    response types), the work queues' alarms again for it, its URL in every function that has
+    the work queue's (TMS_HIGH_WORK_QUEUE_URL) and in the outputs, and on it every role exactly
+    the actions the role has on the work queue."""
+    failures = []
+    queues, twins = model["queues"], PRIORITY_TWINS
+    if "work" not in queues:
+        return failures
+    high = queues.get("high_work")
+    if high is None:
+        return [("priority-queue", "no high-priority work queue (high_work) beside the work queue")]
+    for field in ("visibility", "retention", "sse", "max_receive"):
+        if high[field] != queues["work"][field]:
+            failures.append(("priority-queue", f"queue high_work: {field} {high[field]!r}, the work queue's is {queues['work'][field]!r}"))
+    if high["dlq"] != "high_work_dlq" or "high_work_dlq" not in queues:
+        failures.append(("priority-queue", f"queue high_work: dead-letters to {high['dlq']!r}, not to a DLQ of its own (high_work_dlq)"))
+    elif "work_dlq" in queues:
+        for field in ("retention", "sse"):
+            if queues["high_work_dlq"][field] != queues["work_dlq"][field]:
+                failures.append(("priority-queue", f"queue high_work_dlq: {field} {queues['high_work_dlq'][field]!r}, the work DLQ's is {queues['work_dlq'][field]!r}"))
+
+    mappings = model["mappings"]
+    for (function, queue), mapping in sorted(mappings.items()):
+        if queue != "work":
+            continue
+        twin = mappings.get((function, "high_work"))
+        if twin is None:
+            failures.append(("priority-queue", f"{mapping['where']}: {function} reads the work queue but has no mapping from high_work"))
+            continue
+        for field in ("batch_size", "window", "max_concurrency", "response_types"):
+            if twin[field] != mapping[field]:
+                failures.append(("priority-queue", f"{twin['where']}: {function} <- high_work {field} {twin[field]!r}, the work queue's mapping has {mapping[field]!r}"))
+    for (function, queue), mapping in sorted(mappings.items()):
+        if queue == "high_work" and (function, "work") not in mappings:
+            failures.append(("priority-queue", f"{mapping['where']}: {function} reads high_work but not the work queue"))
+
+    alarms = model["alarms"]
+    for key, alarm in sorted(alarms.items(), key=str):
+        namespace, metric, dimension, target, statistic = key
+        if namespace != "AWS/SQS" or dimension != "QueueName" or target not in twins:
+            continue
+        twin = alarms.get((namespace, metric, dimension, twins[target], statistic))
+        if twin is None:
+            failures.append(("priority-queue", f"alarm {key}: none on {twins[target]} ({metric} {statistic})"))
+            continue
+        for field in ("period", "evaluation_periods", "datapoints", "threshold", "comparison", "treat_missing", "actions", "ok_actions"):
+            if twin.get(field) != alarm.get(field):
+                failures.append(("priority-queue", f"alarm {metric} on {twins[target]}: {field} {twin.get(field)!r}, {target}'s has {alarm.get(field)!r}"))
+
+    for function, env in sorted(model["env"].items()):
+        if env.get("TMS_WORK_QUEUE_URL") == "queue.work.url" and env.get("TMS_HIGH_WORK_QUEUE_URL") != "queue.high_work.url":
+            failures.append(("priority-queue", f"function {function}: sends work messages but TMS_HIGH_WORK_QUEUE_URL is {env.get('TMS_HIGH_WORK_QUEUE_URL')!r}, not the high_work queue's URL"))
+    outputs = {str(v) for v in model["outputs"].values()}
+    for queue, twin in twins.items():
+        if f"queue.{queue}.url" in outputs and f"queue.{twin}.url" not in outputs:
+            failures.append(("priority-queue", f"outputs: {queue}'s URL is an output, {twin}'s is not"))
+
+    for role, statements in sorted(model["roles"].items()):
+        on_work, on_high = _actions_on(statements, "queue.work.arn"), _actions_on(statements, "queue.high_work.arn")
+        if on_work != on_high:
+            failures.append(("priority-queue", f"role {role}: {on_work} on the work queue but {on_high} on high_work"))
+    return failures
+
+
+def _actions_on(statements: dict, resource: str) -> list[str]:
+    """The actions a role's statements allow on `resource`."""
+    return sorted({a for st in statements.values() if st["effect"] == "Allow" and resource in st["resources"] for a in st["actions"]})

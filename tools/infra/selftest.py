@@ -244,6 +244,45 @@ MUTATIONS = [
     ("parity: Terraform dashboard without the events rule's failures", MONITORING,
      '        ["AWS/Events", "FailedInvocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],\n',
      "", "parity"),
+    # The high-priority work queue: beside the work queue, mapped, alarmed, named and granted alike.
+    ("Terraform without the high-priority queue's mapping", FUNCTIONS,
+     'resource "aws_lambda_event_source_mapping" "worker_high" {\n  event_source_arn                   = var.high_work_queue_arn\n'
+     '  function_name                      = aws_lambda_alias.live["worker"].arn\n  batch_size                         = 10\n'
+     '  maximum_batching_window_in_seconds = 1\n  function_response_types            = ["ReportBatchItemFailures"]\n\n'
+     '  scaling_config {\n    maximum_concurrency = 10\n  }\n}\n', "", "priority-queue"),
+    ("SAM without the high-priority queue's mapping", SAM,
+     "        HighWorkQueue:\n          Type: SQS\n          Properties:\n            Queue: !GetAtt HighWorkQueue.Arn\n"
+     "            BatchSize: 10\n            MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes:\n"
+     "              - ReportBatchItemFailures\n            ScalingConfig:\n              MaximumConcurrency: 10\n", "", "priority-queue"),
+    ("parity: SAM without the high-priority queue's mapping", SAM,
+     "        HighWorkQueue:\n          Type: SQS\n          Properties:\n            Queue: !GetAtt HighWorkQueue.Arn\n"
+     "            BatchSize: 10\n            MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes:\n"
+     "              - ReportBatchItemFailures\n            ScalingConfig:\n              MaximumConcurrency: 10\n", "", "parity"),
+    ("Terraform high-priority mapping at twice the work queue's concurrency", FUNCTIONS,
+     '  event_source_arn                   = var.high_work_queue_arn\n  function_name                      = aws_lambda_alias.live["worker"].arn\n'
+     '  batch_size                         = 10\n  maximum_batching_window_in_seconds = 1\n  function_response_types            = ["ReportBatchItemFailures"]\n\n'
+     '  scaling_config {\n    maximum_concurrency = 10',
+     '  event_source_arn                   = var.high_work_queue_arn\n  function_name                      = aws_lambda_alias.live["worker"].arn\n'
+     '  batch_size                         = 10\n  maximum_batching_window_in_seconds = 1\n  function_response_types            = ["ReportBatchItemFailures"]\n\n'
+     '  scaling_config {\n    maximum_concurrency = 20', "priority-queue"),
+    ("SAM high-priority queue dead-letters to the work DLQ", SAM,
+     "deadLetterTargetArn: !GetAtt HighWorkDeadLetterQueue.Arn", "deadLetterTargetArn: !GetAtt WorkDeadLetterQueue.Arn", "priority-queue"),
+    ("Terraform without the high-priority queue's age alarm", MONITORING,
+     'metric = "ApproximateAgeOfOldestMessage", dimension = "QueueName", target = "high_work"',
+     'metric = "NumberOfMessagesSent", dimension = "QueueName", target = "high_work"', "priority-queue"),
+    ("SAM scheduler without TMS_HIGH_WORK_QUEUE_URL", SAM,
+     "          TMS_HIGH_WORK_QUEUE_URL: *high-work-queue\n          TMS_RETENTION_DAYS", "          TMS_RETENTION_DAYS", "priority-queue"),
+    ("Terraform importer cannot send to the high-priority queue", IAM,
+     '    sid       = "SendWork"\n    actions   = ["sqs:SendMessage"]\n    resources = local.work_queues\n  }\n  statement {\n    sid       = "ReadImports"',
+     '    sid       = "SendWork"\n    actions   = ["sqs:SendMessage"]\n    resources = [var.work_queue_arn]\n  }\n  statement {\n    sid       = "ReadImports"', "priority-queue"),
+    ("Terraform high-priority queue kept 1 day", QUEUES,
+     'name                       = "${var.name}-work-high"\n  visibility_timeout_seconds = 370\n  message_retention_seconds  = 345600',
+     'name                       = "${var.name}-work-high"\n  visibility_timeout_seconds = 370\n  message_retention_seconds  = 86400', "priority-queue"),
+    ("parity: Terraform high-priority queue age alarm threshold 600", MONITORING,
+     'target = "high_work", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 300,',
+     'target = "high_work", statistic = "Maximum", period = 300, evaluation_periods = 3, datapoints = 2, threshold = 600,', "parity"),
+    ("parity: Terraform without the high-priority queue's URL output", OUTPUTS,
+     'output "high_work_queue_url" {', 'output "high_work_queue_address" {', "parity"),
     # The scheduler's jobs.
     ("Terraform without the schedules job", FUNCTIONS,
      '    schedules = { expression = "rate(1 minute)", input = { job = "schedules" } }\n', "", "scheduler-jobs"),
