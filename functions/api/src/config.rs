@@ -9,6 +9,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `TMS_WORK_QUEUE_URL`.
     pub work_queue_url: String,
+    /// `TMS_HIGH_WORK_QUEUE_URL`: where the work messages of `high` tasks go (unset: the work
+    /// queue).
+    pub high_work_queue_url: Option<String>,
     /// `TMS_BUCKET`: the data bucket, where import files are uploaded.
     pub bucket: String,
     /// `TMS_TOKENS_PARAM`: the SSM SecureString holding the API token map; unset disables API
@@ -73,6 +76,7 @@ impl Config {
         Ok(Self {
             database: DatabaseConfig::from_env(env)?,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            high_work_queue_url: tms::config::high_work_queue(env)?,
             bucket: env.required("TMS_BUCKET")?,
             tokens_param: env.optional("TMS_TOKENS_PARAM")?,
             cursor_key: env.required("TMS_CURSOR_KEY")?,
@@ -120,6 +124,21 @@ mod tests {
         let bad = Env::from_pairs(ALL.into_iter().chain([("TMS_WEBHOOK_ALLOW", "everything")]));
         assert!(
             matches!(Config::from_env(&bad).unwrap_err(), ConfigError::Invalid { name, .. } if name == "TMS_WEBHOOK_ALLOW")
+        );
+    }
+
+    #[test]
+    fn high_tasks_have_their_own_queue_when_one_is_named() {
+        let cfg = Config::from_env(&Env::from_pairs(ALL)).unwrap();
+        assert_eq!(cfg.high_work_queue_url, None);
+        let high = "http://127.0.0.1:4566/000000000000/tms-work-high";
+        let env = Env::from_pairs(ALL.into_iter().chain([("TMS_HIGH_WORK_QUEUE_URL", high)]));
+        assert_eq!(
+            Config::from_env(&env)
+                .unwrap()
+                .high_work_queue_url
+                .as_deref(),
+            Some(high)
         );
     }
 }

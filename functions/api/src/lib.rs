@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use tms::ports::{
-    ConsoleStore, Dispatch, ImportStore, ObjectStore, ScheduleStore, TaskRepository, TriggerStore,
-    WorkQueue,
+    ConsoleStore, Dispatch, ImportStore, LimitStore, ObjectStore, ScheduleStore, TaskRepository,
+    TriggerStore, WorkQueue,
 };
 use tms::telemetry::metrics::MetricSink;
 use tms::SubmissionRules;
@@ -55,6 +55,8 @@ pub struct AppState {
     pub triggers: Arc<dyn TriggerStore>,
     /// The tenants' schedules.
     pub schedules: Arc<dyn ScheduleStore>,
+    /// The tenants' flow-control limits (`/v1/limits` answers 503 without them).
+    pub limits: Option<Arc<dyn LimitStore>>,
     /// The deployment's OpenID Connect issuer, when it configures one.
     pub oidc: Option<Arc<console::oidc::Oidc>>,
     pub cursor_key: cursor::CursorKey,
@@ -112,6 +114,7 @@ impl AppState {
             console,
             triggers,
             schedules,
+            limits: None,
             oidc: None,
             cursor_key: cursor::CursorKey::new(cursor_key),
             rules,
@@ -130,6 +133,14 @@ impl AppState {
         notifications: Arc<dyn tms::ports::NotificationStore>,
     ) -> Self {
         self.outbox = self.outbox.with_events(publisher, notifications);
+        self
+    }
+
+    /// The same state, reading and setting the tenants' flow-control limits in `limits`.
+    // NOTE: a builder rather than a field of `Ports`, so the fakes' `Ports` stay as they are.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Arc<dyn LimitStore>) -> Self {
+        self.limits = Some(limits);
         self
     }
 
@@ -174,7 +185,7 @@ impl AppState {
                     tenant: t.tenant.clone(),
                     correlation_id: t.correlation_id.clone(),
                 };
-                Dispatch::when_due(message, t.run_after, now)
+                Dispatch::when_due(message, t.run_after, now).map(|d| d.with_priority(t.priority))
             })
             .collect();
         self.outbox.submit(dispatches);
@@ -220,6 +231,7 @@ pub async fn build_state(
         Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
     let store = Arc::new(open_store(&config.database, secrets.clone())?);
     let notifications: Arc<dyn tms::ports::NotificationStore> = store.clone();
+    let limits: Arc<dyn LimitStore> = store.clone();
     let ports = Ports {
         repo: store.clone(),
         imports: store.clone(),
@@ -227,15 +239,16 @@ pub async fn build_state(
         triggers: store.clone(),
         schedules: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
-        queue: Arc::new(SqsWorkQueue::new(
-            aws_sdk_sqs::Client::new(aws),
-            &config.work_queue_url,
-        )),
+        queue: Arc::new(
+            SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
+                .with_high_priority_queue(config.high_work_queue_url.as_deref()),
+        ),
         metrics: Arc::new(tms::telemetry::metrics::StdoutSink),
     };
     let tokens = auth::TokenVerifier::new(secrets.clone(), config.tokens_param.clone());
     let mut state = AppState::new(ports, tokens, &config.cursor_key, config.rules)
-        .with_max_upload_bytes(config.max_upload_bytes);
+        .with_max_upload_bytes(config.max_upload_bytes)
+        .with_limits(limits);
     if let Some(publisher) = tms::adapters::events::publisher(aws, config.event_bus.as_deref()) {
         state = state.with_events(publisher, notifications);
     }
@@ -269,13 +282,17 @@ async fn not_found() -> Problem {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{imports, schedules, stats, system, tasks, triggers};
+    use routes::{imports, limits, schedules, stats, system, tasks, triggers};
     let v1 = Router::new()
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
         .route("/v1/tasks/batch", post(tasks::create_batch))
         .route("/v1/tasks/cancel", post(tasks::bulk_cancel))
         .route("/v1/tasks/redrive", post(tasks::bulk_redrive))
         .route("/v1/stats", get(stats::stats))
+        .route(
+            "/v1/limits",
+            get(limits::get_limits).put(limits::put_limits),
+        )
         .route("/v1/tasks/{id}", get(tasks::get_task))
         .route("/v1/tasks/{id}/events", get(tasks::task_events))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel_task))

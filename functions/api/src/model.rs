@@ -9,8 +9,8 @@ use tms::domain::webhook::{
     HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, RESERVED_HEADERS, URL_MAX_LEN, URL_PATTERN,
 };
 use tms::{
-    parse_rfc3339, ErrorClass, Source, Status, Submission, Task, TaskError, TaskEvent, TaskKind,
-    MAX_ATTEMPTS_LIMIT, WEBHOOK_METHODS,
+    parse_rfc3339, DeferReason, ErrorClass, Priority, Source, Status, Submission, Task, TaskError,
+    TaskEvent, TaskKind, MAX_ATTEMPTS_LIMIT, WEBHOOK_METHODS,
 };
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
@@ -68,6 +68,9 @@ pub struct CreateTaskRequest {
     pub max_attempts: Option<u32>,
     #[serde(default, deserialize_with = "rfc3339")]
     pub run_after: Option<DateTime<Utc>>,
+    /// `high` runs on the high-priority work queue, ahead of a backlog of `normal` tasks.
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 impl CreateTaskRequest {
@@ -78,6 +81,7 @@ impl CreateTaskRequest {
             idempotency_key,
             run_after: self.run_after,
             max_attempts: self.max_attempts,
+            priority: self.priority,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct BatchItem {
     pub run_after: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "present")]
     pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 impl BatchItem {
@@ -104,6 +110,7 @@ impl BatchItem {
             idempotency_key: self.idempotency_key,
             run_after: self.run_after,
             max_attempts: self.max_attempts,
+            priority: self.priority,
         }
     }
 }
@@ -212,6 +219,10 @@ pub fn submission_schema(batch_item: bool) -> Value {
                 "run_after": {
                     "type": "string", "format": "date-time", "pattern": tms::RUN_AFTER_PATTERN,
                     "description": format!("Not before this instant (RFC 3339), from {} to {}.", tms::RUN_AFTER_EARLIEST, tms::RUN_AFTER_LATEST)
+                },
+                "priority": {
+                    "type": "string", "enum": Priority::ALL.map(|p| p.as_str()), "default": "normal",
+                    "description": "high: its work messages travel on the high-priority work queue, ahead of a backlog of normal tasks."
                 }
             });
             if batch_item {
@@ -423,6 +434,49 @@ pub enum ErrorClassView {
     Permanent,
 }
 
+/// Which work queue a task's messages travel on: `high` tasks have their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Priority)]
+pub enum PriorityView {
+    Normal,
+    High,
+}
+
+impl From<Priority> for PriorityView {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::Normal => Self::Normal,
+            Priority::High => Self::High,
+        }
+    }
+}
+
+/// The limit a deferred task was over: the tenant's tasks running at once or its rate, those
+/// of the task's kind, or the rate of calls to its webhook's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DeferReason)]
+pub enum DeferReasonView {
+    TenantConcurrency,
+    TenantRate,
+    KindConcurrency,
+    KindRate,
+    HostRate,
+}
+
+impl From<DeferReason> for DeferReasonView {
+    fn from(r: DeferReason) -> Self {
+        match r {
+            DeferReason::TenantConcurrency => Self::TenantConcurrency,
+            DeferReason::TenantRate => Self::TenantRate,
+            DeferReason::KindConcurrency => Self::KindConcurrency,
+            DeferReason::KindRate => Self::KindRate,
+            DeferReason::HostRate => Self::HostRate,
+        }
+    }
+}
+
 /// The error an attempt ended with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = TaskError)]
@@ -464,6 +518,10 @@ pub struct TaskView {
     pub idempotency_key: Option<String>,
     pub correlation_id: String,
     pub source: SourceView,
+    pub priority: PriorityView,
+    /// Why flow control last deferred it (a limit it was over), until a claim takes it; its
+    /// `run_after` is when the limit should let it run.
+    pub deferred_reason: Option<DeferReasonView>,
     /// The executor's result, once succeeded.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
@@ -491,6 +549,8 @@ impl From<&Task> for TaskView {
             idempotency_key: t.idempotency_key.clone(),
             correlation_id: t.correlation_id.to_string(),
             source: (&t.source).into(),
+            priority: t.priority.into(),
+            deferred_reason: t.deferred_reason.map(Into::into),
             result: t.result.clone(),
             last_error: t.last_error.as_ref().map(Into::into),
             enqueued_at: t.enqueued_at,
@@ -755,6 +815,57 @@ pub struct StatsView {
     /// How long the most overdue due pending task has waited.
     pub oldest_pending_seconds: Option<f64>,
     pub dead: u64,
-    /// About how many work messages wait in the queue, when the API may read it.
+    /// Tasks waiting because flow control deferred them, per limit they were over.
+    pub deferred: DeferredView,
+    /// About how many work messages wait in the work queues (normal and high priority), when
+    /// the API may read them.
     pub queue_waiting: Option<u64>,
+}
+
+/// Tasks waiting (pending, failed or being claimed) because a limit deferred them, per reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DeferredView {
+    /// Over the tenant's limit of tasks running at once.
+    pub tenant_concurrency: u64,
+    /// Over the tenant's rate.
+    pub tenant_rate: u64,
+    /// Over the limit of tasks of their kind running at once.
+    pub kind_concurrency: u64,
+    /// Over the rate of their kind.
+    pub kind_rate: u64,
+    /// Over the rate of calls to their webhook's host.
+    pub host_rate: u64,
+}
+
+impl DeferredView {
+    pub fn of(counts: &[(DeferReason, u64)]) -> Self {
+        let mut view = Self::default();
+        for (reason, n) in counts {
+            *view.count_mut(*reason) += n;
+        }
+        view
+    }
+
+    fn count_mut(&mut self, reason: DeferReason) -> &mut u64 {
+        match reason {
+            DeferReason::TenantConcurrency => &mut self.tenant_concurrency,
+            DeferReason::TenantRate => &mut self.tenant_rate,
+            DeferReason::KindConcurrency => &mut self.kind_concurrency,
+            DeferReason::KindRate => &mut self.kind_rate,
+            DeferReason::HostRate => &mut self.host_rate,
+        }
+    }
+
+    /// Each reason with its count, in [`DeferReason::ALL`]'s order.
+    pub fn counts(&self) -> Vec<(DeferReason, u64)> {
+        let mut view = *self;
+        DeferReason::ALL
+            .into_iter()
+            .map(|r| (r, *view.count_mut(r)))
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts().iter().map(|(_, n)| n).sum()
+    }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::correlation;
-use crate::routes::{imports, schedules, stats, system, tasks, triggers};
+use crate::routes::{imports, limits, schedules, stats, system, tasks, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{imports, schedules, stats, system, tasks, triggers};
         tasks::create_task, tasks::create_batch, tasks::list_tasks, tasks::get_task,
         tasks::task_events, tasks::cancel_task, tasks::redrive_task,
         tasks::bulk_cancel, tasks::bulk_redrive, stats::stats,
+        limits::get_limits, limits::put_limits,
         triggers::create_trigger, triggers::list_triggers, triggers::get_trigger,
         triggers::delete_trigger,
         schedules::create_schedule, schedules::list_schedules, schedules::get_schedule,
@@ -29,12 +30,14 @@ use crate::routes::{imports, schedules, stats, system, tasks, triggers};
     components(schemas(
         crate::model::CreateTaskRequest, crate::model::BatchItem, crate::model::BatchRequest,
         crate::problem::Problem, crate::problem::FieldProblem,
+        limits::LimitsBody, limits::TenantLimitsView,
     )),
     tags(
         (name = "tasks", description = "Tasks of the caller's tenant"),
         (name = "imports", description = "Bulk task files uploaded under the caller's imports/ prefix"),
         (name = "triggers", description = "Tasks created by the deployment's EventBridge events"),
         (name = "schedules", description = "Tasks created on a cron expression or a rate, in a time zone"),
+        (name = "limits", description = "Flow control: how many of the tenant's tasks run at once and how fast they start"),
         (name = "system", description = "Health and documentation"),
     )
 )]
@@ -58,6 +61,9 @@ pub fn document() -> Value {
         schemas[name] = schema;
     }
     for (name, schema) in schedules::schemas() {
+        schemas[name] = schema;
+    }
+    for (name, schema) in limits::schemas() {
         schemas[name] = schema;
     }
     doc["components"]["securitySchemes"] = json!({

@@ -310,6 +310,7 @@ mod tests {
                 correlation_id: CorrelationId::generate(),
             },
             delay: Duration::ZERO,
+            priority: tms::Priority::Normal,
         }
     }
 

@@ -14,10 +14,10 @@ use tms::{CorrelationId, ImportId, LifecycleEvent, Role, Scope, SourceKind, Stat
 
 use super::session::{self, Session};
 use super::view::{
-    self, choices, encode, render, Bar, BulkOffer, Card, Chrome, ConfirmPage, CountCell, ErrorPage,
-    EventRow, Field, FormValues, ImportRowView, ImportsPage, KindRow, LoginPage, MinuteRow,
-    OverviewPage, ScheduleRow, SchedulesPage, TaskDetail, TaskPage, TaskRow, TasksPage, TriggerRow,
-    TriggersPage,
+    self, choices, encode, render, Bar, BulkOffer, Card, Chrome, ConfirmPage, CountCell,
+    DeferredRow, ErrorPage, EventRow, Field, FormValues, ImportRowView, ImportsPage, KindRow,
+    LoginPage, MinuteRow, OverviewPage, ScheduleRow, SchedulesPage, TaskDetail, TaskPage, TaskRow,
+    TasksPage, TriggerRow, TriggersPage,
 };
 use crate::problem::Problem;
 use crate::routes::tasks::{list_page, Bulk, ListRequest, BULK_MAX};
@@ -403,6 +403,24 @@ pub async fn overview(
             href: format!("/console/tasks?status=pending{tenant_param}"),
             alert: false,
         });
+        let deferred_total = stats.deferred.total();
+        cards.push(Card {
+            label: "tasks deferred by a limit",
+            value: deferred_total.to_string(),
+            href: format!("/console/tasks?status=pending{tenant_param}"),
+            alert: false,
+        });
+        let deferred = stats
+            .deferred
+            .counts()
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(reason, count)| DeferredRow {
+                reason: reason.as_str(),
+                description: reason.describe(),
+                count,
+            })
+            .collect();
         let (bars, minutes, chart_label) = chart(&stats.per_minute);
         let kinds = view::kinds()
             .into_iter()
@@ -434,6 +452,7 @@ pub async fn overview(
             minutes,
             statuses: view::statuses(),
             kinds,
+            deferred,
         };
         Ok(render(&page, StatusCode::OK))
     }

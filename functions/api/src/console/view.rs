@@ -190,6 +190,13 @@ pub struct KindRow {
     pub cells: Vec<CountCell>,
 }
 
+/// Tasks a limit deferred, for one reason.
+pub struct DeferredRow {
+    pub reason: &'static str,
+    pub description: &'static str,
+    pub count: u64,
+}
+
 #[derive(Template)]
 #[template(path = "console/overview.html")]
 pub struct OverviewPage {
@@ -203,6 +210,8 @@ pub struct OverviewPage {
     pub minutes: Vec<MinuteRow>,
     pub statuses: Vec<&'static str>,
     pub kinds: Vec<KindRow>,
+    /// The reasons that have deferred tasks.
+    pub deferred: Vec<DeferredRow>,
 }
 
 /// A task as a row of a list.

@@ -1,6 +1,7 @@
 //! The route handlers.
 
 pub mod imports;
+pub mod limits;
 pub mod schedules;
 pub mod stats;
 pub mod system;

@@ -8,7 +8,7 @@ use tms::ports::Overview;
 use tms::{Caller, Scope, Status};
 use utoipa::IntoParams;
 
-use crate::model::{CountView, MinuteView, StatsView};
+use crate::model::{CountView, DeferredView, MinuteView, StatsView};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -23,7 +23,8 @@ pub struct StatsParams {
 }
 
 /// Counts per status and kind, throughput and failures per minute over the last hour,
-/// latency percentiles, the oldest pending task, dead tasks, and the work queue's depth.
+/// latency percentiles, the oldest pending task, dead tasks, tasks deferred by flow control per
+/// reason, and the work queues' depth.
 #[utoipa::path(
     get, path = "/v1/stats", tag = "tasks",
     params(StatsParams),
@@ -89,6 +90,7 @@ fn view(overview: Overview, queue_waiting: Option<u64>) -> StatsView {
         latency_p95_ms: overview.latency_p95_ms,
         oldest_pending_seconds: overview.oldest_pending.map(|d| d.as_secs_f64()),
         dead,
+        deferred: DeferredView::of(&overview.deferred),
         queue_waiting,
     }
 }
