@@ -11,6 +11,9 @@ pub struct Config {
     pub bucket: String,
     /// `TMS_WORK_QUEUE_URL`.
     pub work_queue_url: String,
+    /// `TMS_HIGH_WORK_QUEUE_URL`: where the work messages of `high` tasks go (unset: the work
+    /// queue).
+    pub high_work_queue_url: Option<String>,
     /// What rows are validated against, as in the API (`tms::config::submission_rules`).
     pub rules: SubmissionRules,
     /// `TMS_IMPORT_CHUNK_ROWS`: rows per COPY and INSERT (default 50 000).
@@ -32,6 +35,7 @@ impl Config {
             database: DatabaseConfig::from_env(env)?,
             bucket: env.required("TMS_BUCKET")?,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            high_work_queue_url: tms::config::high_work_queue(env)?,
             event_bus: tms::config::event_bus(env)?,
             rules: submission_rules(env)?,
             chunk_rows: env.or("TMS_IMPORT_CHUNK_ROWS", 50_000usize)?.max(1),

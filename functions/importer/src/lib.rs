@@ -72,10 +72,10 @@ impl Deps {
             notifications: store,
             events: tms::adapters::events::publisher(aws, config.event_bus.as_deref()),
             objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
-            queue: Arc::new(SqsWorkQueue::new(
-                aws_sdk_sqs::Client::new(aws),
-                &config.work_queue_url,
-            )),
+            queue: Arc::new(
+                SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
+                    .with_high_priority_queue(config.high_work_queue_url.as_deref()),
+            ),
             metrics: Arc::new(StdoutSink),
             rules: config.rules,
             chunk_rows: config.chunk_rows,

@@ -12,6 +12,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `TMS_WORK_QUEUE_URL`: where the relay and the reaper send work messages.
     pub work_queue_url: String,
+    /// `TMS_HIGH_WORK_QUEUE_URL`: where the work messages of `high` tasks go (unset: the work
+    /// queue).
+    pub high_work_queue_url: Option<String>,
     /// `TMS_EVENT_BUS`: where the reaper's lifecycle events, and those no other function could
     /// publish, go.
     pub event_bus: Option<String>,
@@ -113,6 +116,7 @@ impl Config {
         Ok(Self {
             database,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            high_work_queue_url: tms::config::high_work_queue(env)?,
             event_bus: tms::config::event_bus(env)?,
             jobs: Settings {
                 retention: DAY * days,

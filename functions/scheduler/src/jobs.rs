@@ -376,6 +376,7 @@ pub async fn schedules_at(
                     correlation_id: task.correlation_id.clone(),
                 };
                 Dispatch::when_due(message, task.run_after.unwrap_or(now), sent_at)
+                    .map(|d| d.with_priority(task.priority))
             })
             .collect();
         let enqueued: Vec<TaskId> = dispatches.iter().map(|d| d.message.task_id).collect();

@@ -102,10 +102,10 @@ impl Deps {
             submissions: store.clone(),
             events: tms::adapters::events::publisher(aws, config.event_bus.as_deref()),
             notifications: store,
-            queue: Arc::new(SqsWorkQueue::new(
-                aws_sdk_sqs::Client::new(aws),
-                &config.work_queue_url,
-            )),
+            queue: Arc::new(
+                SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
+                    .with_high_priority_queue(config.high_work_queue_url.as_deref()),
+            ),
             metrics: Arc::new(StdoutSink),
             settings: config.jobs,
         })
