@@ -11,7 +11,7 @@ use tms::adapters::postgres::PostgresStore;
 use tms::adapters::s3::S3ObjectStore;
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
-use tms::ports::{Outcome, TaskRepository, WorkQueue, WorkStore};
+use tms::ports::{ClaimPolicy, Outcome, TaskRepository, WorkQueue, WorkStore};
 use tms::telemetry::metrics::MemorySink;
 use tms::SubmissionRules;
 use tms::{Status, TaskError, TaskId};
@@ -35,6 +35,8 @@ pub struct TestApi {
     pub aws: aws_config::SdkConfig,
     pub db: TestDb,
     pub queue: TestQueue,
+    /// The queue of `high` tasks, when the options asked for one.
+    pub high_queue: Option<TestQueue>,
     pub store: PostgresStore,
     pub metrics: Arc<MemorySink>,
     /// The API's outbox, to wait for the sends that follow a response.
@@ -54,6 +56,8 @@ pub struct Options {
     pub token_ttl: Option<std::time::Duration>,
     /// The console's OpenID Connect provider.
     pub oidc: Option<tms_api::console::oidc::OidcSettings>,
+    /// Send the work messages of `high` tasks to a queue of their own.
+    pub high_queue: bool,
 }
 
 impl TestApi {
@@ -76,8 +80,15 @@ impl TestApi {
         let store = db.store();
         let repo: Arc<dyn TaskRepository> = options.repo.unwrap_or_else(|| Arc::new(store.clone()));
         let queue_url = options.queue_url.unwrap_or_else(|| queue.url.clone());
-        let work_queue: Arc<dyn WorkQueue> =
-            Arc::new(SqsWorkQueue::new(queue.client.clone(), queue_url));
+        let high_queue = if options.high_queue {
+            Some(TestQueue::new(&aws, None).await)
+        } else {
+            None
+        };
+        let work_queue: Arc<dyn WorkQueue> = Arc::new(
+            SqsWorkQueue::new(queue.client.clone(), queue_url)
+                .with_high_priority_queue(high_queue.as_ref().map(|q| q.url.clone())),
+        );
         let metrics = Arc::new(MemorySink::default());
         let (s3, bucket) = test_bucket(&aws).await;
         let ports = Ports {
@@ -95,7 +106,8 @@ impl TestApi {
         if let Some(ttl) = options.token_ttl {
             verifier = verifier.with_ttl(ttl);
         }
-        let state = AppState::new(ports, verifier, "test-cursor-key", options.rules);
+        let state = AppState::new(ports, verifier, "test-cursor-key", options.rules)
+            .with_limits(Arc::new(store.clone()));
         let mut state = match options.max_upload_bytes {
             Some(bytes) => state.with_max_upload_bytes(bytes),
             None => state,
@@ -112,6 +124,7 @@ impl TestApi {
             aws,
             db,
             queue,
+            high_queue,
             store,
             metrics,
             outbox,
@@ -135,10 +148,11 @@ impl TestApi {
             .store
             .claim(
                 &tms_testkit::tasks::pointers(tenant, &[id]),
-                std::time::Duration::from_secs(60),
+                &ClaimPolicy::lease(std::time::Duration::from_secs(60)),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .tasks;
         assert_eq!(claimed.len(), 1, "the task is claimable");
         let recorded = self
             .store
@@ -151,6 +165,7 @@ impl TestApi {
                 retry_in: None,
                 enqueue: false,
                 released: false,
+                ran: None,
             }])
             .await
             .unwrap();
@@ -161,6 +176,13 @@ impl TestApi {
         self.http
             .get(format!("{}{path}", self.url))
             .bearer_auth(token)
+    }
+
+    pub fn put(&self, path: &str, token: &str, body: &Value) -> RequestBuilder {
+        self.http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
     }
 
     pub fn post(&self, path: &str, token: &str, body: &Value) -> RequestBuilder {
