@@ -332,7 +332,7 @@ async fn stats_and_the_overview_count_deferred_tasks_per_reason() {
     let task = json(get(&api, &format!("/v1/tasks/{}", ids[2]), DEMO_TOKEN).await).await;
     assert_eq!(task["deferred_reason"], "host_rate");
 
-    let page = overview(&api, DEMO_TOKEN).await;
+    let page = console_page(&api, DEMO_TOKEN, "/console").await;
     assert!(page.contains("Deferred by flow control"), "{page}");
     assert!(
         page.contains("<code>tenant_rate</code></th><td>over the tenant's rate</td><td class=\"num\">2</td>")
@@ -351,6 +351,16 @@ async fn stats_and_the_overview_count_deferred_tasks_per_reason() {
         ),
         "{page}"
     );
+    let page = console_page(&api, DEMO_TOKEN, &format!("/console/tasks/{}", ids[2])).await;
+    assert!(page.contains("<dt>Priority</dt><dd>normal</dd>"), "{page}");
+    assert!(
+        page.contains(
+            "<dt>Deferred</dt><dd>over the rate of calls to its webhook&#39;s host (host_rate)"
+        ) || page.contains(
+            "<dt>Deferred</dt><dd>over the rate of calls to its webhook&#x27;s host (host_rate)"
+        ),
+        "{page}"
+    );
 }
 
 /// The `name=value` of a Set-Cookie header named `name`.
@@ -364,8 +374,8 @@ fn cookie(resp: &Response, name: &str) -> String {
         .unwrap_or_else(|| panic!("a {name} cookie"))
 }
 
-/// The console's overview as `token` sees it, signed in as a browser would.
-async fn overview(api: &TestApi, token: &str) -> String {
+/// The console's page at `path` as `token` sees it, signed in as a browser would.
+async fn console_page(api: &TestApi, token: &str, path: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -387,7 +397,7 @@ async fn overview(api: &TestApi, token: &str) -> String {
     assert_eq!(signed_in.status(), 303);
     let session = cookie(&signed_in, "tms_session");
     let page = http
-        .get(format!("{}/console", api.url))
+        .get(format!("{}{path}", api.url))
         .header(COOKIE, session)
         .send()
         .await

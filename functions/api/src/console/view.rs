@@ -288,6 +288,9 @@ pub struct TaskDetail {
     pub attempts: u32,
     pub max_attempts: u32,
     pub source: String,
+    pub priority: &'static str,
+    /// Why flow control deferred it and until when, while it waits on a limit.
+    pub deferred: Option<String>,
     pub correlation_id: String,
     pub correlation_encoded: String,
     pub key: String,
@@ -318,6 +321,14 @@ impl From<&Task> for TaskDetail {
             attempts: t.attempts,
             max_attempts: t.max_attempts,
             source,
+            priority: t.priority.as_str(),
+            deferred: t.deferred_reason.map(|r| {
+                format!(
+                    "{} ({r}); runs from {} UTC",
+                    r.describe(),
+                    time(t.run_after)
+                )
+            }),
             correlation_id: t.correlation_id.to_string(),
             correlation_encoded: encode(t.correlation_id.as_str()),
             key: t.idempotency_key.clone().unwrap_or_else(|| "—".into()),
