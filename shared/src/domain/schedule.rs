@@ -538,6 +538,7 @@ impl TaskTemplateInput {
             idempotency_key: None,
             run_after: None,
             max_attempts: self.max_attempts,
+            priority: super::Priority::Normal,
         };
         match submission.validate(
             tenant.clone(),
@@ -842,17 +843,29 @@ impl Schedule {
             MissedPolicy::Skip => 1,
             MissedPolicy::CatchUp { max } => max as usize,
         };
-        let mut due = Vec::new();
-        let mut dropped = false;
+        // Back from the latest due fire, a bounded walk to where the wanted fires begin; then
+        // forward from there with `next_after`, the same walk that gives the next fire. (Around
+        // a fall-back the expression's backward and forward searches need not agree on the
+        // repeated hour's fires: the forward one is what the schedule runs by.)
+        let mut back = Vec::new();
         let mut at = timing.latest_at_or_before(upper).filter(|f| *f >= from);
         while let Some(fire) = at {
-            if due.len() == wanted {
-                dropped = true;
+            back.push(fire);
+            if back.len() > wanted {
                 break;
             }
-            due.push(fire);
             at = timing.previous(fire).filter(|f| *f >= from);
         }
+        let mut forward = Vec::new();
+        let mut at = back.get(wanted).copied().unwrap_or(from) - TimeDelta::microseconds(1);
+        while let Some(fire) = timing.next_after(at).filter(|f| *f <= upper) {
+            forward.push(fire);
+            at = fire;
+        }
+        let dropped_before = forward.len().saturating_sub(wanted);
+        let mut dropped = dropped_before > 0;
+        let mut due: Vec<_> = forward.split_off(dropped_before);
+        due.reverse();
         if self.missed == MissedPolicy::Skip && due.first().is_some_and(|f| now - *f > SKIP_GRACE) {
             due.clear();
             dropped = true;
@@ -897,6 +910,7 @@ impl Schedule {
                 schedule_id: self.id,
                 fire_time: at,
             },
+            priority: super::Priority::Normal,
         }
     }
 }
