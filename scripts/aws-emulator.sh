@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The AWS emulator (LocalStack's Python package, on the host, no Docker) on 127.0.0.1:$TMS_AWS_PORT,
-# from its project-local venv (.local/venv-aws; tools/python/emulator.txt says why LocalStack).
+# from its project-local venv (.local/venv-aws; tools/python/emulator.txt says why LocalStack), with
+# the project's plugins (tools/emulator: SES v2, which LocalStack's package routes but does not serve).
 #   scripts/aws-emulator.sh start   install if needed, start unless running (prints "started" or "reused")
 #   scripts/aws-emulator.sh stop    stop it if we started it
 #   scripts/aws-emulator.sh status  exit 0 when it answers
@@ -13,7 +14,8 @@ DIR="${TMS_AWS_DIR:-$LOCAL/aws}"
 PIDFILE="$DIR/emulator.pid"
 LOG="$DIR/emulator.log"
 EMULATOR_VENV="$LOCAL/venv-aws"
-SERVICES="sqs,s3,ssm,secretsmanager,events"
+SERVICES="sqs,s3,ssm,secretsmanager,events,ses,sesv2"
+PLUGINS="$ROOT/tools/emulator"
 
 # Answers once every service the stack uses is up.
 answers() {
@@ -24,6 +26,23 @@ answers() {
   done
 }
 
+# Installs tools/emulator into the emulator's venv, again whenever its files change (built from a
+# copy, so the checkout gets no build folders).
+install_plugins() {
+  local stamp build
+  stamp="$EMULATOR_VENV/.installed-plugins-$(cd "$PLUGINS" && find . -type f \( -name '*.py' -o -name '*.toml' \) \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  say "installing the emulator's plugins (tools/emulator)"
+  build="$(mktemp -d)"
+  cp -r "$PLUGINS"/. "$build"/
+  "$EMULATOR_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$build" \
+    || { rm -rf "$build"; die "pip could not install tools/emulator (is PyPI reachable?)"; }
+  rm -rf "$build"
+  rm -f "$EMULATOR_VENV"/.installed-plugins-*
+  touch "$stamp"
+}
+
 start() {
   command -v curl >/dev/null 2>&1 || die "curl not found: install curl."
   if pid_alive "$PIDFILE" && answers; then echo reused; return; fi
@@ -32,6 +51,7 @@ start() {
     die "port $TMS_AWS_PORT is in use by another program: stop it, or set TMS_AWS_PORT to a free port."
   fi
   TMS_VENV="$EMULATOR_VENV" "$ROOT/scripts/venv.sh" emulator
+  install_plugins
   mkdir -p "$DIR/fs" "$DIR/tmp" "$DIR/home"
   say "starting the AWS emulator on 127.0.0.1:$TMS_AWS_PORT"
   # NOTE: each setting is one LocalStack needs on these hosts: hypercorn (its default server

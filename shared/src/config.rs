@@ -240,6 +240,17 @@ pub fn event_bus(env: &Env) -> Result<Option<String>, ConfigError> {
         .filter(|b| !b.is_empty()))
 }
 
+/// `TMS_HIGH_WORK_QUEUE_URL`: the work queue of `high` tasks (both stacks create it); unset,
+/// they travel on the work queue with the others.
+///
+/// # Errors
+/// Never in practice: any text names a queue.
+pub fn high_work_queue(env: &Env) -> Result<Option<String>, ConfigError> {
+    Ok(env
+        .optional::<String>("TMS_HIGH_WORK_QUEUE_URL")?
+        .filter(|u| !u.is_empty()))
+}
+
 /// The rules every submission is validated against, the same in the API, the importer and
 /// the worker: `TMS_WEBHOOK_ALLOW` (which non-public webhook targets are allowed),
 /// and `TMS_WEBHOOK_DENY_PORTS` (ports of non-public addresses no webhook may target).

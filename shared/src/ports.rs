@@ -97,6 +97,8 @@ pub struct Overview {
     pub latency_p95_ms: Option<f64>,
     /// How long the most overdue due pending task has waited.
     pub oldest_pending: Option<Duration>,
+    /// Tasks waiting because a limit deferred them, per reason (only the reasons that have any).
+    pub deferred: Vec<(crate::domain::DeferReason, u64)>,
 }
 
 /// The result of an operator or user command on one task.
@@ -261,6 +263,67 @@ pub trait ConsoleStore: Send + Sync {
 pub struct ClaimedTask {
     pub task: Task,
     pub from: Status,
+    /// Another tenant's task the claim took besides the batch's own (see [`ClaimPolicy`]): its
+    /// own message is still on its way.
+    pub stolen: bool,
+}
+
+/// How a worker claims a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    /// How long a claim lasts.
+    pub lease: Duration,
+    /// The fair claim: besides the batch's own tasks, up to this many due tasks of other
+    /// tenants (a few of each, tenants taken in turn) whose messages wait behind a backlog, so
+    /// that one tenant's backlog delays only that tenant. 0: none.
+    pub fair_share: u32,
+    /// How long a task must have been due before another tenant's batch takes it.
+    pub fair_share_after: Duration,
+}
+
+impl ClaimPolicy {
+    /// Only the batch's own tasks.
+    pub fn lease(lease: Duration) -> Self {
+        Self {
+            lease,
+            fair_share: 0,
+            fair_share_after: Duration::ZERO,
+        }
+    }
+}
+
+/// A task the claim deferred: it was over a limit. Its `run_after` is when the limit is
+/// expected to let it run, its `deferred_reason` says which; its outbox marker is set when that
+/// is within [`MAX_MESSAGE_DELAY`] (the caller sends the delayed message, clearing the marker
+/// if the send fails) and left for the relay otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deferral {
+    pub task: Task,
+    pub reason: crate::domain::DeferReason,
+    /// From now until it is due.
+    pub delay: Duration,
+}
+
+impl Deferral {
+    /// Its delayed message, unless it is due too late for one.
+    pub fn dispatch(&self) -> Option<Dispatch> {
+        (self.delay <= MAX_MESSAGE_DELAY).then(|| Dispatch {
+            message: WorkMessage {
+                task_id: self.task.id,
+                tenant: self.task.tenant.clone(),
+                correlation_id: self.task.correlation_id.clone(),
+            },
+            delay: self.delay,
+            priority: self.task.priority,
+        })
+    }
+}
+
+/// What a claim took and what it deferred.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claim {
+    pub tasks: Vec<ClaimedTask>,
+    pub deferred: Vec<Deferral>,
 }
 
 /// What to record for one claimed task. The target status is the domain's decision.
@@ -281,6 +344,9 @@ pub struct Outcome {
     /// The attempt never started (the invocation's time ran out first): the claim is given
     /// back, its attempt not counted, and `to` is the status it was claimed from.
     pub released: bool,
+    /// How long the attempt ran, when it ran: the concurrency limits space the tasks they defer
+    /// by how long their tasks run.
+    pub ran: Option<Duration>,
 }
 
 /// What [`WorkStore::record`] recorded.
@@ -298,15 +364,19 @@ pub struct Recorded {
 pub trait WorkStore: Send + Sync {
     /// Claims every claimable task among `pointers` (each a task id and the tenant its work
     /// message names; a task of another tenant is not claimed) in one statement: due `pending`
-    /// or `failed` tasks, and `running` tasks whose lease expired, all with attempts left.
+    /// or `failed` tasks, and `running` tasks whose lease expired, all with attempts left; with
+    /// [`ClaimPolicy::fair_share`], a few other tenants' due tasks too. The tenants' limits
+    /// (concurrency, token buckets, webhook hosts) are applied in the same statement: a task
+    /// over one is not claimed but deferred (its state says why and until when; no attempt is
+    /// charged), and a token is never taken that is not there.
     ///
     /// # Errors
-    /// [`StoreError`] when the database fails; nothing is claimed then.
+    /// [`StoreError`] when the database fails; nothing is claimed or deferred then.
     async fn claim(
         &self,
         pointers: &[(TaskId, Tenant)],
-        lease: Duration,
-    ) -> Result<Vec<ClaimedTask>, StoreError>;
+        policy: &ClaimPolicy,
+    ) -> Result<Claim, StoreError>;
 
     /// Records every outcome, with its event, in one statement. Returns the ids recorded; an
     /// outcome whose task moved on meanwhile (another claim) is not.
@@ -320,6 +390,44 @@ pub trait WorkStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError>;
+}
+
+/// A tenant's flow-control limits as stored, with their state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredLimits {
+    pub limits: crate::domain::Limits,
+    /// Per limited key: its tasks running now and, for a rate, the tokens there are now
+    /// (below zero while deferred tasks have booked the coming ones).
+    pub usage: Vec<(crate::domain::LimitKey, LimitUsage)>,
+    /// The last change; `None` when the tenant has never set limits.
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The state of one limited key.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LimitUsage {
+    pub running: Option<u32>,
+    pub tokens: Option<f64>,
+}
+
+/// The tenants' flow-control limits.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn limits(&self, tenant: &Tenant) -> Result<StoredLimits, StoreError>;
+
+    /// Replaces the tenant's limits with `limits` (a key left out has no limit from now), in
+    /// one transaction. A rate keeps the tokens it has (up to its new burst); a new one starts
+    /// full. Concurrency limits count the tasks running now.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing changes then.
+    async fn set_limits(
+        &self,
+        tenant: &Tenant,
+        limits: &crate::domain::Limits,
+    ) -> Result<StoredLimits, StoreError>;
 }
 
 /// An object version to import.
@@ -364,6 +472,8 @@ pub struct ImportOutcome {
 pub struct CreatedTask {
     pub id: TaskId,
     pub run_after: chrono::DateTime<chrono::Utc>,
+    /// Which work queue its message goes to.
+    pub priority: crate::domain::Priority,
 }
 
 /// One run of an import: its rows are loaded in one transaction, so an unreadable file
@@ -416,11 +526,13 @@ pub trait ImportStore: Send + Sync {
     async fn get_import(&self, scope: &Scope, id: ImportId) -> Result<Option<Import>, StoreError>;
 }
 
-/// One work message to send, visible after `delay` (at most 15 minutes).
+/// One work message to send, visible after `delay` (at most 15 minutes), on the work queue of
+/// its task's priority.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatch {
     pub message: WorkMessage,
     pub delay: Duration,
+    pub priority: crate::domain::Priority,
 }
 
 /// The longest delay SQS accepts; a task due later is sent by the relay when it comes closer.
@@ -435,7 +547,18 @@ impl Dispatch {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Self> {
         let delay = (run_after - now).to_std().unwrap_or_default();
-        (delay <= MAX_MESSAGE_DELAY).then_some(Self { message, delay })
+        (delay <= MAX_MESSAGE_DELAY).then_some(Self {
+            message,
+            delay,
+            priority: crate::domain::Priority::Normal,
+        })
+    }
+
+    /// The same message, on the work queue of `priority`.
+    #[must_use]
+    pub fn with_priority(mut self, priority: crate::domain::Priority) -> Self {
+        self.priority = priority;
+        self
     }
 }
 
@@ -462,8 +585,8 @@ pub trait WorkQueue: Send + Sync {
     /// [`QueueError`] when the dead-letter queue cannot be reached.
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
 
-    /// About how many messages wait to be received (visible, not in flight or delayed), when the
-    /// queue can tell; `None` when it cannot.
+    /// About how many messages wait to be received (visible, not in flight or delayed) on the
+    /// work queues (normal and high priority), when the queues can tell; `None` when not.
     ///
     /// # Errors
     /// [`QueueError`] when the queue cannot be reached.
@@ -560,6 +683,14 @@ pub trait SchedulerStore: Send + Sync {
         rules: &RelayRules,
         limit: u32,
     ) -> Result<Vec<Dispatch>, StoreError>;
+
+    /// Counts again the running tasks of every concurrency limit (claims and outcomes keep the
+    /// counts, but a worker of the previous release or a manual change does not), with the
+    /// limits locked so no claim moves them meanwhile; returns how many counts were wrong.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; nothing changes then.
+    async fn recount_running(&self) -> Result<u64, StoreError>;
 
     /// Up to `limit` `running` tasks whose lease expired, longest expired first.
     ///
@@ -678,6 +809,32 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// [`ObjectError::Unavailable`] when the URL cannot be signed.
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, ObjectError>;
+}
+
+/// Why a message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The service is sending more slowly than asked (throttling, a sending quota): the same
+    /// message may go later.
+    #[error("email throttled ({code}): {message}")]
+    Throttled { code: String, message: String },
+    /// The service failed or did not answer in time: the same message may go later.
+    #[error("email service unavailable ({code}): {message}")]
+    Unavailable { code: String, message: String },
+    /// The service refused the message (an address, the identity, the account): sending it
+    /// again is refused alike.
+    #[error("email rejected ({code}): {message}")]
+    Rejected { code: String, message: String },
+}
+
+/// Sends email from the deployment's verified identity.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one message; the service's id of it.
+    ///
+    /// # Errors
+    /// [`MailError`], whose variant says whether sending it again may succeed.
+    async fn send(&self, email: &crate::domain::email::OutgoingEmail) -> Result<String, MailError>;
 }
 
 /// A secret value that never prints.
@@ -984,4 +1141,145 @@ pub trait NotificationStore: Send + Sync {
         older_than: Duration,
         limit: u32,
     ) -> Result<Vec<crate::domain::Notification>, StoreError>;
+}
+
+/// A tenant's webhook subscriptions, and the subscriptions of a batch's lifecycle events.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn create_subscription(
+        &self,
+        subscription: &crate::domain::Subscription,
+    ) -> Result<(), StoreError>;
+
+    /// Newest first, at most `limit`, before `before`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list_subscriptions(
+        &self,
+        scope: &Scope,
+        before: Option<crate::domain::SubscriptionId>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Subscription>, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn get_subscription(
+        &self,
+        scope: &Scope,
+        id: crate::domain::SubscriptionId,
+    ) -> Result<Option<crate::domain::Subscription>, StoreError>;
+
+    /// Writes the URL, event types and kinds of `subscription` if it is still as it was read
+    /// (its stored `updated_at` is `read_at`); `None` when it is gone or changed meanwhile.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn update_subscription(
+        &self,
+        scope: &Scope,
+        subscription: &crate::domain::Subscription,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::domain::Subscription>, StoreError>;
+
+    /// Makes `secret` the current secret; the current one signs on until `until` (one
+    /// replaced before stops), in one statement, so concurrent rotations lose no secret they
+    /// returned. `None` when the scope has no such subscription.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn rotate_subscription_secret(
+        &self,
+        scope: &Scope,
+        id: crate::domain::SubscriptionId,
+        secret: &crate::domain::SigningSecret,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::domain::Subscription>, StoreError>;
+
+    /// Whether there was such a subscription to delete. Its deliveries stay (and end dead at
+    /// their next attempt).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_subscription(
+        &self,
+        scope: &Scope,
+        id: crate::domain::SubscriptionId,
+    ) -> Result<bool, StoreError>;
+
+    /// The subscriptions of these tenants to any of these event types, in one statement.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn subscriptions_for(
+        &self,
+        tenants: &[Tenant],
+        event_types: &[String],
+    ) -> Result<Vec<crate::domain::Subscription>, StoreError>;
+}
+
+/// The secrets that sign tenants' `webhook` tasks.
+#[async_trait]
+pub trait WebhookSigningStore: Send + Sync {
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn webhook_signing(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<Option<crate::domain::WebhookSigning>, StoreError>;
+
+    /// Makes `secret` the tenant's only secret, at once (replacing any, without an overlap).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn set_webhook_signing(
+        &self,
+        tenant: &Tenant,
+        secret: &crate::domain::SigningSecret,
+    ) -> Result<crate::domain::WebhookSigning, StoreError>;
+
+    /// As [`SubscriptionStore::rotate_subscription_secret`]; `None` when the tenant has no
+    /// secret.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn rotate_webhook_signing(
+        &self,
+        tenant: &Tenant,
+        secret: &crate::domain::SigningSecret,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::domain::WebhookSigning>, StoreError>;
+
+    /// Whether the tenant had a secret to delete; its webhook tasks are sent unsigned from now.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_webhook_signing(&self, tenant: &Tenant) -> Result<bool, StoreError>;
+}
+
+/// What a batch's signed calls need, looked up in one statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signing {
+    /// The keys of the tenants whose `webhook` tasks are signed.
+    pub webhooks: std::collections::HashMap<Tenant, crate::domain::SigningKeys>,
+    /// The subscriptions the batch's deliveries go to (a deleted one is missing).
+    pub subscriptions:
+        std::collections::HashMap<crate::domain::SubscriptionId, crate::domain::Subscription>,
+}
+
+/// The worker's view of signing secrets and subscriptions.
+#[async_trait]
+pub trait SigningLookup: Send + Sync {
+    /// The signing keys of `tenants`' webhook tasks and the subscriptions `subscriptions`, in
+    /// one statement.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn signing_for(
+        &self,
+        tenants: &[Tenant],
+        subscriptions: &[crate::domain::SubscriptionId],
+    ) -> Result<Signing, StoreError>;
 }

@@ -32,6 +32,7 @@ pub fn failure_outcome(
         retry_in,
         enqueue: retry_in.is_some_and(|d| d <= MAX_MESSAGE_DELAY),
         released: false,
+        ran: None,
     })
 }
 
@@ -44,6 +45,7 @@ pub fn retry_dispatch(task: &Task, outcome: &Outcome) -> Option<Dispatch> {
             correlation_id: task.correlation_id.clone(),
         },
         delay: outcome.retry_in.unwrap_or_default(),
+        priority: task.priority,
     })
 }
 
@@ -113,6 +115,8 @@ mod tests {
             idempotency_key: None,
             correlation_id: CorrelationId::generate(),
             source: Source::Api,
+            priority: crate::domain::Priority::High,
+            deferred_reason: None,
             result: None,
             last_error: None,
             enqueued_at: None,
@@ -145,6 +149,10 @@ mod tests {
         assert!(o.enqueue);
         let d = retry_dispatch(&task, &o).unwrap();
         assert_eq!(d.message.task_id, task.id);
+        assert_eq!(
+            d.priority, task.priority,
+            "a retry travels on its task's queue"
+        );
         assert_eq!(Some(d.delay), o.retry_in);
     }
 

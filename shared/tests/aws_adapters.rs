@@ -18,6 +18,7 @@ fn dispatch(delay: Duration) -> Dispatch {
             correlation_id: CorrelationId::generate(),
         },
         delay,
+        priority: tms::Priority::Normal,
     }
 }
 

@@ -36,13 +36,16 @@ async fn migrations_apply_once_even_when_run_concurrently() {
         [
             "console_logins",
             "console_sessions",
+            "flow_limits",
             "imports",
             "notifications",
             "refinery_schema_history",
             "schedules",
+            "subscriptions",
             "task_events",
             "tasks",
-            "triggers"
+            "triggers",
+            "webhook_signing"
         ]
     );
     let public: i64 = a

@@ -22,6 +22,7 @@ fn noop_row(line: u64) -> ImportRow {
         idempotency_key: format!("bucket/imports/demo/rows.csv#v1:{line}"),
         request_hash: [7; 32],
         line,
+        priority: tms::Priority::Normal,
     }
 }
 
@@ -82,6 +83,7 @@ async fn typed_rows_are_loaded_as_the_tasks_they_describe() {
             idempotency_key: "mine".into(),
             request_hash: std::array::from_fn(|i| i as u8),
             line: 2,
+            priority: tms::Priority::High,
         },
         noop_row(4),
         ImportRow {
@@ -110,6 +112,13 @@ async fn typed_rows_are_loaded_as_the_tasks_they_describe() {
     assert_eq!(created_ids, want, "one task per new key");
     let first_created = created.iter().find(|t| t.id == rows[0].id).unwrap();
     assert_eq!(first_created.run_after, later);
+    assert_eq!(
+        first_created.priority,
+        tms::Priority::High,
+        "its message goes to the high-priority queue"
+    );
+    let other = created.iter().find(|t| t.id == rows[1].id).unwrap();
+    assert_eq!(other.priority, tms::Priority::Normal);
     // A second chunk with keys the import already created creates nothing.
     let again = futures::stream::iter([vec![noop_row(4)]]).boxed();
     assert!(session.load_chunk(again).await.unwrap().is_empty());
@@ -118,7 +127,7 @@ async fn typed_rows_are_loaded_as_the_tasks_they_describe() {
     let admin = db.admin().await;
     let stored = admin
         .query(
-            "SELECT id, tenant, kind, payload::text AS payload, max_attempts, run_after,              idempotency_key, request_hash, correlation_id, source, import_id, import_line,              status, created_at FROM tms.tasks ORDER BY import_line",
+            "SELECT id, tenant, kind, payload::text AS payload, max_attempts, run_after,              idempotency_key, request_hash, correlation_id, source, import_id, import_line,              status, created_at, priority FROM tms.tasks ORDER BY import_line",
             &[],
         )
         .await
@@ -131,6 +140,11 @@ async fn typed_rows_are_loaded_as_the_tasks_they_describe() {
         assert_eq!(row.get::<_, &str>("kind"), want.kind.as_str());
         assert_eq!(row.get::<_, &str>("payload"), want.payload, "{line}");
         assert_eq!(row.get::<_, i32>("max_attempts") as u32, want.max_attempts);
+        assert_eq!(
+            row.get::<_, &str>("priority"),
+            want.priority.as_str(),
+            "{line}"
+        );
         let run_after: DateTime<Utc> = row.get("run_after");
         match want.run_after {
             Some(t) => assert_eq!(run_after, t),

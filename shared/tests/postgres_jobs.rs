@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use tms::ports::{Outcome, RelayRules, SchedulerStore, SubmissionStore, TaskRepository, WorkStore};
+use tms::ports::{
+    ClaimPolicy, Outcome, RelayRules, SchedulerStore, SubmissionStore, TaskRepository, WorkStore,
+};
 use tms::{CorrelationId, NewTask, Source, Status, Submission, TaskError, TaskId};
 use tms_testkit::tasks::{noop, tenant};
 use tms_testkit::TestDb;
@@ -18,6 +20,7 @@ fn queued(tenant_name: &str, payload: serde_json::Value, key: &str) -> NewTask {
         idempotency_key: Some(key.into()),
         run_after: None,
         max_attempts: None,
+        priority: tms::Priority::default(),
     }
     .validate(
         tenant(tenant_name),
@@ -93,9 +96,13 @@ async fn failed_task(store: &tms::adapters::postgres::PostgresStore, enqueue: bo
     let task = noop("demo");
     store.create(&task).await.unwrap();
     let claimed = store
-        .claim(&tms_testkit::tasks::pointers("demo", &[task.id]), LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[task.id]),
+            &ClaimPolicy::lease(LEASE),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     let recorded = store
         .record(&[Outcome {
             id: task.id,
@@ -106,6 +113,7 @@ async fn failed_task(store: &tms::adapters::postgres::PostgresStore, enqueue: bo
             retry_in: Some(Duration::ZERO),
             enqueue,
             released: false,
+            ran: None,
         }])
         .await
         .unwrap();
@@ -292,14 +300,18 @@ async fn expired_leases_purge_and_stats_see_the_right_rows() {
     store
         .claim(
             &tms_testkit::tasks::pointers("demo", &ids[0..1]),
-            Duration::from_millis(1),
+            &ClaimPolicy::lease(Duration::from_millis(1)),
         )
         .await
         .unwrap();
     let claimed = store
-        .claim(&tms_testkit::tasks::pointers("demo", &ids[1..5]), LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &ids[1..5]),
+            &ClaimPolicy::lease(LEASE),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     let version = |id| {
         claimed
             .iter()
@@ -317,6 +329,7 @@ async fn expired_leases_purge_and_stats_see_the_right_rows() {
         retry_in: None,
         enqueue: false,
         released: false,
+        ran: None,
     };
     store
         .record(&[

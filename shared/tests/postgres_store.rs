@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use tms::ports::{CommandOutcome, ListQuery, Outcome, TaskRepository, WorkStore};
+use tms::ports::{ClaimPolicy, CommandOutcome, ListQuery, Outcome, TaskRepository, WorkStore};
 use tms::{CorrelationId, NewTask, Status, TaskError, TaskId, TaskKind};
 use tms_testkit::tasks::{new_task, noop, tenant};
 use tms_testkit::{statement_blocks, TestDb};
@@ -255,10 +255,11 @@ async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
     let claimed = store
         .claim(
             &tms_testkit::tasks::pointers("demo", &[due.id, cancelled.id, later.id, unknown]),
-            LEASE,
+            &ClaimPolicy::lease(LEASE),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!(
@@ -268,9 +269,13 @@ async fn claim_takes_only_claimable_tasks_and_records_the_transition() {
     assert!(c.task.lease_until.is_some());
     assert!(
         store
-            .claim(&tms_testkit::tasks::pointers("demo", &[due.id]), LEASE)
+            .claim(
+                &tms_testkit::tasks::pointers("demo", &[due.id]),
+                &ClaimPolicy::lease(LEASE)
+            )
             .await
             .unwrap()
+            .tasks
             .is_empty(),
         "a leased task is not claimable"
     );
@@ -294,15 +299,20 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
     let first = store
         .claim(
             &tms_testkit::tasks::pointers("demo", &[task.id]),
-            Duration::from_millis(1),
+            &ClaimPolicy::lease(Duration::from_millis(1)),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let again = store
-        .claim(&tms_testkit::tasks::pointers("demo", &[task.id]), LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[task.id]),
+            &ClaimPolicy::lease(LEASE),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].from, Status::Running);
     assert_eq!(again[0].task.attempts, 2);
@@ -316,6 +326,7 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
         retry_in: None,
         enqueue: false,
         released: false,
+        ran: None,
     };
     assert!(store.record(&[stale]).await.unwrap().ids.is_empty());
 }
@@ -327,9 +338,13 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
     let tasks = created_noops(&store, 3).await;
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
     let claimed = store
-        .claim(&tms_testkit::tasks::pointers("demo", &ids), LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &ids),
+            &ClaimPolicy::lease(LEASE),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     let version = |id: TaskId| {
         claimed
             .iter()
@@ -348,6 +363,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             retry_in: None,
             enqueue: false,
             released: false,
+            ran: None,
         },
         Outcome {
             id: ids[1],
@@ -358,6 +374,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             retry_in: Some(Duration::from_secs(30)),
             enqueue: true,
             released: false,
+            ran: None,
         },
         Outcome {
             id: ids[2],
@@ -368,6 +385,7 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
             retry_in: None,
             enqueue: false,
             released: false,
+            ran: None,
         },
     ];
     let mut recorded = store.record(&outcomes).await.unwrap().ids;
@@ -440,9 +458,13 @@ async fn claim_and_record(
     ids: &[TaskId],
 ) -> i64 {
     let claimed = store
-        .claim(&tms_testkit::tasks::pointers("demo", ids), LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", ids),
+            &ClaimPolicy::lease(LEASE),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     let outcomes: Vec<Outcome> = claimed
         .iter()
         .map(|c| Outcome {
@@ -454,6 +476,7 @@ async fn claim_and_record(
             retry_in: None,
             enqueue: false,
             released: false,
+            ran: None,
         })
         .collect();
     let before = statement_blocks(admin, RECORD_STATEMENT).await;
@@ -526,9 +549,13 @@ async fn recording_a_batch_costs_the_same_however_many_other_tasks_are_running()
     }
     assert_eq!(
         store
-            .claim(&tms_testkit::tasks::pointers("demo", others), LEASE)
+            .claim(
+                &tms_testkit::tasks::pointers("demo", others),
+                &ClaimPolicy::lease(LEASE)
+            )
             .await
             .unwrap()
+            .tasks
             .len(),
         OTHERS,
         "the other tasks are running"
@@ -631,9 +658,13 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
     let doomed = noop("demo");
     store.create(&doomed).await.unwrap();
     let claimed = store
-        .claim(&tms_testkit::tasks::pointers("demo", &[doomed.id]), LEASE)
+        .claim(
+            &tms_testkit::tasks::pointers("demo", &[doomed.id]),
+            &ClaimPolicy::lease(LEASE),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     store
         .record(&[Outcome {
             id: doomed.id,
@@ -644,6 +675,7 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
             retry_in: None,
             enqueue: false,
             released: false,
+            ran: None,
         }])
         .await
         .unwrap();
@@ -676,9 +708,13 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
     assert_eq!(events.last().unwrap().correlation_id, c);
     assert_eq!(
         store
-            .claim(&tms_testkit::tasks::pointers("demo", &[doomed.id]), LEASE)
+            .claim(
+                &tms_testkit::tasks::pointers("demo", &[doomed.id]),
+                &ClaimPolicy::lease(LEASE)
+            )
             .await
             .unwrap()
+            .tasks
             .len(),
         1,
         "a redriven task runs again"

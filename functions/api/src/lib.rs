@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use tms::ports::{
-    ConsoleStore, Dispatch, ImportStore, LimitStore, ObjectStore, ScheduleStore, TaskRepository,
-    TriggerStore, WorkQueue,
+    ConsoleStore, Dispatch, ImportStore, LimitStore, ObjectStore, ScheduleStore, SubscriptionStore,
+    TaskRepository, TriggerStore, WebhookSigningStore, WorkQueue,
 };
 use tms::telemetry::metrics::MetricSink;
 use tms::SubmissionRules;
@@ -40,6 +40,8 @@ pub struct Ports {
     pub console: Arc<dyn ConsoleStore>,
     pub triggers: Arc<dyn TriggerStore>,
     pub schedules: Arc<dyn ScheduleStore>,
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    pub webhook_signing: Arc<dyn WebhookSigningStore>,
 }
 
 /// Everything the handlers use, built once per execution environment.
@@ -55,6 +57,10 @@ pub struct AppState {
     pub triggers: Arc<dyn TriggerStore>,
     /// The tenants' schedules.
     pub schedules: Arc<dyn ScheduleStore>,
+    /// The tenants' webhook subscriptions.
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    /// The secrets that sign the tenants' webhook tasks.
+    pub webhook_signing: Arc<dyn WebhookSigningStore>,
     /// The tenants' flow-control limits (`/v1/limits` answers 503 without them).
     pub limits: Option<Arc<dyn LimitStore>>,
     /// The deployment's OpenID Connect issuer, when it configures one.
@@ -103,6 +109,8 @@ impl AppState {
             console,
             triggers,
             schedules,
+            subscriptions,
+            webhook_signing,
         } = ports;
         Self {
             outbox: outbox::Outbox::new(queue.clone(), repo.clone()),
@@ -114,6 +122,8 @@ impl AppState {
             console,
             triggers,
             schedules,
+            subscriptions,
+            webhook_signing,
             limits: None,
             oidc: None,
             cursor_key: cursor::CursorKey::new(cursor_key),
@@ -237,7 +247,9 @@ pub async fn build_state(
         imports: store.clone(),
         console: store.clone(),
         triggers: store.clone(),
-        schedules: store,
+        schedules: store.clone(),
+        subscriptions: store.clone(),
+        webhook_signing: store,
         objects: Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket)),
         queue: Arc::new(
             SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
@@ -282,7 +294,9 @@ async fn not_found() -> Problem {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{imports, limits, schedules, stats, system, tasks, triggers};
+    use routes::{
+        imports, limits, schedules, stats, subscriptions, system, tasks, triggers, webhook_signing,
+    };
     let v1 = Router::new()
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
         .route("/v1/tasks/batch", post(tasks::create_batch))
@@ -319,6 +333,34 @@ pub fn router(state: AppState) -> Router {
             get(schedules::get_schedule)
                 .patch(schedules::update_schedule)
                 .delete(schedules::delete_schedule),
+        )
+        .route(
+            "/v1/subscriptions",
+            post(subscriptions::create_subscription).get(subscriptions::list_subscriptions),
+        )
+        .route(
+            "/v1/subscriptions/{id}",
+            get(subscriptions::get_subscription)
+                .patch(subscriptions::update_subscription)
+                .delete(subscriptions::delete_subscription),
+        )
+        .route(
+            "/v1/subscriptions/{id}/rotate-secret",
+            post(subscriptions::rotate_secret),
+        )
+        .route(
+            "/v1/subscriptions/{id}/test",
+            post(subscriptions::test_subscription),
+        )
+        .route(
+            "/v1/webhook-signing",
+            get(webhook_signing::get_signing)
+                .put(webhook_signing::put_signing)
+                .delete(webhook_signing::delete_signing),
+        )
+        .route(
+            "/v1/webhook-signing/rotate",
+            post(webhook_signing::rotate_signing),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

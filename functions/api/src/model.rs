@@ -146,7 +146,7 @@ fn kind_payloads() -> [(&'static str, &'static str, Value); 4] {
     [
         (
             "email",
-            "Stores the email as JSON in the data bucket under emails/YYYY/MM/DD/.",
+            "Stores the email as JSON in the data bucket under emails/YYYY/MM/DD/; with deliver, then sends it through Amazon SES from the deployment's identity.",
             json!({
                 "type": "object",
                 "additionalProperties": false,
@@ -154,7 +154,11 @@ fn kind_payloads() -> [(&'static str, &'static str, Value); 4] {
                 "properties": {
                     "sender": email, "recipient": email,
                     "subject": {"type": "string", "minLength": 1, "maxLength": 998},
-                    "body": {"type": "string"}
+                    "body": {"type": "string"},
+                    "deliver": {
+                        "type": "boolean",
+                        "description": "Also send the message (plain text) through Amazon SES v2, after storing it; the SES message id joins the result as message_id. Absent: the deployment's default (TMS_EMAIL_DELIVER, false unless set). A deployment without a sending identity (TMS_EMAIL_IDENTITY) fails such a task for good."
+                    }
                 }
             }),
         ),
@@ -347,6 +351,7 @@ impl From<Status> for StatusView {
     }
 }
 
+/// Every kind a task may have (`notification`: a subscription's delivery, created by TMS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(as = Kind)]
@@ -355,6 +360,7 @@ pub enum KindView {
     Webhook,
     Archive,
     Noop,
+    Notification,
 }
 
 impl From<KindView> for TaskKind {
@@ -364,6 +370,7 @@ impl From<KindView> for TaskKind {
             KindView::Webhook => Self::Webhook,
             KindView::Archive => Self::Archive,
             KindView::Noop => Self::Noop,
+            KindView::Notification => Self::Notification,
         }
     }
 }
@@ -375,6 +382,42 @@ impl From<TaskKind> for KindView {
             TaskKind::Webhook => Self::Webhook,
             TaskKind::Archive => Self::Archive,
             TaskKind::Noop => Self::Noop,
+            TaskKind::Notification => Self::Notification,
+        }
+    }
+}
+
+/// The kinds clients create tasks of (in templates of triggers and schedules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = NewTaskKind)]
+pub enum NewKindView {
+    Email,
+    Webhook,
+    Archive,
+    Noop,
+}
+
+impl From<NewKindView> for TaskKind {
+    fn from(k: NewKindView) -> Self {
+        match k {
+            NewKindView::Email => Self::Email,
+            NewKindView::Webhook => Self::Webhook,
+            NewKindView::Archive => Self::Archive,
+            NewKindView::Noop => Self::Noop,
+        }
+    }
+}
+
+impl NewKindView {
+    /// The kind of a template, which is never `notification`.
+    pub fn of(kind: TaskKind) -> Option<Self> {
+        match kind {
+            TaskKind::Email => Some(Self::Email),
+            TaskKind::Webhook => Some(Self::Webhook),
+            TaskKind::Archive => Some(Self::Archive),
+            TaskKind::Noop => Some(Self::Noop),
+            TaskKind::Notification => None,
         }
     }
 }
@@ -396,6 +439,10 @@ pub enum SourceView {
     },
     Event {
         trigger_id: Uuid,
+        event_id: String,
+    },
+    /// A delivery of lifecycle event `event_id` (its subscription is in the payload).
+    Subscription {
         event_id: String,
     },
 }
@@ -421,6 +468,9 @@ impl From<&Source> for SourceView {
                 event_id,
             } => Self::Event {
                 trigger_id: *trigger_id.as_uuid(),
+                event_id: event_id.clone(),
+            },
+            Source::Subscription { event_id } => Self::Subscription {
                 event_id: event_id.clone(),
             },
         }
@@ -704,6 +754,16 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_email_payload_schema_says_deliver_is_an_optional_boolean() {
+        let (_, email) = payload_schemas().swap_remove(0);
+        assert_eq!(email["properties"]["deliver"]["type"], "boolean");
+        assert!(!email["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("deliver")));
+    }
 }
 
 /// `POST /v1/tasks/cancel` and `POST /v1/tasks/redrive`: which tasks, how many at most, and
@@ -766,6 +826,7 @@ pub enum SourceKindView {
     Queue,
     Schedule,
     Event,
+    Subscription,
 }
 
 impl From<SourceKindView> for tms::SourceKind {
@@ -776,6 +837,7 @@ impl From<SourceKindView> for tms::SourceKind {
             SourceKindView::Queue => Self::Queue,
             SourceKindView::Schedule => Self::Schedule,
             SourceKindView::Event => Self::Event,
+            SourceKindView::Subscription => Self::Subscription,
         }
     }
 }

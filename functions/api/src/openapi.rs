@@ -6,7 +6,9 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::correlation;
-use crate::routes::{imports, limits, schedules, stats, system, tasks, triggers};
+use crate::routes::{
+    imports, limits, schedules, stats, subscriptions, system, tasks, triggers, webhook_signing,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,12 +26,19 @@ use crate::routes::{imports, limits, schedules, stats, system, tasks, triggers};
         triggers::delete_trigger,
         schedules::create_schedule, schedules::list_schedules, schedules::get_schedule,
         schedules::update_schedule, schedules::delete_schedule,
+        subscriptions::create_subscription, subscriptions::list_subscriptions,
+        subscriptions::get_subscription, subscriptions::update_subscription,
+        subscriptions::delete_subscription, subscriptions::rotate_secret,
+        subscriptions::test_subscription,
+        webhook_signing::get_signing, webhook_signing::put_signing,
+        webhook_signing::rotate_signing, webhook_signing::delete_signing,
         imports::create_import, imports::list_imports, imports::get_import,
         system::health, system::openapi, system::docs,
     ),
     components(schemas(
         crate::model::CreateTaskRequest, crate::model::BatchItem, crate::model::BatchRequest,
         crate::problem::Problem, crate::problem::FieldProblem,
+        subscriptions::CreateSubscription, subscriptions::PatchSubscription,
         limits::LimitsBody, limits::TenantLimitsView,
     )),
     tags(
@@ -37,6 +46,8 @@ use crate::routes::{imports, limits, schedules, stats, system, tasks, triggers};
         (name = "imports", description = "Bulk task files uploaded under the caller's imports/ prefix"),
         (name = "triggers", description = "Tasks created by the deployment's EventBridge events"),
         (name = "schedules", description = "Tasks created on a cron expression or a rate, in a time zone"),
+        (name = "subscriptions", description = "Webhooks receiving the tenant's lifecycle events, signed per the Standard Webhooks specification"),
+        (name = "webhook signing", description = "The secret that signs the tenant's webhook tasks (Standard Webhooks)"),
         (name = "limits", description = "Flow control: how many of the tenant's tasks run at once and how fast they start"),
         (name = "system", description = "Health and documentation"),
     )
@@ -63,9 +74,15 @@ pub fn document() -> Value {
     for (name, schema) in schedules::schemas() {
         schemas[name] = schema;
     }
+    for (name, schema) in subscriptions::schemas() {
+        schemas[name] = schema;
+    }
     for (name, schema) in limits::schemas() {
         schemas[name] = schema;
     }
+    // TMS's own lifecycle events (source tms) go to subscriptions, never to triggers.
+    schemas["CreateTrigger"]["properties"]["source"]["not"] =
+        json!({"const": tms::domain::notification::EVENT_SOURCE});
     doc["components"]["securitySchemes"] = json!({
         "bearer": {
             "type": "http", "scheme": "bearer",

@@ -32,7 +32,7 @@ fn operation_ids(doc: &Value) -> Vec<String> {
                 .to_owned()
         })
         .collect();
-    assert_eq!(ids.len(), 25, "{ids:?}");
+    assert_eq!(ids.len(), 38, "{ids:?}");
     ids
 }
 

@@ -3,6 +3,7 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use support::{is_problem, json, noop, problem, Options, TestApi, ACME_TOKEN, DEMO_TOKEN};
@@ -801,9 +802,7 @@ async fn health_is_503_when_the_database_is_down() {
         .pool()
         .unwrap();
     let api = TestApi::start_with(Options {
-        repo: Some(std::sync::Arc::new(
-            tms::adapters::postgres::PostgresStore::new(pool),
-        )),
+        repo: Some(Arc::new(tms::adapters::postgres::PostgresStore::new(pool))),
         ..Options::default()
     })
     .await;
@@ -855,23 +854,33 @@ async fn the_openapi_document_describes_every_route() {
         routes,
         [
             "DELETE /v1/schedules/{id}",
+            "DELETE /v1/subscriptions/{id}",
             "DELETE /v1/triggers/{id}",
+            "DELETE /v1/webhook-signing",
             "GET /docs",
             "GET /health",
             "GET /openapi.json",
             "GET /v1/imports",
             "GET /v1/imports/{id}",
+            "GET /v1/limits",
             "GET /v1/schedules",
             "GET /v1/schedules/{id}",
             "GET /v1/stats",
+            "GET /v1/subscriptions",
+            "GET /v1/subscriptions/{id}",
             "GET /v1/tasks",
             "GET /v1/tasks/{id}",
             "GET /v1/tasks/{id}/events",
             "GET /v1/triggers",
             "GET /v1/triggers/{id}",
+            "GET /v1/webhook-signing",
             "PATCH /v1/schedules/{id}",
+            "PATCH /v1/subscriptions/{id}",
             "POST /v1/imports",
             "POST /v1/schedules",
+            "POST /v1/subscriptions",
+            "POST /v1/subscriptions/{id}/rotate-secret",
+            "POST /v1/subscriptions/{id}/test",
             "POST /v1/tasks",
             "POST /v1/tasks/batch",
             "POST /v1/tasks/cancel",
@@ -879,6 +888,9 @@ async fn the_openapi_document_describes_every_route() {
             "POST /v1/tasks/{id}/cancel",
             "POST /v1/tasks/{id}/redrive",
             "POST /v1/triggers",
+            "POST /v1/webhook-signing/rotate",
+            "PUT /v1/limits",
+            "PUT /v1/webhook-signing",
         ]
     );
     for schema in [
@@ -918,4 +930,83 @@ async fn the_openapi_document_describes_every_route() {
         assert_eq!(served.headers()["content-type"], content_type);
         assert!(served.text().await.unwrap().contains(marker), "{asset}");
     }
+}
+
+#[tokio::test]
+async fn cancelled_tasks_are_published_once_each_and_the_bus_being_down_keeps_them_for_the_relay() {
+    let bus = Arc::new(tms_testkit::fakes::MemoryBus::default());
+    let api = TestApi::start_with(Options {
+        events: Some(bus.clone()),
+        collecting: true,
+        ..Options::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = json!({"kind": "noop", "payload": {"order": format!("event-{n}")}});
+        let created = json(api.create(&body).await).await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let one = api
+        .post(
+            &format!("/v1/tasks/{}/cancel", ids[0]),
+            DEMO_TOKEN,
+            &json!({}),
+        )
+        .header("X-Correlation-Id", "cancel-by-hand")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    api.outbox.settle().await;
+    let events = bus.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let detail = &events[0].detail;
+    assert_eq!(events[0].detail_type, "Task Cancelled");
+    assert_eq!(
+        (
+            &detail["task_id"],
+            &detail["tenant"],
+            &detail["kind"],
+            &detail["status"]
+        ),
+        (
+            &json!(ids[0]),
+            &json!("demo"),
+            &json!("noop"),
+            &json!("cancelled")
+        )
+    );
+    assert!(
+        detail.get("payload").is_none(),
+        "never the payload: {detail}"
+    );
+
+    bus.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let bulk = json(
+        api.post("/v1/tasks/cancel", DEMO_TOKEN, &json!({"kind": "noop"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(bulk["changed"], 2);
+    api.outbox.settle().await;
+    assert_eq!(bus.events().len(), 1, "the bus is down");
+    let kept: Vec<uuid::Uuid> = api
+        .db
+        .admin()
+        .await
+        .query(
+            "SELECT subject FROM tms.notifications ORDER BY subject",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut rest: Vec<uuid::Uuid> = ids[1..].iter().map(|id| id.parse().unwrap()).collect();
+    rest.sort();
+    assert_eq!(kept, rest, "the unpublished events stay for the relay");
 }

@@ -40,6 +40,8 @@ fn fakes() -> Fakes {
         console: console.clone(),
         triggers: Arc::new(tms_testkit::fakes::NoTriggers),
         schedules: Arc::new(tms_testkit::fakes::NoSchedules),
+        subscriptions: Arc::new(tms_testkit::fakes::NoSubscriptions),
+        webhook_signing: Arc::new(tms_testkit::fakes::NoSubscriptions),
     };
     let mut state = AppState::new(
         ports,

@@ -27,8 +27,8 @@ use tms::telemetry::metrics::{
     MetricSet, MetricSink, StdoutSink, IMPORT_ROWS_ACCEPTED, IMPORT_ROWS_REJECTED,
 };
 use tms::{
-    CorrelationId, Import, ImportId, ImportKey, ImportKeyError, ImportLimits, ImportRow, TaskId,
-    Tenant, WorkMessage,
+    CorrelationId, Import, ImportId, ImportKey, ImportKeyError, ImportLimits, ImportRow, Priority,
+    TaskId, Tenant, WorkMessage,
 };
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -443,7 +443,7 @@ async fn write_reports(
     })
 }
 
-/// The tasks an import created, kept on disk (24 bytes each) so memory stays flat.
+/// The tasks an import created, kept on disk (25 bytes each) so memory stays flat.
 struct CreatedLog {
     file: std::io::BufWriter<tempfile::NamedTempFile>,
     count: u64,
@@ -462,6 +462,8 @@ impl CreatedLog {
             self.file.write_all(t.id.as_uuid().as_bytes())?;
             self.file
                 .write_all(&t.run_after.timestamp_micros().to_be_bytes())?;
+            self.file
+                .write_all(&[u8::from(t.priority == Priority::High)])?;
         }
         self.count += tasks.len() as u64;
         Ok(())
@@ -479,7 +481,7 @@ impl CreatedLog {
 
 fn read_created(reader: &mut impl Read, max: usize) -> std::io::Result<Vec<CreatedTask>> {
     let mut out = Vec::with_capacity(max);
-    let mut rec = [0u8; 24];
+    let mut rec = [0u8; 25];
     while out.len() < max {
         match reader.read_exact(&mut rec) {
             Ok(()) => {}
@@ -487,10 +489,15 @@ fn read_created(reader: &mut impl Read, max: usize) -> std::io::Result<Vec<Creat
             Err(e) => return Err(e),
         }
         let id = uuid::Uuid::from_bytes(rec[..16].try_into().expect("16 bytes"));
-        let micros = i64::from_be_bytes(rec[16..].try_into().expect("8 bytes"));
+        let micros = i64::from_be_bytes(rec[16..24].try_into().expect("8 bytes"));
         out.push(CreatedTask {
             id: TaskId::from_uuid(id),
             run_after: chrono::DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now),
+            priority: if rec[24] == 1 {
+                Priority::High
+            } else {
+                Priority::Normal
+            },
         });
     }
     Ok(out)
@@ -529,7 +536,7 @@ async fn enqueue(deps: &Deps, import: &Import, created: CreatedLog) {
                     tenant: import.tenant.clone(),
                     correlation_id: import.correlation_id.clone(),
                 };
-                Dispatch::when_due(message, t.run_after, now)
+                Dispatch::when_due(message, t.run_after, now).map(|d| d.with_priority(t.priority))
             })
             .collect();
         if dispatches.is_empty() {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tms::{
     import_row_key, parse_rfc3339, CorrelationId, ImportFormat, ImportId, ImportLimits, ImportRow,
-    NewTask, Source, Submission, Tenant,
+    NewTask, Priority, Source, Submission, Tenant,
 };
 use tokio::sync::mpsc::Sender;
 
@@ -407,6 +407,7 @@ impl Rows<'_> {
             idempotency_key: key,
             request_hash: task.request_hash,
             line,
+            priority: task.priority,
         })?;
         self.summary.total += 1;
         self.summary.accepted += 1;
@@ -591,6 +592,7 @@ fn parse_csv(
             idempotency_key: Some(key),
             run_after,
             max_attempts: None,
+            priority: Priority::default(),
         };
         rows.submit(line, submission)?;
     }
@@ -623,6 +625,8 @@ struct JsonlRow {
     run_after: Option<String>,
     #[serde(default)]
     max_attempts: Option<u32>,
+    #[serde(default)]
+    priority: Priority,
 }
 
 /// Reads one line into `buf` without holding more than `cap` bytes of it. Returns `None` at
@@ -731,6 +735,7 @@ fn parse_jsonl(
                 idempotency_key: Some(key),
                 run_after,
                 max_attempts: parsed.max_attempts,
+                priority: parsed.priority,
             },
         )?;
     }
@@ -843,6 +848,21 @@ mod tests {
         let (summary, chunks) = run(csv.as_bytes(), ImportFormat::Csv, false, 10);
         assert_eq!(summary.accepted, 25);
         assert_eq!(chunks, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn a_row_of_the_notification_kind_is_rejected() {
+        let lines = "{\"kind\":\"noop\",\"payload\":{}}\n\
+                     {\"kind\":\"notification\",\"payload\":{}}\n";
+        let (summary, _) = run(lines.as_bytes(), ImportFormat::Jsonl, false, 10);
+        assert_eq!((summary.accepted, summary.rejected), (1, 1));
+        let error = &summary.errors.first[0];
+        assert_eq!(error.line, 2);
+        assert!(
+            error.reason.contains("/kind") && error.reason.contains("created by TMS only"),
+            "{}",
+            error.reason
+        );
     }
 
     #[test]

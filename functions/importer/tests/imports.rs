@@ -723,3 +723,79 @@ async fn rows_the_database_refuses_fail_the_import_and_are_not_retried() {
     );
     assert_eq!(h.task_count().await, 0);
 }
+
+#[tokio::test]
+async fn an_import_that_ends_is_published_with_its_counts_once_and_forgotten() {
+    let mut h = harness(false, false).await;
+    let bus = Arc::new(tms_testkit::fakes::MemoryBus::default());
+    h.deps.events = Some(bus.clone());
+    assert!(h
+        .import("imports/demo/batch.csv", CSV.as_bytes().to_vec())
+        .await
+        .is_empty());
+    assert!(h
+        .import("imports/demo/bad.csv.gz", b"this is not gzip".to_vec())
+        .await
+        .is_empty());
+    let (completed, failed) = (
+        h.import_of("imports/demo/batch.csv").await,
+        h.import_of("imports/demo/bad.csv.gz").await,
+    );
+
+    let events = bus.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let of = |id: tms::ImportId| {
+        events
+            .iter()
+            .find(|e| e.subject == *id.as_uuid())
+            .unwrap_or_else(|| panic!("no event of import {id}"))
+    };
+    let done = of(completed.id);
+    assert_eq!(done.detail_type, "Import Completed");
+    assert_eq!(done.tenant.as_str(), "demo");
+    assert_eq!(
+        (
+            &done.detail["import_id"],
+            &done.detail["key"],
+            &done.detail["rows_total"],
+            &done.detail["rows_accepted"],
+            &done.detail["rows_rejected"],
+            &done.detail["rows_created"],
+            &done.detail["event_id"],
+        ),
+        (
+            &json!(completed.id.to_string()),
+            &json!("imports/demo/batch.csv"),
+            &json!(5),
+            &json!(3),
+            &json!(2),
+            &json!(3),
+            &json!(done.id.to_string()),
+        )
+    );
+    let lost = of(failed.id);
+    assert_eq!(lost.detail_type, "Import Failed");
+    assert!(
+        lost.detail["error"].as_str().unwrap_or("").contains("gzip"),
+        "{}",
+        lost.detail
+    );
+
+    let kept: i64 =
+        h.db.admin()
+            .await
+            .query_one("SELECT count(*) FROM tms.notifications", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(kept, 0, "published events are forgotten");
+    assert!(h
+        .import("imports/demo/batch.csv", CSV.as_bytes().to_vec())
+        .await
+        .is_empty());
+    assert_eq!(
+        bus.events().len(),
+        2,
+        "a redelivered notification of a finished import publishes nothing again"
+    );
+}

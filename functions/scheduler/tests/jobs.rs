@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tms::adapters::postgres::PostgresStore;
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::ports::{
-    ImportClaim, ImportSession, ImportStore, NewImport, Outcome, SchedulerStore, TaskRepository,
-    WorkStore,
+    ClaimPolicy, ImportClaim, ImportSession, ImportStore, NewImport, Outcome, SchedulerStore,
+    TaskRepository, WorkStore,
 };
 use tms::telemetry::metrics::{
     parse_emf, MemorySink, DEAD_TASKS, OLDEST_PENDING_AGE_SECONDS, TASKS_DEAD, TASKS_FAILED,
@@ -104,11 +104,12 @@ async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
         .store
         .claim(
             &tms_testkit::tasks::pointers("demo", tasks),
-            Duration::from_secs(60),
+            &ClaimPolicy::lease(Duration::from_secs(60)),
         )
         .await
         .unwrap();
     let outcomes: Vec<_> = claimed
+        .tasks
         .iter()
         .map(|c| Outcome {
             id: c.task.id,
@@ -119,6 +120,7 @@ async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
             retry_in: (to == Status::Failed).then_some(Duration::ZERO),
             enqueue,
             released: false,
+            ran: None,
         })
         .collect();
     assert_eq!(
@@ -332,14 +334,14 @@ async fn the_reaper_settles_expired_leases_and_leaves_valid_ones() {
     f.store
         .claim(
             &tms_testkit::tasks::pointers("demo", &[retried[0].id, last_attempt.id]),
-            Duration::from_millis(1),
+            &ClaimPolicy::lease(Duration::from_millis(1)),
         )
         .await
         .unwrap();
     f.store
         .claim(
             &tms_testkit::tasks::pointers("demo", &ids(&working)),
-            Duration::from_secs(60),
+            &ClaimPolicy::lease(Duration::from_secs(60)),
         )
         .await
         .unwrap();
@@ -716,7 +718,7 @@ async fn a_task_the_reaper_ends_is_published_as_dead() {
     f.store
         .claim(
             &tms_testkit::tasks::pointers("demo", &[task.id]),
-            Duration::from_millis(1),
+            &ClaimPolicy::lease(Duration::from_millis(1)),
         )
         .await
         .unwrap();

@@ -1,7 +1,9 @@
-//! One batch of records: events matched to the tenants' triggers in one statement, submissions
-//! and the events' tasks authorised by producer and created in one statement, every claimable
-//! task claimed in one statement, the claimed tasks run concurrently under the
-//! invocation's deadline, and every outcome recorded in one statement. A record whose content
+//! One batch of records: events matched to the tenants' triggers in one statement (and TMS's
+//! own lifecycle events to the tenants' subscriptions in another), submissions, the events'
+//! tasks and the deliveries created in one statement, every claimable task claimed in one
+//! statement, the signing keys of the claimed webhook tasks and deliveries looked up in one
+//! statement (when there are any), the claimed tasks run concurrently under the invocation's
+//! deadline, and every outcome recorded in one statement. A record whose content
 //! the database refuses is dead-lettered like any malformed message; only what the database
 //! could not be asked (it is down) is reported failed.
 
@@ -14,15 +16,18 @@ use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tms::deadline::Deadline;
-use tms::ports::{ClaimedTask, Outcome, StoreError, Submitted};
+use tms::ports::{
+    Claim, ClaimPolicy, ClaimedTask, Deferral, Outcome, Signing, StoreError, Submitted,
+};
 use tms::retry::{failure_outcome, retry_dispatch, send_marked};
 use tms::telemetry::metrics::{
     MetricSet, BATCH_ITEM_FAILURES, EVENTS_UNMATCHED, EXECUTOR_DURATION_MS, TASKS_DEAD,
-    TASKS_FAILED, TASKS_SUCCEEDED, TASK_LATENCY_MS,
+    TASKS_DEFERRED, TASKS_FAILED, TASKS_SUCCEEDED, TASK_LATENCY_MS,
 };
 use tms::{
-    Event, LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, Tenant, Trigger,
-    WorkMessage,
+    DeferReason, Delivery, Event, LifecycleEvent, NewTask, Notification, Priority, Status,
+    Subscription, SubscriptionId, Task, TaskError, TaskId, TaskKind, Tenant, Trigger, WorkMessage,
+    PRIORITY_ATTRIBUTE,
 };
 use tracing::{Instrument, Span};
 
@@ -134,11 +139,23 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
         .collect();
     pointers.sort();
     pointers.dedup();
-    let claimed = match deps.work.claim(&pointers, settings.lease).await {
-        Ok(claimed) => claimed,
+    let Claim {
+        tasks: claimed,
+        deferred,
+    } = match deps
+        .work
+        .claim(&pointers, &claim_policy(settings, records))
+        .await
+    {
+        Ok(claim) => claim,
         Err(e) => return database_failed(records, "claim", &e),
     };
-    let executions = execute_all(deps, claimed, deadline).await;
+    report_deferrals(deps, &deferred);
+    let signing = match signing_of(deps, &claimed).await {
+        Ok(signing) => signing,
+        Err(e) => return database_failed(records, "signing keys", &e),
+    };
+    let executions = execute_all(deps, claimed, &signing, deadline).await;
     let outcomes: Vec<Outcome> = executions.iter().filter_map(|x| outcome(deps, x)).collect();
     let recorded = match deps.work.record(&outcomes).await {
         Ok(recorded) => recorded,
@@ -152,32 +169,78 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
     .await;
     let recorded: HashSet<TaskId> = recorded.ids.into_iter().collect();
     let tally = report(deps, &executions, &outcomes, &recorded);
-    send_retry_messages(deps, &executions, &outcomes, &recorded).await;
-    (settle(deps, &entries, &executions).await, tally)
+    send_messages(deps, &executions, &outcomes, &recorded, &deferred).await;
+    (settle(deps, &entries, &executions, &deferred).await, tally)
 }
 
-async fn send_retry_messages(
+/// The fair share is for batches of normal-priority messages: a batch carrying a `high` task's
+/// message takes no other tenant's tasks, which would hold its outcomes back until they ran.
+fn claim_policy(settings: &crate::Settings, records: &[SqsMessage]) -> ClaimPolicy {
+    let high = records.iter().any(|r| {
+        r.message_attributes
+            .get(PRIORITY_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            == Some(Priority::High.as_str())
+    });
+    ClaimPolicy {
+        lease: settings.lease,
+        fair_share: if high { 0 } else { settings.fair_share },
+        fair_share_after: settings.fair_share_after,
+    }
+}
+
+/// Logs each task the claim deferred and counts them per tenant and reason.
+fn report_deferrals(deps: &Deps, deferred: &[Deferral]) {
+    let mut counts: HashMap<(&Tenant, DeferReason), u64> = HashMap::new();
+    for d in deferred {
+        let task = &d.task;
+        tracing::info!(task_id = %task.id, tenant = %task.tenant,
+            correlation_id = %task.correlation_id, reason = %d.reason,
+            delay_ms = d.delay.as_millis() as u64, "task deferred: a limit is reached");
+        *counts.entry((&task.tenant, d.reason)).or_default() += 1;
+    }
+    for ((tenant, reason), n) in counts {
+        MetricSet::new()
+            .dimension("Tenant", tenant.as_str())
+            .dimension("Reason", reason.as_str())
+            .count(TASKS_DEFERRED, n)
+            .emit(deps.metrics.as_ref());
+    }
+}
+
+/// Sends the delayed messages of the retries and of the deferred tasks (whose markers the
+/// record and the claim set), on the queue of each task's priority.
+async fn send_messages(
     deps: &Deps,
     executions: &[Execution],
     outcomes: &[Outcome],
     recorded: &HashSet<TaskId>,
+    deferred: &[Deferral],
 ) {
     let tasks: HashMap<TaskId, &Task> = executions
         .iter()
         .map(|x| (x.claimed.task.id, &x.claimed.task))
         .collect();
-    let retries: Vec<_> = outcomes
+    let messages: Vec<_> = outcomes
         .iter()
         .filter(|o| recorded.contains(&o.id))
         .filter_map(|o| retry_dispatch(tasks.get(&o.id)?, o))
+        .chain(deferred.iter().filter_map(Deferral::dispatch))
         .collect();
-    send_marked(deps.queue.as_ref(), deps.work.as_ref(), &retries).await;
+    send_marked(deps.queue.as_ref(), deps.work.as_ref(), &messages).await;
 }
 
-/// Acknowledges what is settled: tasks that ran or were not claimable, and malformed messages
-/// once dead-lettered. Returns the message ids of the rest.
-async fn settle(deps: &Deps, entries: &[Entry<'_>], executions: &[Execution]) -> Vec<String> {
+/// Acknowledges what is settled: tasks that ran, were deferred (their delayed message is sent)
+/// or were not claimable, and malformed messages once dead-lettered. Returns the message ids of
+/// the rest.
+async fn settle(
+    deps: &Deps,
+    entries: &[Entry<'_>],
+    executions: &[Execution],
+    deferred: &[Deferral],
+) -> Vec<String> {
     let claimed: HashSet<TaskId> = executions.iter().map(|x| x.claimed.task.id).collect();
+    let deferred: HashSet<TaskId> = deferred.iter().map(|d| d.task.id).collect();
     let unstarted: HashSet<TaskId> = executions
         .iter()
         .filter(|x| x.run.is_none())
@@ -187,7 +250,7 @@ async fn settle(deps: &Deps, entries: &[Entry<'_>], executions: &[Execution]) ->
     for entry in entries {
         let settled = match &entry.target {
             Target::Tasks(ms) => ms.iter().all(|m| {
-                if !claimed.contains(&m.task_id) {
+                if !claimed.contains(&m.task_id) && !deferred.contains(&m.task_id) {
                     tracing::info!(task_id = %m.task_id, tenant = %m.tenant,
                         correlation_id = %m.correlation_id,
                         "task not claimable (done, leased, not due or unknown); acknowledged");
@@ -216,13 +279,16 @@ async fn authorise(
     records: &[SqsMessage],
     parsed: Vec<Parsed>,
 ) -> Result<Vec<Parsed>, StoreError> {
-    if !parsed
-        .iter()
-        .any(|p| matches!(p, Parsed::Submissions(_) | Parsed::Event(_)))
-    {
+    if !parsed.iter().any(|p| {
+        matches!(
+            p,
+            Parsed::Submissions(_) | Parsed::Event(_) | Parsed::Lifecycle(_)
+        )
+    }) {
         return Ok(parsed);
     }
     let triggers = triggers_of(deps, &parsed).await?;
+    let subscriptions = subscriptions_of(deps, &parsed).await?;
     let map = match deps.producers.get().await {
         Ok(Some(map)) => Ok(map),
         Ok(None) => Err(None),
@@ -233,6 +299,9 @@ async fn authorise(
         .iter()
         .zip(parsed)
         .map(|(record, parsed)| match (parsed, &map) {
+            (Parsed::Lifecycle(event), _) => {
+                Parsed::Submissions(deliveries(&event, &subscriptions))
+            }
             (Parsed::Event(event), Ok(map)) => {
                 let tasks = event_tasks(deps, &event, &triggers, map);
                 if tasks.is_empty() {
@@ -286,6 +355,59 @@ async fn triggers_of(deps: &Deps, parsed: &[Parsed]) -> Result<Vec<Trigger>, Sto
     pairs.sort();
     pairs.dedup();
     deps.triggers.triggers_for(&pairs).await
+}
+
+/// The subscriptions of the batch's lifecycle events' tenants to their types, in one statement.
+async fn subscriptions_of(deps: &Deps, parsed: &[Parsed]) -> Result<Vec<Subscription>, StoreError> {
+    let mut tenants = Vec::new();
+    let mut types = Vec::new();
+    for p in parsed {
+        if let Parsed::Lifecycle(n) = p {
+            tenants.push(n.tenant.clone());
+            types.push(n.detail_type.clone());
+        }
+    }
+    tenants.sort();
+    tenants.dedup();
+    types.sort();
+    types.dedup();
+    deps.subscriptions.subscriptions_for(&tenants, &types).await
+}
+
+/// The deliveries of a lifecycle event: one `notification` task per subscription that takes it.
+fn deliveries(event: &Notification, subscriptions: &[Subscription]) -> Vec<NewTask> {
+    let tasks: Vec<NewTask> = subscriptions
+        .iter()
+        .filter(|s| s.matches(event))
+        .map(|s| s.delivery(event))
+        .collect();
+    tracing::info!(event_id = %event.id, tenant = %event.tenant,
+        detail_type = %event.detail_type, deliveries = tasks.len(),
+        "lifecycle event matched to the tenant's subscriptions");
+    tasks
+}
+
+/// The signing keys of the claimed webhook tasks' tenants and the claimed deliveries'
+/// subscriptions, in one statement; none (and no statement) when no claimed task signs.
+async fn signing_of(deps: &Deps, claimed: &[ClaimedTask]) -> Result<Signing, StoreError> {
+    let mut tenants: Vec<Tenant> = Vec::new();
+    let mut subscriptions: Vec<SubscriptionId> = Vec::new();
+    for c in claimed {
+        match c.task.kind {
+            TaskKind::Webhook => tenants.push(c.task.tenant.clone()),
+            TaskKind::Notification => {
+                if let Ok(d) = serde_json::from_value::<Delivery>(c.task.payload.clone()) {
+                    subscriptions.push(d.subscription_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    tenants.sort();
+    tenants.dedup();
+    subscriptions.sort();
+    subscriptions.dedup();
+    deps.signing.signing_for(&tenants, &subscriptions).await
 }
 
 /// The tasks an event creates: one per trigger that matches it, of a tenant the event's account
@@ -369,7 +491,9 @@ fn target(parsed: Parsed, stored: Option<&Vec<Stored>>) -> Target {
             tracing::warn!(reason, "the record cannot be judged now; it comes back");
             return Target::Retry;
         }
-        Parsed::Event(_) => unreachable!("events are matched before they are stored"),
+        Parsed::Event(_) | Parsed::Lifecycle(_) => {
+            unreachable!("events are matched before they are stored")
+        }
         Parsed::Submissions(tasks) => tasks,
     };
     let empty = Vec::new();
@@ -415,12 +539,17 @@ fn task_span(task: &Task) -> Span {
         correlation_id = %task.correlation_id, kind = %task.kind, attempt = task.attempts)
 }
 
-async fn execute_all(deps: &Deps, claimed: Vec<ClaimedTask>, deadline: Deadline) -> Vec<Execution> {
+async fn execute_all(
+    deps: &Deps,
+    claimed: Vec<ClaimedTask>,
+    signing: &Signing,
+    deadline: Deadline,
+) -> Vec<Execution> {
     futures::stream::iter(claimed)
         .map(|claimed| {
             let span = task_span(&claimed.task);
             async move {
-                let run = execute(deps, &claimed.task, deadline)
+                let run = execute(deps, &claimed.task, signing, deadline)
                     .instrument(span.clone())
                     .await;
                 Execution { claimed, span, run }
@@ -434,6 +563,7 @@ async fn execute_all(deps: &Deps, claimed: Vec<ClaimedTask>, deadline: Deadline)
 async fn execute(
     deps: &Deps,
     task: &Task,
+    signing: &Signing,
     deadline: Deadline,
 ) -> Option<(Result<Value, TaskError>, Duration)> {
     let remaining = deadline.remaining();
@@ -452,7 +582,7 @@ async fn execute(
         )),
         Some(executor) => {
             let budget = remaining.saturating_sub(RECORD_RESERVE);
-            let attempt = AssertUnwindSafe(executor.execute(task)).catch_unwind();
+            let attempt = AssertUnwindSafe(executor.execute_signed(task, signing)).catch_unwind();
             match tokio::time::timeout(budget, attempt).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(TaskError::permanent(
@@ -470,10 +600,11 @@ async fn execute(
 }
 
 /// The outcome the domain decides for an attempt: what it ended with, or for one that never
-/// started, the claim given back.
+/// started, the claim given back (another tenant's task taken for its fair share gets a
+/// message of its own: the one it had may have been acknowledged while this batch held it).
 fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
     let task = &execution.claimed.task;
-    let Some((result, _)) = execution.run.as_ref() else {
+    let Some((result, took)) = execution.run.as_ref() else {
         let released = task
             .lifecycle()
             .apply(LifecycleEvent::Release {
@@ -486,8 +617,9 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
                 result: None,
                 error: None,
                 retry_in: None,
-                enqueue: false,
+                enqueue: execution.claimed.stolen,
                 released: true,
+                ran: None,
             });
         return released
             .inspect_err(|e| {
@@ -510,6 +642,7 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
                 retry_in: None,
                 enqueue: false,
                 released: false,
+                ran: Some(*took),
             }),
         Err(error) => failure_outcome(
             task,
@@ -518,7 +651,11 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
             },
             error.clone(),
             &deps.settings.backoff,
-        ),
+        )
+        .map(|o| Outcome {
+            ran: Some(*took),
+            ..o
+        }),
     };
     decided
         .inspect_err(|e| {

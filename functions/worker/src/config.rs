@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tms::config::{submission_rules, ConfigError, DatabaseConfig, Env};
+use tms::domain::email::EmailIdentity;
 use tms::domain::webhook::WebhookPolicy;
 use tms::{Backoff, SubmissionRules};
 
@@ -14,6 +15,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `TMS_WORK_QUEUE_URL`: where retry messages go.
     pub work_queue_url: String,
+    /// `TMS_HIGH_WORK_QUEUE_URL`: where the retry messages of `high` tasks go (unset: the work
+    /// queue).
+    pub high_work_queue_url: Option<String>,
     /// `TMS_WORK_DLQ_URL`: where malformed messages go.
     pub work_dlq_url: String,
     /// `TMS_BUCKET`: the data bucket the `email` and `archive` executors write to.
@@ -25,7 +29,19 @@ pub struct Config {
     /// that has one.
     pub event_bus: Option<String>,
     pub webhook: WebhookSettings,
+    pub email: EmailSettings,
     pub batch: Settings,
+}
+
+/// Which `email` tasks are delivered, and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EmailSettings {
+    /// `TMS_EMAIL_IDENTITY`: the verified SES identity, an address or a domain, that emails are
+    /// sent from; unset, no email is delivered.
+    pub identity: Option<EmailIdentity>,
+    /// `TMS_EMAIL_DELIVER` (default false): whether an email whose payload does not say
+    /// `deliver` is delivered.
+    pub deliver_by_default: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +72,12 @@ pub struct Settings {
     /// The time budget of an invocation whose context carries no deadline (the function's
     /// timeout).
     pub default_budget: Duration,
+    /// `TMS_FAIR_SHARE` (default 5, 0 turns it off): how many due tasks of other tenants, whose
+    /// messages wait behind a backlog, a batch of normal-priority messages runs besides its own.
+    pub fair_share: u32,
+    /// `TMS_FAIR_SHARE_AFTER_SECONDS` (default 2): how long a task must have been due before
+    /// another tenant's batch runs it.
+    pub fair_share_after: Duration,
 }
 
 impl Default for Settings {
@@ -67,6 +89,8 @@ impl Default for Settings {
             stop_margin: Duration::from_secs(5),
             rules: SubmissionRules::default(),
             default_budget: Duration::from_secs(60),
+            fair_share: 5,
+            fair_share_after: Duration::from_secs(2),
         }
     }
 }
@@ -113,18 +137,36 @@ impl Config {
                 "must be more than the 2 seconds kept to record outcomes",
             ));
         }
+        let fair_share = env.or("TMS_FAIR_SHARE", defaults.fair_share)?;
+        if fair_share > 100 {
+            return Err(invalid("TMS_FAIR_SHARE", "must be at most 100"));
+        }
+        let fair_share_after =
+            env.seconds("TMS_FAIR_SHARE_AFTER_SECONDS", defaults.fair_share_after)?;
         let timeout = env.seconds("TMS_WEBHOOK_TIMEOUT_SECONDS", Duration::from_secs(10))?;
+        let email = EmailSettings {
+            identity: env.optional("TMS_EMAIL_IDENTITY")?,
+            deliver_by_default: env.flag("TMS_EMAIL_DELIVER", false)?,
+        };
+        if email.deliver_by_default && email.identity.is_none() {
+            return Err(invalid(
+                "TMS_EMAIL_DELIVER",
+                "needs TMS_EMAIL_IDENTITY, the identity emails are sent from",
+            ));
+        }
         if timeout.is_zero() {
             return Err(invalid("TMS_WEBHOOK_TIMEOUT_SECONDS", "must be at least 1"));
         }
         Ok(Self {
             database: DatabaseConfig::from_env(env)?,
             work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+            high_work_queue_url: tms::config::high_work_queue(env)?,
             work_dlq_url: env.required("TMS_WORK_DLQ_URL")?,
             bucket: env.required("TMS_BUCKET")?,
             producers_param: env.optional("TMS_PRODUCERS_PARAM")?,
             event_bus: tms::config::event_bus(env)?,
             webhook: WebhookSettings { policy, timeout },
+            email,
             batch: Settings {
                 concurrency,
                 lease,
@@ -132,6 +174,8 @@ impl Config {
                 stop_margin,
                 rules,
                 default_budget: defaults.default_budget,
+                fair_share,
+                fair_share_after,
             },
         })
     }
@@ -161,6 +205,28 @@ mod tests {
         assert_eq!(cfg.webhook.timeout, Duration::from_secs(10));
         assert_eq!(cfg.webhook.policy, WebhookPolicy::default());
         assert_eq!(cfg.bucket, "tms-data");
+        assert_eq!(cfg.email, EmailSettings::default(), "no email is delivered");
+    }
+
+    #[test]
+    fn the_email_identity_and_the_delivery_default_are_read() {
+        let env = Env::from_pairs(REQUIRED.into_iter().chain([
+            ("TMS_EMAIL_IDENTITY", "Example.COM"),
+            ("TMS_EMAIL_DELIVER", "true"),
+        ]));
+        let cfg = Config::from_env(&env).unwrap();
+        assert_eq!(
+            cfg.email.identity,
+            Some(EmailIdentity::Domain("example.com".into()))
+        );
+        assert!(cfg.email.deliver_by_default);
+        let env = Env::from_pairs(REQUIRED.into_iter().chain([
+            ("TMS_EMAIL_IDENTITY", "tms@example.com"),
+            ("TMS_EMAIL_DELIVER", ""),
+        ]));
+        let cfg = Config::from_env(&env).unwrap();
+        assert_eq!(cfg.email.identity.unwrap().as_str(), "tms@example.com");
+        assert!(!cfg.email.deliver_by_default, "empty is the default");
     }
 
     #[test]
@@ -173,6 +239,12 @@ mod tests {
             ("TMS_BACKOFF_CAP_SECONDS", "60"),
             ("TMS_WEBHOOK_TIMEOUT_SECONDS", "4"),
             ("TMS_WORKER_STOP_MARGIN_SECONDS", "8"),
+            ("TMS_FAIR_SHARE", "0"),
+            ("TMS_FAIR_SHARE_AFTER_SECONDS", "30"),
+            (
+                "TMS_HIGH_WORK_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/tms-work-high",
+            ),
         ]));
         let cfg = Config::from_env(&env).unwrap();
         assert!(cfg.webhook.policy.allow_http && cfg.webhook.policy.allow_loopback);
@@ -182,6 +254,12 @@ mod tests {
         assert_eq!(cfg.batch.backoff.cap, Duration::from_secs(60));
         assert_eq!(cfg.batch.stop_margin, Duration::from_secs(8));
         assert_eq!(cfg.webhook.timeout, Duration::from_secs(4));
+        assert_eq!(cfg.batch.fair_share, 0);
+        assert_eq!(cfg.batch.fair_share_after, Duration::from_secs(30));
+        assert_eq!(
+            cfg.high_work_queue_url.as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/tms-work-high")
+        );
     }
 
     #[test]
@@ -202,6 +280,12 @@ mod tests {
             ("TMS_BACKOFF_CAP_SECONDS", "1"),
             ("TMS_WEBHOOK_TIMEOUT_SECONDS", "-1"),
             ("TMS_WORKER_STOP_MARGIN_SECONDS", "2"),
+            ("TMS_FAIR_SHARE", "101"),
+            ("TMS_FAIR_SHARE", "-1"),
+            ("TMS_EMAIL_IDENTITY", "not an identity"),
+            ("TMS_EMAIL_DELIVER", "yes"),
+            // Delivering by default needs an identity to send from.
+            ("TMS_EMAIL_DELIVER", "true"),
         ] {
             let env = Env::from_pairs(REQUIRED.into_iter().chain([(name, value)]));
             match Config::from_env(&env).unwrap_err() {

@@ -15,16 +15,18 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent};
 use tms::adapters::postgres::{open_store, SetupError};
 use tms::adapters::s3::{self, S3ObjectStore};
+use tms::adapters::ses::{self, SesMailer};
 use tms::adapters::sqs::SqsWorkQueue;
 use tms::adapters::ssm::SsmSecrets;
 use tms::cache::CachedSecret;
 use tms::deadline::Deadline;
 use tms::ports::{
-    EventPublisher, NotificationStore, Secrets, SubmissionStore, TriggerStore, WorkQueue, WorkStore,
+    EventPublisher, NotificationStore, Secrets, SigningLookup, SubmissionStore, SubscriptionStore,
+    TriggerStore, WorkQueue, WorkStore,
 };
 use tms::telemetry::metrics::{MetricSink, StdoutSink};
 
-pub use config::{Config, Settings, WebhookSettings};
+pub use config::{Config, EmailSettings, Settings, WebhookSettings};
 pub use executor::{Executor, Registry, WebhookExecutor};
 pub use producers::{parse_producer_map, ProducerMap};
 
@@ -34,6 +36,10 @@ pub struct Deps {
     pub submissions: Arc<dyn SubmissionStore>,
     /// The tenants' event triggers.
     pub triggers: Arc<dyn TriggerStore>,
+    /// The tenants' webhook subscriptions, which TMS's own lifecycle events are delivered to.
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    /// The signing keys of webhook tasks and deliveries.
+    pub signing: Arc<dyn SigningLookup>,
     /// The deployment's event bus, for lifecycle events (none: the relay publishes them).
     pub events: Option<Arc<dyn EventPublisher>>,
     /// The lifecycle events not yet published.
@@ -62,21 +68,43 @@ impl Deps {
         let secrets: Arc<dyn Secrets> = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
         let store = Arc::new(open_store(&config.database, secrets.clone())?);
         let queue = SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
+            .with_high_priority_queue(config.high_work_queue_url.as_deref())
             .with_dead_letter_queue(&config.work_dlq_url);
         let objects = Arc::new(S3ObjectStore::new(s3::client(aws), &config.bucket));
+        let email = executor::EmailExecutor::new(objects.clone()).with_delivery(
+            email_delivery(&config.email, aws),
+            config.email.deliver_by_default,
+        );
         Ok(Self {
             work: store.clone(),
             submissions: store.clone(),
             triggers: store.clone(),
+            subscriptions: store.clone(),
+            signing: store.clone(),
             events: tms::adapters::events::publisher(aws, config.event_bus.as_deref()),
             notifications: store,
             queue: Arc::new(queue),
             producers: producer_map(secrets, config.producers_param.clone()),
-            executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook)),
+            executors: Registry::builtin(objects, WebhookExecutor::new(&config.webhook))
+                .with(tms::TaskKind::Email, Arc::new(email)),
             metrics: Arc::new(StdoutSink),
             settings: config.batch,
         })
     }
+}
+
+/// Delivery through SES v2 from the configured identity; none without one.
+fn email_delivery(
+    settings: &EmailSettings,
+    aws: &aws_config::SdkConfig,
+) -> Option<executor::EmailDelivery> {
+    settings
+        .identity
+        .clone()
+        .map(|identity| executor::EmailDelivery {
+            mailer: Arc::new(SesMailer::new(ses::client(aws))),
+            identity,
+        })
 }
 
 /// The producer map named `param`, read through `secrets` and cached.

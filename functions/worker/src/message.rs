@@ -1,12 +1,14 @@
 //! What a record of the work queue holds: a work pointer, a task submission, an EventBridge
-//! event (for the tenants' triggers), or something that can never be processed.
+//! event (for the tenants' triggers), one of TMS's own lifecycle events (for the tenants'
+//! subscriptions), or something that can never be processed.
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde::Deserialize;
 use serde_json::Value;
+use tms::domain::notification::EVENT_SOURCE;
 use tms::{
-    parse_rfc3339, CorrelationId, Event, NewTask, Source, Submission, SubmissionRules, Tenant,
-    WorkMessage, CORRELATION_ATTRIBUTE,
+    parse_rfc3339, CorrelationId, Event, NewTask, Notification, Priority, Source, Submission,
+    SubmissionRules, Tenant, WorkMessage, CORRELATION_ATTRIBUTE,
 };
 
 /// The system attribute that names the IAM principal that sent a message.
@@ -20,6 +22,9 @@ pub enum Parsed {
     Submissions(Vec<NewTask>),
     /// An event of the deployment's bus, before its triggers are matched.
     Event(Box<Event>),
+    /// One of TMS's own lifecycle events (source `tms`, from the deployment's own account),
+    /// before the subscriptions of its tenant are matched.
+    Lifecycle(Box<Notification>),
     /// Moved to the dead-letter queue with this reason.
     Malformed(String),
     /// Cannot be judged in this invocation (the producer map cannot be read): it comes back.
@@ -36,6 +41,8 @@ struct QueueSubmission {
     idempotency_key: Option<String>,
     run_after: Option<String>,
     max_attempts: Option<u32>,
+    #[serde(default)]
+    priority: Priority,
 }
 
 /// The producer of a record: its `SenderId` system attribute.
@@ -53,6 +60,34 @@ pub fn correlation_of(record: &SqsMessage) -> CorrelationId {
     )
 }
 
+/// The account a record's queue belongs to (the deployment's own): the fifth field of its
+/// `eventSourceARN`, `arn:aws:sqs:<region>:<account>:<queue>`.
+pub fn own_account(record: &SqsMessage) -> Option<&str> {
+    record
+        .event_source_arn
+        .as_deref()?
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+}
+
+/// A lifecycle event is trusted only from the deployment's own account, which publishes them:
+/// with source `tms` from any other account it is an impostor, dead-lettered with the reason.
+fn lifecycle(record: &SqsMessage, event: &Event) -> Parsed {
+    match own_account(record) {
+        Some(own) if own == event.account => match Notification::from_event(event) {
+            Ok(n) => Parsed::Lifecycle(Box::new(n)),
+            Err(reason) => Parsed::Malformed(reason),
+        },
+        own => Parsed::Malformed(format!(
+            "lifecycle events (source {EVENT_SOURCE}) are taken only from this deployment's \
+             account ({}), not from account {}",
+            own.unwrap_or("unknown: the record names no queue ARN"),
+            event.account
+        )),
+    }
+}
+
 pub fn parse(record: &SqsMessage, rules: &SubmissionRules) -> Parsed {
     let Some(body) = record.body.as_deref() else {
         return Parsed::Malformed("the message has no body".into());
@@ -66,6 +101,7 @@ pub fn parse(record: &SqsMessage, rules: &SubmissionRules) -> Parsed {
     };
     if let Some(event) = Event::parse(&value) {
         return match event {
+            Ok(event) if event.source == EVENT_SOURCE => lifecycle(record, &event),
             Ok(event) => Parsed::Event(Box::new(event)),
             Err(reason) => Parsed::Malformed(reason),
         };
@@ -111,6 +147,7 @@ pub fn parse(record: &SqsMessage, rules: &SubmissionRules) -> Parsed {
         idempotency_key: Some(submission.idempotency_key.unwrap_or(message_id)),
         run_after,
         max_attempts: submission.max_attempts,
+        priority: submission.priority,
     }
     .validate(tenant, correlation_of(record), Source::Queue, rules);
     match validated {
@@ -200,6 +237,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lifecycle_event_is_taken_only_from_the_deployments_own_account() {
+        let body = |account: &str| {
+            format!(
+                r#"{{"version":"0","id":"e-2","detail-type":"Task Succeeded","source":"tms",
+                "account":"{account}","time":"2026-12-06T10:00:00Z","region":"us-east-1",
+                "resources":[],"detail":{{"event_id":"0190a8e2-6b5c-7cc1-8f00-000000000002",
+                "tenant":"acme","task_id":"0190a8e2-6b5c-7cc1-8f00-000000000001"}}}}"#
+            )
+        };
+        let mut own = record(&body("111122223333"));
+        own.event_source_arn = Some("arn:aws:sqs:us-east-1:111122223333:tms-work".into());
+        let Parsed::Lifecycle(n) = parse(&own, &SubmissionRules::default()) else {
+            panic!("a lifecycle event")
+        };
+        assert_eq!(n.tenant.as_str(), "acme");
+        let mut foreign = record(&body("999988887777"));
+        foreign.event_source_arn = own.event_source_arn.clone();
+        let Parsed::Malformed(reason) = parse(&foreign, &SubmissionRules::default()) else {
+            panic!("an impostor is malformed")
+        };
+        assert!(
+            reason.contains("111122223333") && reason.contains("999988887777"),
+            "{reason}"
+        );
+        assert!(matches!(
+            parse(&record(&body("111122223333")), &SubmissionRules::default()),
+            Parsed::Malformed(_)
+        ));
+    }
+
+    #[test]
     fn anything_else_is_malformed_with_a_reason() {
         assert!(reason("not json").starts_with("the body is not JSON"));
         assert_eq!(reason("[1]"), "the body is not a JSON object");
@@ -213,6 +281,11 @@ mod tests {
                 .contains("unknown field")
         );
         assert!(reason(r#"{"tenant":"a/b","kind":"noop","payload":{}}"#).contains("/tenant"));
+        assert!(
+            reason(r#"{"tenant":"a","kind":"notification","payload":{}}"#)
+                .contains("created by TMS only"),
+            "only TMS creates notification tasks"
+        );
         let invalid = reason(r#"{"tenant":"a","kind":"email","payload":{"sender":"x"}}"#);
         assert!(
             invalid.contains("/payload/sender") && invalid.contains("/payload/recipient"),

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
 use tms::adapters::s3::S3ObjectStore;
+use tms::adapters::ses::{self, SesMailer};
 use tms::adapters::sqs::{SqsWorkQueue, REASON_ATTRIBUTE};
 use tms::ports::TaskRepository;
 use tms::telemetry::metrics::MemorySink;
@@ -15,6 +16,7 @@ use tms::{Status, TaskKind, WorkMessage, CORRELATION_ATTRIBUTE};
 use tms_testkit::aws::{enable_versioning, sdk_config, test_bucket, TestQueue};
 use tms_testkit::tasks::new_task;
 use tms_testkit::TestDb;
+use tms_worker::executor::{EmailDelivery, EmailExecutor};
 use tms_worker::{Deps, Executor, Registry, WebhookExecutor, WebhookSettings};
 
 struct Stack {
@@ -36,6 +38,8 @@ async fn stack(executors: impl FnOnce(Arc<S3ObjectStore>) -> Registry) -> Stack 
         work: store.clone(),
         submissions: store.clone(),
         triggers: store.clone(),
+        subscriptions: store.clone(),
+        signing: store.clone(),
         events: None,
         notifications: store,
         queue: Arc::new(
@@ -434,4 +438,133 @@ async fn queue_submissions_are_trusted_only_for_the_tenants_of_their_producer() 
             .unwrap()
             .unwrap();
     assert_eq!(done.status, Status::Succeeded);
+}
+
+/// A sending identity of its own in the emulator's SES v2: a domain, so that its senders go out
+/// as themselves, verified as `make dev` verifies the local one.
+async fn verified_domain(aws: &aws_config::SdkConfig) -> String {
+    let domain = format!("t{}.example.com", uuid::Uuid::new_v4().simple());
+    aws_sdk_sesv2::Client::new(aws)
+        .create_email_identity()
+        .email_identity(&domain)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create the identity {domain}: {e:?}"));
+    domain
+}
+
+/// The messages the emulator's SES sent, as `GET /_aws/ses` lists them, filtered by `filter`
+/// (`id` or `email`, the sender).
+async fn sent_messages(filter: &str, value: &str) -> Vec<Value> {
+    tms::tls::install_crypto_provider();
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/_aws/ses", tms_testkit::aws::emulator_url()))
+        .query(&[(filter, value)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["messages"].as_array().unwrap().clone()
+}
+
+/// The built-in executors, with `email` delivered through the emulator's SES from `identity`.
+fn delivering(
+    objects: Arc<S3ObjectStore>,
+    aws: &aws_config::SdkConfig,
+    identity: &str,
+) -> Registry {
+    let delivery = EmailDelivery {
+        mailer: Arc::new(SesMailer::new(ses::client(aws))),
+        identity: identity.parse().unwrap(),
+    };
+    let email = EmailExecutor::new(objects.clone()).with_delivery(Some(delivery), false);
+    builtin(objects).with(TaskKind::Email, Arc::new(email))
+}
+
+async fn task_of(s: &Stack, new: &tms::NewTask) -> tms::Task {
+    s.db.store()
+        .get(&tms::Scope::Tenant(new.tenant.clone()), new.id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_email_with_deliver_is_stored_then_sent_through_ses_with_its_message_id_in_the_result() {
+    let aws = sdk_config().await;
+    let domain = verified_domain(&aws).await;
+    let s = stack(|objects| delivering(objects, &aws, &domain)).await;
+    let sender = format!("billing@{domain}");
+    let message = json!({"sender": sender, "recipient": "bob@example.org",
+                         "subject": "Invoice 42", "body": "Due on Friday. ✓"});
+    let mut payload = message.clone();
+    payload["deliver"] = json!(true);
+    let task = new_task("acme", "email", payload, None);
+    s.db.store().create(&task).await.unwrap();
+    assert!(failed_ids(&handle(&s.deps, vec![work_record("m-1", &task)]).await).is_empty());
+
+    let done = task_of(&s, &task).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.last_error);
+    let result = done.result.unwrap();
+    let key = result["key"].as_str().unwrap();
+    let id = result["message_id"].as_str().expect("the SES message id");
+    assert_eq!(result["bucket"], s.bucket.as_str());
+    assert_eq!(object(&s, key).await, message, "stored as before");
+    let sent = sent_messages("id", id).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["Source"], sender.as_str());
+    assert_eq!(
+        sent[0]["Destination"]["ToAddresses"],
+        json!(["bob@example.org"])
+    );
+    assert_eq!(sent[0]["Subject"], "Invoice 42");
+    assert_eq!(sent[0]["Body"]["text_part"], "Due on Friday. ✓");
+}
+
+#[tokio::test]
+async fn an_email_ses_rejects_ends_dead_and_one_without_deliver_is_not_sent() {
+    let aws = sdk_config().await;
+    // The identity is configured, but SES never verified it.
+    let unverified = format!("u{}.example.com", uuid::Uuid::new_v4().simple());
+    let s = stack(|objects| delivering(objects, &aws, &unverified)).await;
+    let sender = format!("billing@{unverified}");
+    let rejected = new_task(
+        "acme",
+        "email",
+        json!({"sender": sender, "recipient": "bob@example.org", "subject": "Hi",
+               "body": "x", "deliver": true}),
+        None,
+    );
+    let kept = new_task(
+        "acme",
+        "email",
+        json!({"sender": sender, "recipient": "bob@example.org", "subject": "Hi", "body": "x"}),
+        None,
+    );
+    for t in [&rejected, &kept] {
+        s.db.store().create(t).await.unwrap();
+    }
+    let response = handle(
+        &s.deps,
+        vec![work_record("m-1", &rejected), work_record("m-2", &kept)],
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty());
+
+    let dead = task_of(&s, &rejected).await;
+    assert_eq!(dead.status, Status::Dead, "not retried");
+    assert_eq!(dead.attempts, 1);
+    let error = dead.last_error.unwrap();
+    assert_eq!(error.code, "email_rejected");
+    assert!(
+        error.message.contains("MessageRejected") && error.message.contains(&sender),
+        "{}",
+        error.message
+    );
+    let done = task_of(&s, &kept).await;
+    assert_eq!(done.status, Status::Succeeded);
+    assert!(done.result.unwrap().get("message_id").is_none());
+    assert!(sent_messages("email", &sender).await.is_empty());
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use support::*;
-use tms::ports::{TaskRepository, WorkStore};
+use tms::ports::{ClaimPolicy, TaskRepository, WorkStore};
 use tms::telemetry::metrics::MemorySink;
 use tms::{NewTask, Status};
 use tms_testkit::tasks::{noop, tenant};
@@ -191,7 +191,7 @@ async fn a_running_task_whose_lease_expired_is_claimed_again_and_runs_once() {
     f.store
         .claim(
             &tms_testkit::tasks::pointers("demo", &[task.id]),
-            Duration::from_millis(1),
+            &ClaimPolicy::lease(Duration::from_millis(1)),
         )
         .await
         .unwrap();
@@ -471,10 +471,11 @@ async fn a_claim_is_scoped_by_the_pointers_tenant() {
         .store
         .claim(
             &tms_testkit::tasks::pointers("demo", &[acme.id]),
-            Duration::from_secs(60),
+            &ClaimPolicy::lease(Duration::from_secs(60)),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert!(claimed.is_empty());
     assert!(failed_ids(&handle(&f.deps, vec![work_record("real", &acme)]).await).is_empty());
     assert_eq!(f.scripted.runs_of(acme.id), 1);

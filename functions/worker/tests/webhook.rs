@@ -116,6 +116,7 @@ fn task_of(tenant_name: &str, payload: Value) -> Task {
         request_hash: [0; 32],
         correlation_id: CorrelationId::parse("corr-hook-1").unwrap(),
         source: Source::Api,
+        priority: tms::Priority::Normal,
     })
 }
 

@@ -8,6 +8,8 @@ pub mod events;
 pub mod postgres;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "ses")]
+pub mod ses;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 #[cfg(feature = "ssm")]

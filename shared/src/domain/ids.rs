@@ -105,6 +105,10 @@ uuid_id!(
     /// An event trigger's identifier.
     TriggerId
 );
+uuid_id!(
+    /// A webhook subscription's identifier.
+    SubscriptionId
+);
 
 /// The owner of a task. Every read and write is scoped by it, and it names S3 prefixes, so it is
 /// restricted to 1–64 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.

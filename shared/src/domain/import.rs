@@ -246,6 +246,7 @@ pub struct ImportRow {
     pub request_hash: [u8; 32],
     /// The line of the file where the row starts.
     pub line: u64,
+    pub priority: super::flow::Priority,
 }
 
 #[cfg(test)]

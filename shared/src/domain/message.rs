@@ -16,6 +16,9 @@ pub struct WorkMessage {
 /// The message attribute that carries the correlation id beside the body.
 pub const CORRELATION_ATTRIBUTE: &str = "correlation_id";
 
+/// The message attribute that marks the message of a `high` task (the body stays a pointer).
+pub const PRIORITY_ATTRIBUTE: &str = "priority";
+
 #[cfg(test)]
 mod tests {
     use super::*;

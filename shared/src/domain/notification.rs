@@ -3,11 +3,12 @@
 //! names the tenant and the subject, never a task's payload; `event_id` is the event's stable
 //! id, the same however often it is published.
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::ids::Tenant;
+use super::trigger::Event;
 
 /// The `source` of every lifecycle event.
 pub const EVENT_SOURCE: &str = "tms";
@@ -40,4 +41,112 @@ pub struct Notification {
     /// The task or import it is about.
     pub subject: Uuid,
     pub created_at: DateTime<Utc>,
+}
+
+impl Notification {
+    /// The lifecycle event an EventBridge event of source [`EVENT_SOURCE`] carries: its stable
+    /// id, tenant and subject are read from the detail (the envelope's own id changes each time
+    /// the event is published).
+    ///
+    /// # Errors
+    /// What the event lacks to be one of TMS's lifecycle events.
+    pub fn from_event(event: &Event) -> Result<Self, String> {
+        let invalid = |what: &str| format!("invalid lifecycle event: {what}");
+        if !EVENT_TYPES.contains(&event.detail_type.as_str()) {
+            return Err(invalid(&format!(
+                "detail-type {:?} is not one of TMS's",
+                event.detail_type
+            )));
+        }
+        let uuid_at = |key: &str| {
+            event.detail[key]
+                .as_str()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+        };
+        let id = uuid_at("event_id").ok_or_else(|| invalid("detail.event_id is not a UUID"))?;
+        let tenant = event.detail["tenant"]
+            .as_str()
+            .and_then(|t| Tenant::parse(t).ok())
+            .ok_or_else(|| invalid("detail.tenant is not a tenant"))?;
+        let subject = uuid_at("task_id")
+            .or_else(|| uuid_at("import_id"))
+            .ok_or_else(|| invalid("detail names no task_id or import_id"))?;
+        Ok(Self {
+            id,
+            tenant,
+            detail_type: event.detail_type.clone(),
+            detail: event.detail.clone(),
+            subject,
+            created_at: event.time.unwrap_or_else(Utc::now),
+        })
+    }
+
+    /// The event as a webhook subscription receives it: the Standard Webhooks payload
+    /// `{"type", "timestamp", "data"}`, `data` being the detail.
+    pub fn webhook_body(&self) -> Value {
+        json!({
+            "type": self.detail_type,
+            "timestamp": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "data": self.detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(detail: Value) -> Event {
+        Event::parse(&json!({
+            "version": "0", "id": "envelope-1", "detail-type": TASK_SUCCEEDED, "source": "tms",
+            "account": "111122223333", "time": "2026-12-06T10:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": detail
+        }))
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_lifecycle_event_is_read_from_its_detail() {
+        let id = Uuid::now_v7();
+        let task = Uuid::now_v7();
+        let n = Notification::from_event(&event(json!({
+            "event_id": id, "tenant": "acme", "task_id": task, "kind": "noop", "status": "succeeded"
+        })))
+        .unwrap();
+        assert_eq!((n.id, n.subject, n.tenant.as_str()), (id, task, "acme"));
+        assert_eq!(
+            n.webhook_body(),
+            json!({"type": "Task Succeeded", "timestamp": "2026-12-06T10:00:00.000Z",
+                   "data": n.detail})
+        );
+    }
+
+    #[test]
+    fn an_event_without_its_stable_id_tenant_or_subject_is_refused() {
+        let task = Uuid::now_v7();
+        for (detail, why) in [
+            (json!({"tenant": "acme", "task_id": task}), "event_id"),
+            (
+                json!({"event_id": Uuid::now_v7(), "task_id": task}),
+                "tenant",
+            ),
+            (
+                json!({"event_id": Uuid::now_v7(), "tenant": "a/b", "task_id": task}),
+                "tenant",
+            ),
+            (
+                json!({"event_id": Uuid::now_v7(), "tenant": "acme"}),
+                "task_id",
+            ),
+        ] {
+            let e = Notification::from_event(&event(detail)).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut other = event(json!({}));
+        other.detail_type = "Task Started".into();
+        assert!(Notification::from_event(&other)
+            .unwrap_err()
+            .contains("detail-type"));
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::flow::Priority;
 use super::ids::{CorrelationId, ImportId, ScheduleId, TaskId, Tenant, TriggerId};
 use super::kind::TaskKind;
 use super::validation::{pointer_token, validate_payload, FieldError, ValidationErrors};
@@ -72,6 +73,10 @@ pub enum Source {
         trigger_id: TriggerId,
         event_id: String,
     },
+    /// A delivery of lifecycle event `event_id` to a subscription (named in the payload).
+    Subscription {
+        event_id: String,
+    },
 }
 
 impl Source {
@@ -86,6 +91,7 @@ impl Source {
             Self::Queue => SourceKind::Queue,
             Self::Schedule { .. } => SourceKind::Schedule,
             Self::Event { .. } => SourceKind::Event,
+            Self::Subscription { .. } => SourceKind::Subscription,
         }
     }
 }
@@ -98,15 +104,17 @@ pub enum SourceKind {
     Queue,
     Schedule,
     Event,
+    Subscription,
 }
 
 impl SourceKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Api,
         Self::Import,
         Self::Queue,
         Self::Schedule,
         Self::Event,
+        Self::Subscription,
     ];
 
     /// # Errors
@@ -118,7 +126,7 @@ impl SourceKind {
             .ok_or_else(|| {
                 FieldError::new(
                     "/source",
-                    "must be one of: api, import, queue, schedule, event",
+                    "must be one of: api, import, queue, schedule, event, subscription",
                 )
             })
     }
@@ -130,6 +138,7 @@ impl SourceKind {
             Self::Queue => "queue",
             Self::Schedule => "schedule",
             Self::Event => "event",
+            Self::Subscription => "subscription",
         }
     }
 }
@@ -142,6 +151,7 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
     pub run_after: Option<DateTime<Utc>>,
     pub max_attempts: Option<u32>,
+    pub priority: Priority,
 }
 
 /// A validated task, ready to be inserted as `pending`.
@@ -159,6 +169,7 @@ pub struct NewTask {
     pub request_hash: [u8; 32],
     pub correlation_id: CorrelationId,
     pub source: Source,
+    pub priority: Priority,
 }
 
 impl Submission {
@@ -174,7 +185,9 @@ impl Submission {
         rules: &SubmissionRules,
     ) -> Result<NewTask, ValidationErrors> {
         let mut errors = Vec::new();
-        let kind = TaskKind::parse(&self.kind).map_err(|e| errors.push(e)).ok();
+        let kind = TaskKind::parse_submittable(&self.kind)
+            .map_err(|e| errors.push(e))
+            .ok();
         let payload_size = serde_json::to_vec(&self.payload).map_or(0, |v| v.len());
         if payload_size > MAX_PAYLOAD_BYTES {
             errors.push(FieldError::new(
@@ -207,7 +220,13 @@ impl Submission {
         }
         match kind {
             Some(kind) if errors.is_empty() => {
-                let request_hash = request_hash(kind, &self.payload, max_attempts, self.run_after);
+                let request_hash = request_hash_with_priority(
+                    kind,
+                    &self.payload,
+                    max_attempts,
+                    self.run_after,
+                    self.priority,
+                );
                 Ok(NewTask {
                     id: TaskId::new(),
                     tenant,
@@ -219,6 +238,7 @@ impl Submission {
                     request_hash,
                     correlation_id,
                     source,
+                    priority: self.priority,
                 })
             }
             _ => Err(ValidationErrors(errors)),
@@ -318,6 +338,18 @@ pub fn request_hash(
     max_attempts: u32,
     run_after: Option<DateTime<Utc>>,
 ) -> [u8; 32] {
+    request_hash_with_priority(kind, payload, max_attempts, run_after, Priority::Normal)
+}
+
+/// [`request_hash`] of a request with a priority. A `normal` priority adds nothing, so requests
+/// hashed before priorities existed still match their replays.
+pub fn request_hash_with_priority(
+    kind: TaskKind,
+    payload: &Value,
+    max_attempts: u32,
+    run_after: Option<DateTime<Utc>>,
+    priority: Priority,
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(kind.as_str().as_bytes());
     hasher.update([0]);
@@ -331,6 +363,10 @@ pub fn request_hash(
     let mut canonical = String::new();
     write_canonical(payload, &mut canonical);
     hasher.update(canonical.as_bytes());
+    if priority != Priority::Normal {
+        hasher.update([0]);
+        hasher.update(priority.as_str().as_bytes());
+    }
     hasher.finalize().into()
 }
 
@@ -376,6 +412,7 @@ mod tests {
             idempotency_key: None,
             run_after: None,
             max_attempts: None,
+            priority: Priority::Normal,
         }
     }
 
@@ -422,6 +459,11 @@ mod tests {
             ]
         );
         assert_eq!(pointers(submission("fax", json!({}))), ["/kind"]);
+        assert_eq!(
+            pointers(submission("notification", json!({}))),
+            ["/kind"],
+            "only TMS creates notification tasks"
+        );
         let mut zero = submission("noop", json!({}));
         zero.max_attempts = Some(0);
         assert_eq!(pointers(zero), ["/max_attempts"]);
@@ -531,5 +573,12 @@ mod tests {
         assert_ne!(h(&a), request_hash(TaskKind::Archive, &a, 5, None));
         assert_ne!(h(&a), request_hash(TaskKind::Noop, &a, 4, None));
         assert_ne!(h(&a), request_hash(TaskKind::Noop, &a, 5, Some(Utc::now())));
+        let with = |p| request_hash_with_priority(TaskKind::Noop, &a, 5, None, p);
+        assert_eq!(
+            h(&a),
+            with(Priority::Normal),
+            "the hash of a normal request is unchanged"
+        );
+        assert_ne!(h(&a), with(Priority::High));
     }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::flow::{DeferReason, Priority};
 use super::ids::{CorrelationId, TaskId, Tenant};
 use super::kind::TaskKind;
 use super::status::{Lifecycle, Status};
@@ -24,6 +25,9 @@ pub struct Task {
     pub idempotency_key: Option<String>,
     pub correlation_id: CorrelationId,
     pub source: Source,
+    pub priority: Priority,
+    /// Why the worker last deferred it (a limit it was over), until a claim takes it.
+    pub deferred_reason: Option<DeferReason>,
     pub result: Option<Value>,
     pub last_error: Option<TaskError>,
     pub enqueued_at: Option<DateTime<Utc>>,

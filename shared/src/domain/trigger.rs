@@ -150,6 +150,15 @@ impl Trigger {
         ] {
             errors.extend(text(pointer, value, what, max).err());
         }
+        // NOTE: TMS's own lifecycle events go to subscriptions, never to triggers: a trigger's
+        // task would publish an event of its own, which could trigger it again.
+        if self.event_source == super::notification::EVENT_SOURCE {
+            errors.push(FieldError::new(
+                "/source",
+                "tms is the source of TMS's own lifecycle events, which triggers do not take; \
+                 subscribe to them with /v1/subscriptions",
+            ));
+        }
         if let Some(m) = &self.detail_match {
             if !is_pointer(&m.pointer) {
                 errors.push(FieldError::new(
@@ -158,11 +167,8 @@ impl Trigger {
                 ));
             }
         }
-        if super::TaskKind::parse(&self.kind).is_err() {
-            errors.push(FieldError::new(
-                "/task/kind",
-                "must be one of: email, webhook, archive, noop",
-            ));
+        if let Err(e) = super::TaskKind::parse_submittable(&self.kind) {
+            errors.push(FieldError::new("/task/kind", e.message));
         }
         if !self.payload.is_object() {
             errors.push(FieldError::new("/task/payload", "must be a JSON object"));
@@ -215,6 +221,7 @@ impl Trigger {
             idempotency_key: Some(format!("event:{}:{}", event.id, self.id)),
             run_after: None,
             max_attempts: Some(self.max_attempts),
+            priority: super::Priority::Normal,
         }
         .validate(
             self.tenant.clone(),
@@ -368,5 +375,11 @@ mod tests {
         assert!(trigger(json!({"ok": {"$event": "/id"}}), None)
             .validate()
             .is_ok());
+        let mut own = trigger(json!({}), None);
+        own.event_source = "tms".into();
+        own.kind = "notification".into();
+        let errors = own.validate().unwrap_err();
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/source", "/task/kind"]);
     }
 }

@@ -143,6 +143,14 @@ pub fn validate_payload(
         TaskKind::Webhook => validate_webhook(object, policy, &mut errors),
         TaskKind::Archive => validate_archive(object, &mut errors),
         TaskKind::Noop => {}
+        TaskKind::Notification => {
+            if let Err(e) = serde_json::from_value::<super::Delivery>(payload.clone()) {
+                errors.push(FieldError::new(
+                    "/payload",
+                    format!("is not a delivery {{subscription_id, event_id, event}}: {e}"),
+                ));
+            }
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -179,7 +187,7 @@ fn required_string<'a>(
     }
 }
 
-const EMAIL_FIELDS: [&str; 4] = ["sender", "recipient", "subject", "body"];
+const EMAIL_FIELDS: [&str; 5] = ["sender", "recipient", "subject", "body", "deliver"];
 const SUBJECT_MAX: usize = 998;
 
 fn validate_email(object: &Map<String, Value>, errors: &mut Vec<FieldError>) {
@@ -201,6 +209,9 @@ fn validate_email(object: &Map<String, Value>, errors: &mut Vec<FieldError>) {
         }
     }
     required_string(object, "body", errors);
+    if object.get("deliver").is_some_and(|d| !d.is_boolean()) {
+        errors.push(FieldError::new(field("deliver"), "must be true or false"));
+    }
 }
 
 const WEBHOOK_FIELDS: [&str; 4] = ["url", "method", "headers", "body"];
@@ -349,6 +360,26 @@ mod tests {
         );
         assert_eq!(errs[2].1, "must be a string");
         assert_eq!(errs[0].1, "is not a known field");
+    }
+
+    #[test]
+    fn email_deliver_is_an_optional_boolean() {
+        let with = |deliver: Value| {
+            json!({"sender": "a@example.com", "recipient": "b@example.com",
+                   "subject": "Hi", "body": "", "deliver": deliver})
+        };
+        assert!(errors_of(TaskKind::Email, with(json!(true))).is_empty());
+        assert!(errors_of(TaskKind::Email, with(json!(false))).is_empty());
+        for bad in [json!("true"), json!(1), json!(null), json!({})] {
+            assert_eq!(
+                errors_of(TaskKind::Email, with(bad.clone())),
+                [(
+                    "/payload/deliver".to_owned(),
+                    "must be true or false".to_owned()
+                )],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub const EXECUTOR_DURATION_MS: &str = "ExecutorDurationMs";
 pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
 pub const IMPORT_ROWS_ACCEPTED: &str = "ImportRowsAccepted";
 pub const IMPORT_ROWS_REJECTED: &str = "ImportRowsRejected";
+/// Tasks the worker's claim deferred because a limit was reached (dimensions `Tenant` and
+/// `Reason`).
+pub const TASKS_DEFERRED: &str = "TasksDeferred";
 /// Events of the bus no trigger took (or whose account may not create the trigger's tasks).
 pub const EVENTS_UNMATCHED: &str = "EventsUnmatched";
 /// The `stats` gauges: tasks in each status (dimension `Status`), how long the most overdue

@@ -93,6 +93,7 @@ fn write_copy_csv(path: &Path, rows: u64, key: &str) -> anyhow::Result<()> {
             idempotency_key: Some(tms::import_row_key("tms-data", key, "copy", line)),
             run_after: None,
             max_attempts: None,
+            priority: tms::Priority::default(),
         }
         .validate(
             tenant.clone(),

@@ -91,6 +91,8 @@ pub fn from_new(new: &NewTask) -> Task {
         created_at: now,
         updated_at: now,
         version: 1,
+        priority: new.priority,
+        deferred_reason: None,
     }
 }
 
@@ -596,6 +598,114 @@ impl tms::ports::NotificationStore for NoNotifications {
         _limit: u32,
     ) -> Result<Vec<tms::Notification>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+/// No subscriptions and no signing secrets, for handler tests that do not touch them.
+pub struct NoSubscriptions;
+
+#[async_trait]
+impl tms::ports::SubscriptionStore for NoSubscriptions {
+    async fn create_subscription(&self, _s: &tms::Subscription) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "no subscription store in this test".into(),
+        ))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        _s: &Scope,
+        _b: Option<tms::SubscriptionId>,
+        _l: u32,
+    ) -> Result<Vec<tms::Subscription>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_subscription(
+        &self,
+        _s: &Scope,
+        _id: tms::SubscriptionId,
+    ) -> Result<Option<tms::Subscription>, StoreError> {
+        Ok(None)
+    }
+
+    async fn update_subscription(
+        &self,
+        _s: &Scope,
+        _sub: &tms::Subscription,
+        _read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<tms::Subscription>, StoreError> {
+        Ok(None)
+    }
+
+    async fn rotate_subscription_secret(
+        &self,
+        _s: &Scope,
+        _id: tms::SubscriptionId,
+        _secret: &tms::SigningSecret,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<tms::Subscription>, StoreError> {
+        Ok(None)
+    }
+
+    async fn delete_subscription(
+        &self,
+        _s: &Scope,
+        _id: tms::SubscriptionId,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn subscriptions_for(
+        &self,
+        _tenants: &[tms::Tenant],
+        _types: &[String],
+    ) -> Result<Vec<tms::Subscription>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl tms::ports::WebhookSigningStore for NoSubscriptions {
+    async fn webhook_signing(
+        &self,
+        _tenant: &tms::Tenant,
+    ) -> Result<Option<tms::WebhookSigning>, StoreError> {
+        Ok(None)
+    }
+
+    async fn set_webhook_signing(
+        &self,
+        _tenant: &tms::Tenant,
+        _secret: &tms::SigningSecret,
+    ) -> Result<tms::WebhookSigning, StoreError> {
+        Err(StoreError::Unavailable(
+            "no signing store in this test".into(),
+        ))
+    }
+
+    async fn rotate_webhook_signing(
+        &self,
+        _tenant: &tms::Tenant,
+        _secret: &tms::SigningSecret,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<tms::WebhookSigning>, StoreError> {
+        Ok(None)
+    }
+
+    async fn delete_webhook_signing(&self, _tenant: &tms::Tenant) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl tms::ports::SigningLookup for NoSubscriptions {
+    async fn signing_for(
+        &self,
+        _tenants: &[tms::Tenant],
+        _subscriptions: &[tms::SubscriptionId],
+    ) -> Result<tms::ports::Signing, StoreError> {
+        Ok(tms::ports::Signing::default())
     }
 }
 

@@ -20,6 +20,7 @@ pub mod http;
 pub mod logs;
 pub mod runtime_api;
 pub mod tasks;
+pub mod webhooks;
 
 /// The repository root (this crate lives in `tools/testkit`).
 pub fn repo_root() -> PathBuf {

@@ -1,7 +1,7 @@
 //! Building valid tasks for tests.
 
 use serde_json::{json, Value};
-use tms::{CorrelationId, NewTask, Source, Submission, SubmissionRules, Tenant};
+use tms::{CorrelationId, NewTask, Priority, Source, Submission, SubmissionRules, Tenant};
 
 pub fn tenant(name: &str) -> Tenant {
     Tenant::parse(name).expect("valid tenant")
@@ -15,6 +15,7 @@ pub fn new_task(tenant_name: &str, kind: &str, payload: Value, key: Option<&str>
         idempotency_key: key.map(str::to_owned),
         run_after: None,
         max_attempts: None,
+        priority: Priority::default(),
     }
     .validate(
         tenant(tenant_name),

@@ -4,9 +4,11 @@ pub mod imports;
 pub mod limits;
 pub mod schedules;
 pub mod stats;
+pub mod subscriptions;
 pub mod system;
 pub mod tasks;
 pub mod triggers;
+pub mod webhook_signing;
 
 use uuid::Uuid;
 

@@ -581,7 +581,7 @@ fn timestamp_schema(description: &str, nullable: bool) -> Value {
 /// what the validation accepts (beyond it: `ends_at` after `starts_at`, and a cron expression
 /// that matches some date).
 pub fn schemas() -> Vec<(&'static str, Value)> {
-    let template_branches: Vec<Value> = TaskKind::ALL
+    let template_branches: Vec<Value> = TaskKind::SUBMITTABLE
         .iter()
         .map(|kind| {
             json!({

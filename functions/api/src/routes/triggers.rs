@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{page_limit, path_uuid, tenant_param, DEFAULT_LIMIT};
 use crate::extract::JsonBody;
-use crate::model::KindView;
+use crate::model::NewKindView;
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -35,7 +35,7 @@ pub struct DetailMatchBody {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTemplate {
-    pub kind: KindView,
+    pub kind: NewKindView,
     /// The payload; a value `{"$event": "/detail/orderId"}` takes the event's value at that
     /// JSON pointer (into the whole event: `/id`, `/time`, `/detail/...`).
     #[schema(value_type = Object)]
@@ -88,7 +88,10 @@ impl From<&Trigger> for TriggerView {
                 equals: m.equals.clone(),
             }),
             task: TaskTemplate {
-                kind: tms::TaskKind::parse(&t.kind).map_or(KindView::Noop, Into::into),
+                kind: tms::TaskKind::parse(&t.kind)
+                    .ok()
+                    .and_then(NewKindView::of)
+                    .unwrap_or(NewKindView::Noop),
                 payload: t.payload.clone(),
                 max_attempts: Some(t.max_attempts),
             },

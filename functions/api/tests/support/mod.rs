@@ -56,6 +56,11 @@ pub struct Options {
     pub token_ttl: Option<std::time::Duration>,
     /// The console's OpenID Connect provider.
     pub oidc: Option<tms_api::console::oidc::OidcSettings>,
+    /// The bus lifecycle events are published to.
+    pub events: Option<Arc<dyn tms::ports::EventPublisher>>,
+    /// The outbox collects each request's messages and events until `outbox.settle()`, as
+    /// under Lambda (otherwise it sends them from a task of their own after the response).
+    pub collecting: bool,
     /// Send the work messages of `high` tasks to a queue of their own.
     pub high_queue: bool,
 }
@@ -100,6 +105,8 @@ impl TestApi {
             console: Arc::new(store.clone()),
             triggers: Arc::new(store.clone()),
             schedules: Arc::new(store.clone()),
+            subscriptions: Arc::new(store.clone()),
+            webhook_signing: Arc::new(store.clone()),
         };
         let secrets = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
         let mut verifier = TokenVerifier::new(secrets, Some(param.clone()));
@@ -115,6 +122,12 @@ impl TestApi {
         if let Some(settings) = options.oidc {
             let http = tms_api::console::oidc::http_client();
             state = state.with_oidc(tms_api::console::oidc::Oidc::new(settings, http));
+        }
+        if let Some(bus) = options.events {
+            state = state.with_events(bus, Arc::new(store.clone()));
+        }
+        if options.collecting {
+            state.outbox = state.outbox.collecting();
         }
         let outbox = state.outbox.clone();
         let addr = serve(router(state)).await;

@@ -2,6 +2,7 @@
 //! its [`Executor`], so a new kind is one implementation and one registration.
 
 mod breaker;
+mod notification;
 mod storage;
 mod webhook;
 
@@ -10,11 +11,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use tms::ports::ObjectStore;
+use tms::ports::{ObjectStore, Signing};
 use tms::{Task, TaskError, TaskKind};
 
 pub use breaker::{BreakerSettings, CircuitBreaker};
-pub use storage::{archive_key, email_key, ArchiveExecutor, EmailExecutor};
+pub use notification::NotificationExecutor;
+pub use storage::{archive_key, email_key, ArchiveExecutor, EmailDelivery, EmailExecutor};
 pub use webhook::{AddressRefused, Lookup, SystemLookup, WebhookExecutor};
 
 /// Runs one attempt of a task.
@@ -25,6 +27,17 @@ pub trait Executor: Send + Sync {
     /// # Errors
     /// A [`TaskError`] whose class says whether another attempt may succeed.
     async fn execute(&self, task: &Task) -> Result<Value, TaskError>;
+
+    /// Runs one attempt with what the batch looked up, in one statement, for the calls that
+    /// are signed: the tenants' webhook signing keys and the deliveries' subscriptions. An
+    /// executor that signs nothing runs [`Executor::execute`].
+    ///
+    /// # Errors
+    /// As [`Executor::execute`].
+    async fn execute_signed(&self, task: &Task, signing: &Signing) -> Result<Value, TaskError> {
+        let _ = signing;
+        self.execute(task).await
+    }
 }
 
 /// `noop`: succeeds at once, for load and smoke tests.
@@ -44,15 +57,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in executors: `email` and `archive` write to `objects`, `webhook` calls out.
+    /// The built-in executors: `email` and `archive` write to `objects`, `webhook` calls out,
+    /// and `notification` delivers through the same calls (breaker and client shared).
     pub fn builtin(objects: Arc<dyn ObjectStore>, webhook: WebhookExecutor) -> Self {
+        let webhook = Arc::new(webhook);
         Self::default()
             .with(
                 TaskKind::Email,
                 Arc::new(EmailExecutor::new(objects.clone())),
             )
             .with(TaskKind::Archive, Arc::new(ArchiveExecutor::new(objects)))
-            .with(TaskKind::Webhook, Arc::new(webhook))
+            .with(
+                TaskKind::Notification,
+                Arc::new(NotificationExecutor::new(webhook.clone())),
+            )
+            .with(TaskKind::Webhook, webhook)
             .with(TaskKind::Noop, Arc::new(NoopExecutor))
     }
 

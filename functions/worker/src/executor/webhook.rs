@@ -1,4 +1,7 @@
-//! `webhook`: an HTTP call to a partner, guarded against server-side request forgery.
+//! `webhook`: an HTTP call to a partner, guarded against server-side request forgery, and
+//! signed per the Standard Webhooks specification when its tenant has a webhook signing secret
+//! (the `notification` kind's deliveries make their calls here too, signed with their
+//! subscription's secret).
 //!
 //! The URL's literal address is checked before the call ([`validate_url`]); every address a
 //! host name resolves to is checked by the client's resolver, so a name pointing at a private,
@@ -15,12 +18,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{header, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tms::domain::subscription;
 use tms::domain::webhook::{classify_ip, validate_url, AddressClass, WebhookPolicy};
-use tms::{Task, TaskError};
+use tms::ports::Signing;
+use tms::{SigningKeys, Task, TaskError, Tenant};
 use tokio::sync::OnceCell;
 
 use super::breaker::{BreakerSettings, CircuitBreaker};
@@ -191,12 +197,25 @@ fn classify_error(error: reqwest::Error) -> TaskError {
     }
 }
 
-#[async_trait]
-impl Executor for WebhookExecutor {
-    async fn execute(&self, task: &Task) -> Result<Value, TaskError> {
-        let hook: Webhook =
-            serde_json::from_value(task.payload.clone()).map_err(invalid_payload)?;
-        let url = validate_url(&hook.url, &self.policy)
+/// One outgoing call: the webhook task's, or a subscription's delivery.
+pub(super) struct Call<'a> {
+    pub tenant: &'a Tenant,
+    pub url: &'a str,
+    pub method: Option<&'a str>,
+    pub headers: &'a BTreeMap<String, String>,
+    /// Sent as JSON unless the headers name another content type.
+    pub body: Option<Vec<u8>>,
+    pub idempotency_key: String,
+    pub correlation_id: &'a str,
+    /// Signs the call (Standard Webhooks) as message `.1` with these keys.
+    pub signed: Option<(&'a SigningKeys, &'a str)>,
+}
+
+impl WebhookExecutor {
+    /// Makes the call under the SSRF rules, the timeout and the per-tenant-and-host breaker,
+    /// and classifies its outcome.
+    pub(super) async fn call(&self, call: Call<'_>) -> Result<Value, TaskError> {
+        let url = validate_url(call.url, &self.policy)
             .map_err(|e| TaskError::permanent("url_refused", format!("the webhook URL {e}")))?;
         let host = format!(
             "{}:{}",
@@ -205,28 +224,39 @@ impl Executor for WebhookExecutor {
         );
         // NOTE: one breaker per tenant and host: a tenant's failing partner pauses only that
         // tenant's calls to it.
-        let breaker_key = format!("{} {host}", task.tenant);
+        let breaker_key = format!("{} {host}", call.tenant);
         if !self.breaker.admit(&breaker_key, Instant::now()) {
             return Err(TaskError::retryable(
                 "circuit_open",
                 format!("calls to {host} are paused after repeated failures"),
             ));
         }
-        let method = Method::from_bytes(hook.method.as_deref().unwrap_or("POST").as_bytes())
+        let method = Method::from_bytes(call.method.unwrap_or("POST").as_bytes())
             .map_err(invalid_payload)?;
         let mut request = self
             .client()
             .await?
             .request(method, url)
-            .header("Idempotency-Key", task.id.to_string())
-            .header("X-Correlation-Id", task.correlation_id.as_str());
+            .header("Idempotency-Key", call.idempotency_key)
+            .header("X-Correlation-Id", call.correlation_id);
         let mut content_type_given = false;
-        for (name, value) in &hook.headers {
+        for (name, value) in call.headers {
+            // NOTE: a signed call's signature headers are TMS's own: the tenant's are dropped.
+            if call.signed.is_some()
+                && SIGNATURE_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+            {
+                continue;
+            }
             content_type_given |= name.eq_ignore_ascii_case(header::CONTENT_TYPE.as_str());
             request = request.header(name, value);
         }
-        if let Some(body) = &hook.body {
-            let bytes = serde_json::to_vec(body).map_err(invalid_payload)?;
+        if let Some((keys, id)) = call.signed {
+            let body = call.body.as_deref().unwrap_or_default();
+            for (name, value) in keys.headers(id, Utc::now(), body) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(bytes) = call.body {
             if !content_type_given {
                 request = request.header(header::CONTENT_TYPE, "application/json");
             }
@@ -247,6 +277,49 @@ impl Executor for WebhookExecutor {
             tracing::info!(host = %host, code = %e.code, "webhook call failed");
         }
         outcome
+    }
+}
+
+/// The Standard Webhooks headers, in lower case.
+const SIGNATURE_HEADERS: [&str; 3] = [
+    subscription::HEADER_ID,
+    subscription::HEADER_TIMESTAMP,
+    subscription::HEADER_SIGNATURE,
+];
+
+#[async_trait]
+impl Executor for WebhookExecutor {
+    /// The call unsigned: the batch runs webhook tasks with [`Executor::execute_signed`].
+    async fn execute(&self, task: &Task) -> Result<Value, TaskError> {
+        self.execute_signed(task, &Signing::default()).await
+    }
+
+    /// The call, signed with the tenant's webhook signing keys when it has some: the message id
+    /// is the task id, the body the bytes sent.
+    async fn execute_signed(&self, task: &Task, signing: &Signing) -> Result<Value, TaskError> {
+        let hook: Webhook =
+            serde_json::from_value(task.payload.clone()).map_err(invalid_payload)?;
+        let body = hook
+            .body
+            .as_ref()
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(invalid_payload)?;
+        let id = task.id.to_string();
+        self.call(Call {
+            tenant: &task.tenant,
+            url: &hook.url,
+            method: hook.method.as_deref(),
+            headers: &hook.headers,
+            body,
+            idempotency_key: id.clone(),
+            correlation_id: task.correlation_id.as_str(),
+            signed: signing
+                .webhooks
+                .get(&task.tenant)
+                .map(|keys| (keys, id.as_str())),
+        })
+        .await
     }
 }
 

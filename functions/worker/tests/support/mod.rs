@@ -14,7 +14,9 @@ use futures::future::BoxFuture;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use tms::adapters::postgres::PostgresStore;
-use tms::ports::{ClaimedTask, Outcome, StoreError, SubmissionStore, Submitted, WorkStore};
+use tms::ports::{
+    Claim, ClaimPolicy, ClaimedTask, Outcome, StoreError, SubmissionStore, Submitted, WorkStore,
+};
 use tms::telemetry::metrics::MemorySink;
 use tms::{
     LifecycleEvent, NewTask, Status, Task, TaskError, TaskId, TaskKind, Tenant, WorkMessage,
@@ -180,6 +182,8 @@ pub fn pg_deps(
         work: Arc::new(store.clone()),
         submissions: Arc::new(store.clone()),
         triggers: Arc::new(store.clone()),
+        subscriptions: Arc::new(store.clone()),
+        signing: Arc::new(store.clone()),
         events: None,
         notifications: Arc::new(store.clone()),
         queue,
@@ -201,6 +205,8 @@ pub fn memory_deps(
         work: store.clone(),
         submissions: store,
         triggers: Arc::new(tms_testkit::fakes::NoTriggers),
+        subscriptions: Arc::new(tms_testkit::fakes::NoSubscriptions),
+        signing: Arc::new(tms_testkit::fakes::NoSubscriptions),
         events: None,
         notifications: Arc::new(tms_testkit::fakes::NoNotifications),
         queue,
@@ -260,10 +266,10 @@ impl WorkStore for MemoryStore {
     async fn claim(
         &self,
         pointers: &[(TaskId, Tenant)],
-        lease: Duration,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        policy: &ClaimPolicy,
+    ) -> Result<Claim, StoreError> {
         if pointers.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         self.call()?;
         let now = Utc::now();
@@ -281,15 +287,19 @@ impl WorkStore for MemoryStore {
                 let from = task.status;
                 task.status = next.status;
                 task.attempts = next.attempts;
-                task.lease_until = Some(now + lease);
+                task.lease_until = Some(now + policy.lease);
                 task.version += 1;
                 claimed.push(ClaimedTask {
                     task: task.clone(),
                     from,
+                    stolen: false,
                 });
             }
         }
-        Ok(claimed)
+        Ok(Claim {
+            tasks: claimed,
+            deferred: Vec::new(),
+        })
     }
 
     async fn record(&self, outcomes: &[Outcome]) -> Result<tms::ports::Recorded, StoreError> {

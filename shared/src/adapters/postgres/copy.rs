@@ -22,7 +22,7 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 pub(super) const STAGING_COLUMNS: &str =
     "id uuid NOT NULL, kind text NOT NULL, payload json NOT NULL, max_attempts int4 NOT NULL, \
      run_after timestamptz, idempotency_key text NOT NULL, request_hash bytea NOT NULL, \
-     import_line int8 NOT NULL";
+     import_line int8 NOT NULL, priority text NOT NULL";
 
 fn field(buf: &mut BytesMut, bytes: &[u8]) {
     buf.put_i32(bytes.len() as i32);
@@ -44,7 +44,7 @@ pub(super) fn encode_row(buf: &mut BytesMut, row: &ImportRow) -> Result<(), Stor
     let max_attempts =
         i32::try_from(row.max_attempts).map_err(|_| out_of_range(row, "max_attempts"))?;
     let line = i64::try_from(row.line).map_err(|_| out_of_range(row, "import_line"))?;
-    buf.put_i16(8);
+    buf.put_i16(9);
     field(buf, row.id.as_uuid().as_bytes());
     field(buf, row.kind.as_str().as_bytes());
     field(buf, row.payload.as_bytes());
@@ -61,6 +61,7 @@ pub(super) fn encode_row(buf: &mut BytesMut, row: &ImportRow) -> Result<(), Stor
     field(buf, &row.request_hash);
     buf.put_i32(8);
     buf.put_i64(line);
+    field(buf, row.priority.as_str().as_bytes());
     Ok(())
 }
 
@@ -81,6 +82,7 @@ mod tests {
             idempotency_key: "key-1".into(),
             request_hash: [7; 32],
             line,
+            priority: crate::domain::Priority::High,
         }
     }
 
@@ -123,7 +125,7 @@ mod tests {
         let mut at = COPY_HEADER.len();
         let fields = tuple(data, &mut at).expect("the first row");
         assert_eq!(fields.len(), STAGING_COLUMNS.split(", ").count());
-        let expected: [Option<&[u8]>; 8] = [
+        let expected: [Option<&[u8]>; 9] = [
             Some(first.id.as_uuid().as_bytes()),
             Some(b"archive"),
             Some(r#"{"name":"ü"}"#.as_bytes()),
@@ -132,6 +134,7 @@ mod tests {
             Some(b"key-1"),
             Some(&[7; 32]),
             Some(&2i64.to_be_bytes()),
+            Some(b"high"),
         ];
         assert_eq!(fields, expected);
         let fields = tuple(data, &mut at).expect("the second row");

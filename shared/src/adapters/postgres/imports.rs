@@ -16,8 +16,8 @@ use super::copy::{encode_row, BUFFER_BYTES, COPY_HEADER, COPY_TRAILER, STAGING_C
 use super::error::store_error;
 use super::store::PostgresStore;
 use crate::domain::{
-    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, ImportStatus, Scope,
-    TaskId, Tenant,
+    CorrelationId, Import, ImportCounts, ImportFormat, ImportId, ImportRow, ImportStatus, Priority,
+    Scope, TaskId, Tenant,
 };
 use crate::ports::{
     CreatedTask, ImportClaim, ImportOutcome, ImportSession, ImportStore, NewImport, StoreError,
@@ -55,17 +55,17 @@ const INSERT_IMPORT: &str = "INSERT INTO tms.imports (id, tenant, bucket, object
      ON CONFLICT (bucket, object_key, object_version) DO NOTHING";
 const INSERT_STAGED: &str = "WITH ins AS (
         INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after, idempotency_key,
-            request_hash, correlation_id, source, import_id, import_line)
+            request_hash, correlation_id, source, import_id, import_line, priority)
         SELECT id, $1, kind, payload, max_attempts, COALESCE(run_after, now()), idempotency_key,
-            request_hash, $2, 'import', $3, import_line
+            request_hash, $2, 'import', $3, import_line, priority
         FROM pg_temp.tms_import_rows
         ON CONFLICT (tenant, idempotency_key) DO NOTHING
-        RETURNING id, run_after, correlation_id
+        RETURNING id, run_after, correlation_id, priority
      ), ev AS (
         INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
         SELECT id, NULL, 'pending', 0, correlation_id FROM ins
      )
-     SELECT id, run_after FROM ins";
+     SELECT id, run_after, priority FROM ins";
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))
@@ -291,6 +291,8 @@ impl ImportSession for PgImportSession {
                     run_after: r
                         .try_get::<_, DateTime<Utc>>("run_after")
                         .map_err(store_error)?,
+                    priority: Priority::parse(r.try_get("priority").map_err(store_error)?)
+                        .map_err(|e| corrupt("priority", e))?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

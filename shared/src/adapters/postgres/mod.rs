@@ -7,6 +7,7 @@ mod copy;
 mod error;
 mod filter;
 mod imports;
+mod limits;
 #[cfg(feature = "migrations")]
 pub mod migrate;
 mod notifications;
@@ -18,6 +19,7 @@ mod schedules;
 mod setup;
 mod store;
 mod submissions;
+mod subscriptions;
 mod triggers;
 
 pub use error::store_error;

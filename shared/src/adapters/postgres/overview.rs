@@ -1,4 +1,4 @@
-//! The overview of a scope (`GET /v1/stats`, the console's first page): five statements sent
+//! The overview of a scope (`GET /v1/stats`, the console's first page): six statements sent
 //! at once on one connection (pipelined), each on an index but the counts.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use super::error::store_error;
 use super::rows::status_of;
-use crate::domain::Scope;
+use crate::domain::{DeferReason, Scope};
 use crate::ports::{MinuteCounts, Overview, StoreError};
 
 /// Tasks per status and kind: a full count of the scope's tasks (an index scan for a tenant).
@@ -40,6 +40,11 @@ const OLDEST_PENDING: &str = "SELECT (extract(epoch FROM now() - min(run_after))
      FROM tms.tasks WHERE status = 'pending' AND run_after <= now() \
      AND ($1::text IS NULL OR tenant = $1)";
 
+/// Tasks a limit deferred, per reason (`tasks_deferred`); not those that ended since.
+const DEFERRED: &str = "SELECT deferred_reason, count(*) FROM tms.tasks \
+     WHERE deferred_reason IS NOT NULL AND status IN ('pending', 'failed', 'running') \
+     AND ($1::text IS NULL OR tenant = $1) GROUP BY 1 ORDER BY 1";
+
 /// # Errors
 /// [`StoreError`] when the database fails.
 pub(super) async fn read(
@@ -48,14 +53,25 @@ pub(super) async fn read(
 ) -> Result<Overview, StoreError> {
     let tenant = scope.tenant().map(|t| t.as_str());
     let params: [&(dyn ToSql + Sync); 1] = [&tenant];
-    let (counts, succeeded, failed, latency, oldest) = futures::try_join!(
+    let (counts, succeeded, failed, latency, oldest, deferred) = futures::try_join!(
         client.query(COUNTS, &params),
         client.query(SUCCEEDED_PER_MINUTE, &params),
         client.query(FAILED_PER_MINUTE, &params),
         client.query_one(LATENCY, &params),
         client.query_one(OLDEST_PENDING, &params),
+        client.query(DEFERRED, &params),
     )
     .map_err(store_error)?;
+    let deferred = deferred
+        .iter()
+        .map(|row| {
+            let reason: &str = row.get(0);
+            let n: i64 = row.get(1);
+            DeferReason::parse(reason)
+                .map(|r| (r, u64::try_from(n).unwrap_or(0)))
+                .ok_or_else(|| StoreError::Corrupt(format!("deferred_reason: {reason}")))
+        })
+        .collect::<Result<_, _>>()?;
     let counts = counts
         .iter()
         .map(|row| {
@@ -91,5 +107,6 @@ pub(super) async fn read(
         latency_p50_ms: latency.get(0),
         latency_p95_ms: latency.get(1),
         oldest_pending: oldest.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        deferred,
     })
 }

@@ -6,13 +6,13 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::{
-    CorrelationId, ImportId, ScheduleId, Source, Status, Task, TaskError, TaskEvent, TaskId,
-    TaskKind, Tenant, TriggerId,
+    CorrelationId, DeferReason, ImportId, Priority, ScheduleId, Source, Status, Task, TaskError,
+    TaskEvent, TaskId, TaskKind, Tenant, TriggerId,
 };
 use crate::ports::StoreError;
 
 /// The task columns; [`task_at`] reads them by their position in this list.
-pub(crate) const TASK_COLUMNS: [&str; 24] = [
+pub(crate) const TASK_COLUMNS: [&str; 26] = [
     "id",
     "tenant",
     "kind",
@@ -31,6 +31,8 @@ pub(crate) const TASK_COLUMNS: [&str; 24] = [
     "fire_time",
     "trigger_id",
     "event_id",
+    "priority",
+    "deferred_reason",
     "result",
     "last_error",
     "enqueued_at",
@@ -84,6 +86,10 @@ impl<'a> SourceColumns<'a> {
                 event_id,
             } => Self {
                 trigger_id: Some(*trigger_id.as_uuid()),
+                event_id: Some(event_id),
+                ..Self::default()
+            },
+            Source::Subscription { event_id } => Self {
                 event_id: Some(event_id),
                 ..Self::default()
             },
@@ -167,7 +173,8 @@ pub(crate) fn task_at(row: &Row, c: &TaskColumns) -> Result<Task, StoreError> {
     let [
         id, tenant, kind, payload, status, attempts, max_attempts, run_after, lease_until,
         idempotency_key, correlation_id, source, import_id, import_line, schedule_id, fire_time,
-        trigger_id, event_id, result, last_error, enqueued_at, created_at, updated_at, version,
+        trigger_id, event_id, priority, deferred_reason, result, last_error, enqueued_at,
+        created_at, updated_at, version,
     ]: [usize; TASK_COLUMNS.len()] = std::array::from_fn(|i| i);
     let source = match c.get::<&str>(row, source)? {
         "api" => Source::Api,
@@ -183,6 +190,9 @@ pub(crate) fn task_at(row: &Row, c: &TaskColumns) -> Result<Task, StoreError> {
         },
         "event" => Source::Event {
             trigger_id: TriggerId::from_uuid(c.get::<Uuid>(row, trigger_id)?),
+            event_id: c.get(row, event_id)?,
+        },
+        "subscription" => Source::Subscription {
             event_id: c.get(row, event_id)?,
         },
         other => return Err(corrupt("source", other)),
@@ -201,6 +211,11 @@ pub(crate) fn task_at(row: &Row, c: &TaskColumns) -> Result<Task, StoreError> {
         correlation_id: CorrelationId::parse(c.get(row, correlation_id)?)
             .map_err(|e| corrupt("correlation_id", e))?,
         source,
+        priority: Priority::parse(c.get(row, priority)?).map_err(|e| corrupt("priority", e))?,
+        deferred_reason: c
+            .get::<Option<&str>>(row, deferred_reason)?
+            .map(|r| DeferReason::parse(r).ok_or_else(|| corrupt("deferred_reason", r)))
+            .transpose()?,
         result: c.get(row, result)?,
         last_error: task_error(c.get(row, last_error)?)?,
         enqueued_at: c.get::<Option<DateTime<Utc>>>(row, enqueued_at)?,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::error::store_error;
 use super::rows::{status_of, task_columns, tasks_from_rows};
 use super::PostgresStore;
-use crate::domain::{CorrelationId, Status, Task, TaskId, Tenant, WorkMessage};
+use crate::domain::{CorrelationId, Priority, Status, Task, TaskId, Tenant, WorkMessage};
 use crate::ports::{Dispatch, JobLock, RelayRules, SchedulerStore, StoreError, TaskStats};
 
 /// The first key of every job lock (`tms\0`); the second is the hash of the job's name.
@@ -37,7 +37,7 @@ const RELAY: &str = "WITH due AS (
      )
      UPDATE tms.tasks t SET enqueued_at = now()
      FROM due WHERE t.id = due.id
-     RETURNING t.id, t.tenant, t.correlation_id,
+     RETURNING t.id, t.tenant, t.correlation_id, t.priority,
         (extract(epoch FROM greatest(t.run_after - now(), interval '0')) * 1000)::int8 AS delay_ms";
 
 static EXPIRED_LEASES: LazyLock<String> = LazyLock::new(|| {
@@ -100,6 +100,22 @@ static FAIL_STALE_IMPORTS: LazyLock<String> = LazyLock::new(|| {
         note = super::notifications::notify_imports("failed"),
     )
 });
+
+/// The concurrency limits, locked in key order (as the worker's claim locks them), so that no
+/// claim or outcome moves their counts while they are counted again.
+const LOCK_CONCURRENCY_LIMITS: &str = "SELECT tenant, key FROM tms.flow_limits \
+     WHERE max_running IS NOT NULL ORDER BY tenant, key FOR UPDATE";
+
+/// The running tasks of each concurrency limit, counted (on `tasks_tenant_status_newest`) in a
+/// statement of its own after the lock, so it sees every claim committed before it.
+const RECOUNT_RUNNING: &str = "WITH counted AS (
+        SELECT l.tenant, l.key, (SELECT count(*) FROM tms.tasks t
+            WHERE t.tenant = l.tenant AND t.status = 'running'
+              AND (l.key = '*' OR t.kind = substr(l.key, 6)))::int4 AS n
+        FROM tms.flow_limits l WHERE l.max_running IS NOT NULL
+     )
+     UPDATE tms.flow_limits l SET running = c.n
+     FROM counted c WHERE l.tenant = c.tenant AND l.key = c.key AND l.running <> c.n";
 
 const COUNT_BY_STATUS: &str = "SELECT status, count(*) AS n FROM tms.tasks GROUP BY status";
 
@@ -275,6 +291,7 @@ impl SchedulerStore for PostgresStore {
                 let tenant: &str = row.try_get("tenant").map_err(store_error)?;
                 let correlation: &str = row.try_get("correlation_id").map_err(store_error)?;
                 let delay_ms: i64 = row.try_get("delay_ms").map_err(store_error)?;
+                let priority: &str = row.try_get("priority").map_err(store_error)?;
                 Ok(Dispatch {
                     message: WorkMessage {
                         task_id: TaskId::from_uuid(row.try_get("id").map_err(store_error)?),
@@ -283,9 +300,24 @@ impl SchedulerStore for PostgresStore {
                             .map_err(|e| corrupt("correlation_id", &e))?,
                     },
                     delay: Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0)),
+                    priority: Priority::parse(priority).map_err(|e| corrupt("priority", &e))?,
                 })
             })
             .collect()
+    }
+
+    async fn recount_running(&self) -> Result<u64, StoreError> {
+        let mut client = self.pool().await?.get().await?;
+        let txn = client.transaction().await.map_err(store_error)?;
+        txn.execute(LOCK_CONCURRENCY_LIMITS, &[])
+            .await
+            .map_err(store_error)?;
+        let fixed = txn
+            .execute(RECOUNT_RUNNING, &[])
+            .await
+            .map_err(store_error)?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(fixed)
     }
 
     async fn expired_leases(&self, limit: u32) -> Result<Vec<Task>, StoreError> {

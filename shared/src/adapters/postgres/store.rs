@@ -22,11 +22,12 @@ use super::rows::{
 };
 use super::setup::Opener;
 use crate::domain::{
-    CorrelationId, Lifecycle, LifecycleEvent, NewTask, Scope, Status, Task, TaskId, Tenant,
+    CorrelationId, DeferReason, Lifecycle, LifecycleEvent, NewTask, Scope, Status, Task, TaskId,
+    Tenant,
 };
 use crate::ports::{
-    ClaimedTask, CommandOutcome, Created, ListQuery, Outcome, Overview, Recorded, StoreError,
-    TaskFilter, TaskRepository, WorkStore,
+    Claim, ClaimPolicy, ClaimedTask, CommandOutcome, Created, Deferral, ListQuery, Outcome,
+    Overview, Recorded, StoreError, TaskFilter, TaskRepository, WorkStore, MAX_MESSAGE_DELAY,
 };
 
 /// The tenant parameter of a statement that takes `NULL` for every tenant.
@@ -84,9 +85,9 @@ static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
         "WITH ins AS (
             INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after,
                 idempotency_key, request_hash, correlation_id, source, import_id, import_line,
-                schedule_id, fire_time, trigger_id, event_id)
+                schedule_id, fire_time, trigger_id, event_id, priority)
             VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7, $8, $9, $10, $11, $12, $13, $14,
-                $15, $16)
+                $15, $16, $17)
             ON CONFLICT (tenant, idempotency_key) DO NOTHING
             RETURNING {cols}
          ), ev AS (
@@ -203,10 +204,35 @@ static APPLY_COMMANDS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The worker's claim: the batch's claimable tasks (`pointed`) and, with a fair share
+/// (`$5` > 0), a few due tasks of other tenants (`stolen`), judged against the tenants' limits
+/// in the same statement.
+///
+/// - Fair share: the tenants with waiting tasks are found one index descent each
+///   (`tasks_waiting_by_tenant`), up to 32 from a random point (`$7`) on, wrapping round; the
+///   batch's own tenants are left out. Of each, its tasks due for `$6` ms at least (whose
+///   messages wait behind a backlog), oldest first, rows other claims hold skipped: the batch's
+///   messages run another tenant's tasks too, and their own messages find them done.
+/// - Limits: the rows of every key the candidates fall under (`*`, `kind:<kind>`,
+///   `host:<webhook host>`) are locked in key order. Candidates are ranked per key (high
+///   priority first, then the batch's own, then oldest); one that needs a slot or a token past
+///   what its key has is over it. A task the limit deferred for its rate booked its token: it
+///   comes back without needing another from that key.
+/// - A candidate over no limit is claimed; one of the batch's own over a limit is deferred
+///   (concurrency before rate, the tenant's limits before its kind's before its host's): its
+///   `run_after` becomes when the limit is expected to let it run (for a rate, when the tokens
+///   booked before it have flowed in; for concurrency, the key's next slot, spaced by how long
+///   its tasks have run of late divided by its limit), and that booking is written to the
+///   key. A stolen one over a limit is left as it is.
+///
+/// NOTE: a candidate is ranked on each of its keys whether or not another key stops it, so a
+/// slot or token can stay unused for a moment in a batch that meets several limits at once:
+/// never more than a limit allows, sometimes less.
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH candidates AS (
-            SELECT t.id, t.status AS from_status
+        "WITH RECURSIVE pointed AS (
+            SELECT t.id, t.tenant, t.kind, t.status AS from_status, t.priority, t.deferred_reason,
+                   t.payload, false AS stolen
             FROM unnest($1::uuid[], $2::text[]) AS p(id, tenant)
             JOIN tms.tasks t ON t.id = p.id AND t.tenant = p.tenant
             WHERE t.status = ANY($3) AND t.attempts < t.max_attempts
@@ -214,18 +240,151 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                        ELSE t.run_after <= now() END
             ORDER BY t.id
             FOR UPDATE OF t
+         ), ring(tenant, n) AS (
+            SELECT (SELECT min(w.tenant) FROM tms.tasks w
+                    WHERE w.status IN ('pending', 'failed') AND w.tenant >= $7::text), 1
+            WHERE $5::int8 > 0
+            UNION ALL
+            SELECT (SELECT min(w.tenant) FROM tms.tasks w
+                    WHERE w.status IN ('pending', 'failed') AND w.tenant > r.tenant), r.n + 1
+            FROM ring r WHERE r.tenant IS NOT NULL AND r.n < 32
+         ), wrapped(tenant, n) AS (
+            SELECT (SELECT min(w.tenant) FROM tms.tasks w WHERE w.status IN ('pending', 'failed')), 1
+            WHERE $5::int8 > 0
+            UNION ALL
+            SELECT (SELECT min(w.tenant) FROM tms.tasks w
+                    WHERE w.status IN ('pending', 'failed') AND w.tenant > r.tenant), r.n + 1
+            FROM wrapped r WHERE r.tenant < $7::text AND r.n < 32
+         ), others AS (
+            SELECT tenant FROM (SELECT tenant FROM ring UNION SELECT tenant FROM wrapped) o
+            WHERE tenant IS NOT NULL AND tenant <> ALL($2)
+            ORDER BY tenant < $7::text, tenant
+            LIMIT 32
+         ), stolen AS (
+            SELECT s.* FROM others o CROSS JOIN LATERAL (
+                SELECT t.id, t.tenant, t.kind, t.status AS from_status, t.priority,
+                       t.deferred_reason, t.payload, true AS stolen
+                FROM tms.tasks t
+                WHERE t.tenant = o.tenant AND t.status IN ('pending', 'failed')
+                  AND t.run_after <= now() - $6::int8 * interval '1 millisecond'
+                  AND t.attempts < t.max_attempts
+                ORDER BY t.run_after
+                LIMIT (SELECT greatest(1, ceil($5::int8::float8 / count(*)))::int8 FROM others)
+                FOR UPDATE OF t SKIP LOCKED
+            ) s
+            LIMIT $5::int8
+         ), candidates AS (
+            SELECT c.*,
+                   CASE WHEN c.kind = 'webhook' THEN lower(substring(c.payload->>'url'
+                        FROM '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\\[[^]/?#]*\\]|[^:/?#]*)'))
+                   END AS host,
+                   row_number() OVER (ORDER BY c.priority = 'high' DESC, c.stolen, c.id) AS ord
+            FROM (SELECT * FROM pointed UNION ALL SELECT * FROM stolen) c
+         ), keyed AS (
+            SELECT c.id, c.tenant, c.ord, c.from_status, c.deferred_reason, k.key, k.level
+            FROM candidates c
+            CROSS JOIN LATERAL (VALUES ('*', 1), ('kind:' || c.kind, 2), ('host:' || c.host, 3))
+                AS k(key, level)
+            WHERE k.key IS NOT NULL
+         ), locked AS (
+            SELECT l.tenant, l.key, l.max_running, l.rate, l.burst, l.tokens, l.refilled_at,
+                   l.running, l.slot_at, l.run_ms
+            FROM tms.flow_limits l
+            WHERE (l.tenant, l.key) IN (SELECT tenant, key FROM keyed)
+            ORDER BY l.tenant, l.key
+            FOR UPDATE
+         ), limits AS (
+            SELECT l.*,
+                   least(l.burst, l.tokens + l.rate * extract(epoch FROM now() - l.refilled_at))
+                       AS avail
+            FROM locked l
+         ), pairs AS (
+            SELECT k.*, l.max_running, l.rate, l.avail, l.running,
+                   l.max_running IS NOT NULL AND k.from_status <> 'running' AS needs_slot,
+                   l.rate IS NOT NULL AND k.deferred_reason IS DISTINCT FROM
+                       (CASE k.level WHEN 1 THEN 'tenant_rate' WHEN 2 THEN 'kind_rate'
+                                     ELSE 'host_rate' END) AS needs_token
+            FROM keyed k JOIN limits l ON l.tenant = k.tenant AND l.key = k.key
+         ), judged AS (
+            SELECT p.*,
+                   CASE WHEN p.needs_slot
+                             AND sum(p.needs_slot::int) OVER w > greatest(p.max_running - p.running, 0)
+                        THEN CASE p.level WHEN 1 THEN 'tenant_concurrency' ELSE 'kind_concurrency' END
+                        WHEN p.needs_token AND sum(p.needs_token::int) OVER w > floor(p.avail)
+                        THEN CASE p.level WHEN 1 THEN 'tenant_rate' WHEN 2 THEN 'kind_rate'
+                                          ELSE 'host_rate' END
+                   END AS over
+            FROM pairs p
+            WINDOW w AS (PARTITION BY p.tenant, p.key ORDER BY p.ord)
+         ), decided AS (
+            SELECT c.id, c.ord, c.from_status, c.stolen,
+                   (SELECT j.over FROM judged j WHERE j.id = c.id AND j.over IS NOT NULL
+                    ORDER BY j.level, j.over LIKE '%rate' LIMIT 1) AS reason
+            FROM candidates c
+         ), booked AS (
+            SELECT d.id, d.reason, j.tenant, j.key,
+                   row_number() OVER (PARTITION BY j.tenant, j.key ORDER BY d.ord) AS n
+            FROM decided d JOIN judged j ON j.id = d.id AND j.over = d.reason
+            WHERE NOT d.stolen
+         ), per_key AS (
+            SELECT l.tenant, l.key, l.avail,
+                   count(*) FILTER (WHERE p.needs_token AND d.reason IS NULL) AS took_tokens,
+                   count(*) FILTER (WHERE p.needs_slot AND d.reason IS NULL) AS took_slots,
+                   count(b.id) FILTER (WHERE b.reason LIKE '%rate') AS booked_tokens,
+                   count(b.id) FILTER (WHERE b.reason LIKE '%concurrency') AS booked_slots,
+                   max(l.rate) AS rate,
+                   greatest(coalesce(l.slot_at, now()), now()) AS slot_base,
+                   coalesce(l.run_ms, 1000) / coalesce(l.max_running, 1) AS spacing_ms
+            FROM limits l
+            JOIN pairs p ON p.tenant = l.tenant AND p.key = l.key
+            JOIN decided d ON d.id = p.id
+            LEFT JOIN booked b ON b.id = p.id AND b.tenant = l.tenant AND b.key = l.key
+            GROUP BY l.tenant, l.key, l.avail, l.slot_at, l.run_ms, l.max_running
+         ), due AS (
+            SELECT b.id, b.reason,
+                   CASE WHEN b.reason LIKE '%rate'
+                        THEN now() + greatest(1, (b.n - (k.avail - k.took_tokens)) / k.rate)
+                                     * interval '1 second'
+                        ELSE greatest(k.slot_base + b.n * k.spacing_ms * interval '1 millisecond',
+                                      now() + interval '1 second')
+                   END AS at
+            FROM booked b JOIN per_key k ON k.tenant = b.tenant AND k.key = b.key
+         ), spent AS (
+            UPDATE tms.flow_limits l SET
+                tokens = CASE WHEN l.rate IS NULL THEN l.tokens
+                              ELSE k.avail - k.took_tokens - k.booked_tokens END,
+                refilled_at = CASE WHEN l.rate IS NULL THEN l.refilled_at ELSE now() END,
+                running = l.running + k.took_slots,
+                slot_at = CASE WHEN k.booked_slots > 0
+                               THEN k.slot_base + k.booked_slots * k.spacing_ms
+                                                  * interval '1 millisecond'
+                               ELSE l.slot_at END
+            FROM per_key k
+            WHERE l.tenant = k.tenant AND l.key = k.key
+              AND k.took_tokens + k.took_slots + k.booked_tokens + k.booked_slots > 0
          ), claimed AS (
             UPDATE tms.tasks t SET status = 'running', attempts = t.attempts + 1,
-                lease_until = now() + $4::int8 * interval '1 millisecond',
+                lease_until = now() + $4::int8 * interval '1 millisecond', deferred_reason = NULL,
                 version = t.version + 1, updated_at = now()
-            FROM candidates c WHERE t.id = c.id
-            RETURNING {cols}, c.from_status
+            FROM decided d WHERE t.id = d.id AND d.reason IS NULL
+            RETURNING {cols}, d.from_status, d.stolen
+         ), deferred AS (
+            UPDATE tms.tasks t SET run_after = u.at, deferred_reason = u.reason,
+                enqueued_at = CASE WHEN u.at <= now() + interval '{horizon} seconds' THEN now() END,
+                version = t.version + 1, updated_at = now()
+            FROM due u WHERE t.id = u.id
+            RETURNING {cols}, u.reason,
+                ceil(extract(epoch FROM u.at - now()) * 1000)::int8 AS delay_ms
          ), ev AS (
             INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, correlation_id)
             SELECT id, from_status, status, attempts, correlation_id FROM claimed
          )
-         SELECT * FROM claimed",
-        cols = task_columns(Some("t"))
+         SELECT *, NULL::text AS reason, NULL::int8 AS delay_ms FROM claimed
+         UNION ALL
+         SELECT {plain}, NULL::text, false, reason, delay_ms FROM deferred",
+        cols = task_columns(Some("t")),
+        plain = task_columns(None),
+        horizon = MAX_MESSAGE_DELAY.as_secs(),
     )
 });
 
@@ -236,13 +395,15 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 /// before a burst of work) the planner read every running task through it and joined the batch
 /// to them row by row, a cost that grew with the tasks other workers held. Said through the
 /// lease, the tasks can only be looked up by id. A released claim (never started) gets its
-/// attempt back and keeps its outbox marker: its own message comes back to run it.
+/// attempt back and keeps its outbox marker: its own message comes back to run it. Each
+/// recorded task frees its slot under its tenant's and its kind's concurrency limits, whose
+/// average run time takes the batch's in.
 static RECORD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::jsonb[],
-                             $6::int8[], $7::bool[], $8::bool[])
-            AS i(id, version, to_status, result, error, retry_ms, enqueue, released)
+                             $6::int8[], $7::bool[], $8::bool[], $9::float8[])
+            AS i(id, version, to_status, result, error, retry_ms, enqueue, released, ran_ms)
      ), updated AS (
         UPDATE tms.tasks t SET
             status = i.to_status,
@@ -261,10 +422,18 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
         FROM input i
         WHERE t.id = i.id AND t.version = i.version AND t.lease_until IS NOT NULL
         RETURNING t.id, t.tenant, t.kind, t.attempts, t.correlation_id, i.to_status AS status,
-                  i.result, i.error
+                  i.result, i.error, i.ran_ms
      ), ev AS (
         INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, error, correlation_id)
         SELECT id, 'running', status, attempts, error, correlation_id FROM updated
+     ), freed AS (
+        UPDATE tms.flow_limits l SET running = greatest(l.running - f.n, 0),
+            run_ms = CASE WHEN f.ms IS NULL THEN l.run_ms
+                          ELSE coalesce(l.run_ms * 0.8 + f.ms * 0.2, f.ms) END
+        FROM (SELECT u.tenant, k.key, count(*) AS n, avg(u.ran_ms) AS ms
+              FROM updated u CROSS JOIN LATERAL (VALUES ('*'), ('kind:' || u.kind)) AS k(key)
+              GROUP BY u.tenant, k.key) f
+        WHERE l.tenant = f.tenant AND l.key = f.key AND l.max_running IS NOT NULL
      ), {note}
      SELECT id, NULL::text AS tenant, NULL::text AS detail_type, NULL::jsonb AS detail,
             NULL::uuid AS subject, NULL::timestamptz AS created_at
@@ -331,7 +500,7 @@ async fn create_in<C: CachedStatements>(client: &C, task: &NewTask) -> Result<Cr
     let source = SourceColumns::of(&task.source);
     let max_attempts = task.max_attempts as i32;
     let hash: &[u8] = &task.request_hash;
-    let params: [&(dyn ToSql + Sync); 16] = [
+    let params: [&(dyn ToSql + Sync); 17] = [
         task.id.as_uuid(),
         &task.tenant.as_str(),
         &task.kind.as_str(),
@@ -348,6 +517,7 @@ async fn create_in<C: CachedStatements>(client: &C, task: &NewTask) -> Result<Cr
         &source.fire_time,
         &source.trigger_id,
         &source.event_id,
+        &task.priority.as_str(),
     ];
     // A conflicting insert waits for the other transaction, so the follow-up read sees its
     // row; the loop covers the rare case of that row being deleted in between.
@@ -405,6 +575,15 @@ fn check_claim(from: Status, claimed: &Task) -> Result<(), StoreError> {
             claimed.id
         ))),
     }
+}
+
+/// Where the fair claim starts its round of the tenants with waiting tasks: a random first
+/// character of a tenant name, so no tenant is always first.
+fn ring_start() -> String {
+    use rand::RngExt as _;
+    const FIRST: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let i = rand::rng().random_range(0..FIRST.len());
+    char::from(FIRST[i]).to_string()
 }
 
 fn ids_of(ids: &[TaskId]) -> Vec<Uuid> {
@@ -677,10 +856,10 @@ impl WorkStore for PostgresStore {
     async fn claim(
         &self,
         pointers: &[(TaskId, Tenant)],
-        lease: Duration,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        policy: &ClaimPolicy,
+    ) -> Result<Claim, StoreError> {
         if pointers.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         let ids: Vec<Uuid> = pointers.iter().map(|(id, _)| *id.as_uuid()).collect();
         let tenants: Vec<&str> = pointers.iter().map(|(_, t)| t.as_str()).collect();
@@ -688,26 +867,58 @@ impl WorkStore for PostgresStore {
             .iter()
             .map(Status::as_str)
             .collect();
-        let lease_ms = lease.as_millis() as i64;
+        let lease_ms = policy.lease.as_millis() as i64;
+        let fair_share = i64::from(policy.fair_share);
+        let fair_share_after_ms = policy.fair_share_after.as_millis() as i64;
+        let ring_start = ring_start();
         let client = self.client().await?;
         let stmt = client.prepare_cached(&CLAIM).await.map_err(store_error)?;
         let rows = client
-            .query(&stmt, &[&ids, &tenants, &claimable, &lease_ms])
+            .query(
+                &stmt,
+                &[
+                    &ids,
+                    &tenants,
+                    &claimable,
+                    &lease_ms,
+                    &fair_share,
+                    &fair_share_after_ms,
+                    &ring_start,
+                ],
+            )
             .await
             .map_err(store_error)?;
         let Some(first) = rows.first() else {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         };
         let columns = TaskColumns::of(first)?;
-        let from_status = column(first, "from_status")?;
-        rows.iter()
-            .map(|row| {
-                let from = status_of(row.try_get(from_status).map_err(store_error)?)?;
-                let task = task_at(row, &columns)?;
-                check_claim(from, &task)?;
-                Ok(ClaimedTask { task, from })
-            })
-            .collect()
+        let [from_status, stolen, reason, delay_ms] =
+            ["from_status", "stolen", "reason", "delay_ms"].map(|c| column(first, c));
+        let (from_status, stolen, reason, delay_ms) = (from_status?, stolen?, reason?, delay_ms?);
+        let mut claim = Claim::default();
+        for row in &rows {
+            let task = task_at(row, &columns)?;
+            let deferred: Option<&str> = row.try_get(reason).map_err(store_error)?;
+            if let Some(raw) = deferred {
+                let reason = DeferReason::parse(raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("deferred_reason: {raw}")))?;
+                let delay: i64 = row.try_get(delay_ms).map_err(store_error)?;
+                claim.deferred.push(Deferral {
+                    task,
+                    reason,
+                    delay: Duration::from_millis(u64::try_from(delay).unwrap_or(0)),
+                });
+                continue;
+            }
+            let from = status_of(row.try_get(from_status).map_err(store_error)?)?;
+            check_claim(from, &task)?;
+            claim.tasks.push(ClaimedTask {
+                task,
+                from,
+                stolen: row.try_get(stolen).map_err(store_error)?,
+            });
+        }
+        Ok(claim)
     }
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
@@ -733,6 +944,10 @@ impl WorkStore for PostgresStore {
             .collect();
         let enqueue: Vec<bool> = outcomes.iter().map(|o| o.enqueue).collect();
         let released: Vec<bool> = outcomes.iter().map(|o| o.released).collect();
+        let ran_ms: Vec<Option<f64>> = outcomes
+            .iter()
+            .map(|o| o.ran.map(|d| d.as_secs_f64() * 1000.0))
+            .collect();
         let client = self.client().await?;
         let stmt = client.prepare_cached(&RECORD).await.map_err(store_error)?;
         let rows = client
@@ -740,6 +955,7 @@ impl WorkStore for PostgresStore {
                 &stmt,
                 &[
                     &ids, &versions, &to, &results, &errors, &retry_ms, &enqueue, &released,
+                    &ran_ms,
                 ],
             )
             .await

@@ -18,18 +18,19 @@ use crate::ports::{StoreError, SubmissionStore, Submitted};
 const SUBMIT: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[],
                              $6::timestamptz[], $7::text[], $8::bytea[], $9::text[], $10::text[],
-                             $11::uuid[], $12::timestamptz[], $13::uuid[], $14::text[])
+                             $11::uuid[], $12::timestamptz[], $13::uuid[], $14::text[],
+                             $15::text[])
             WITH ORDINALITY
             AS i(id, tenant, kind, payload, max_attempts, run_after, idempotency_key,
                  request_hash, correlation_id, source, schedule_id, fire_time, trigger_id,
-                 event_id, ord)
+                 event_id, priority, ord)
      ), ins AS (
         INSERT INTO tms.tasks (id, tenant, kind, payload, max_attempts, run_after,
                                idempotency_key, request_hash, correlation_id, source,
-                               schedule_id, fire_time, trigger_id, event_id)
+                               schedule_id, fire_time, trigger_id, event_id, priority)
         SELECT id, tenant, kind, payload, max_attempts, COALESCE(run_after, now()),
                idempotency_key, request_hash, correlation_id, source, schedule_id, fire_time,
-               trigger_id, event_id
+               trigger_id, event_id, priority
         FROM input ORDER BY ord
         ON CONFLICT (tenant, idempotency_key) DO NOTHING
         RETURNING id, tenant, idempotency_key, request_hash, status, attempts, correlation_id
@@ -70,7 +71,8 @@ impl SubmissionStore for PostgresStore {
         let fire_times: Vec<Option<DateTime<Utc>>> = columns.iter().map(|c| c.fire_time).collect();
         let trigger_ids: Vec<Option<Uuid>> = columns.iter().map(|c| c.trigger_id).collect();
         let event_ids: Vec<Option<&str>> = columns.iter().map(|c| c.event_id).collect();
-        let params: [&(dyn ToSql + Sync); 14] = [
+        let priorities: Vec<&str> = tasks.iter().map(|t| t.priority.as_str()).collect();
+        let params: [&(dyn ToSql + Sync); 15] = [
             &ids,
             &tenants,
             &kinds,
@@ -85,6 +87,7 @@ impl SubmissionStore for PostgresStore {
             &fire_times,
             &trigger_ids,
             &event_ids,
+            &priorities,
         ];
         let client = self.pool().await?.get().await?;
         let stmt = client.prepare_cached(SUBMIT).await.map_err(store_error)?;

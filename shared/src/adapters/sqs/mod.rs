@@ -1,5 +1,5 @@
 //! [`SqsWorkQueue`]: work messages on SQS through the SDK's client, sent in batches of ten,
-//! several batches in flight.
+//! several batches in flight, each on the work queue of its task's priority.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt};
 
-use crate::domain::{TaskId, CORRELATION_ATTRIBUTE};
+use crate::domain::{Priority, TaskId, CORRELATION_ATTRIBUTE, PRIORITY_ATTRIBUTE};
 use crate::ports::{Dispatch, QueueError, WorkQueue, MAX_MESSAGE_DELAY};
 
 /// SQS accepts at most ten messages per batch.
@@ -50,6 +50,8 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(
 pub struct SqsWorkQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    /// The queue of `high` tasks; without one they travel on the work queue.
+    high_queue_url: Option<String>,
     dead_letter_url: Option<String>,
 }
 
@@ -58,6 +60,7 @@ impl SqsWorkQueue {
         Self {
             client,
             queue_url: queue_url.into(),
+            high_queue_url: None,
             dead_letter_url: None,
         }
     }
@@ -67,12 +70,42 @@ impl SqsWorkQueue {
         self
     }
 
+    /// Sends the messages of `high` tasks to the queue at `url` (none: the work queue).
+    pub fn with_high_priority_queue(mut self, url: Option<impl Into<String>>) -> Self {
+        self.high_queue_url = url.map(Into::into);
+        self
+    }
+
+    fn url_of(&self, priority: Priority) -> &str {
+        match (priority, &self.high_queue_url) {
+            (Priority::High, Some(url)) => url,
+            _ => &self.queue_url,
+        }
+    }
+
+    async fn depth(&self, url: &str) -> Result<Option<u64>, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok()))
+    }
+
+    /// Sends one batch of messages of one priority.
     async fn send_batch(&self, batch: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
+        let url = self.url_of(batch.first().map_or(Priority::Normal, |d| d.priority));
         let entries = batch
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                SendMessageBatchRequestEntry::builder()
+                let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(
                         serde_json::to_string(&d.message).expect("a work message serialises"),
@@ -81,15 +114,22 @@ impl SqsWorkQueue {
                     .message_attributes(
                         CORRELATION_ATTRIBUTE,
                         string_attribute(d.message.correlation_id.as_str()),
-                    )
-                    .build()
-                    .expect("id and body are set")
+                    );
+                match d.priority {
+                    Priority::High => entry.message_attributes(
+                        PRIORITY_ATTRIBUTE,
+                        string_attribute(Priority::High.as_str()),
+                    ),
+                    Priority::Normal => entry,
+                }
+                .build()
+                .expect("id and body are set")
             })
             .collect();
         let out = self
             .client
             .send_message_batch()
-            .queue_url(&self.queue_url)
+            .queue_url(url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -115,8 +155,13 @@ impl SqsWorkQueue {
 impl WorkQueue for SqsWorkQueue {
     #[tracing::instrument(skip_all, fields(count = dispatches.len()))]
     async fn send(&self, dispatches: &[Dispatch]) -> Result<Vec<TaskId>, QueueError> {
-        let batches: Vec<_> = dispatches
+        let (high, normal): (Vec<Dispatch>, Vec<Dispatch>) = dispatches
+            .iter()
+            .cloned()
+            .partition(|d| d.priority == Priority::High);
+        let batches: Vec<_> = high
             .chunks(BATCH_SIZE)
+            .chain(normal.chunks(BATCH_SIZE))
             .map(|batch| self.send_batch(batch))
             .collect();
         let results: Vec<_> = stream::iter(batches)
@@ -157,18 +202,12 @@ impl WorkQueue for SqsWorkQueue {
     }
 
     async fn waiting(&self) -> Result<Option<u64>, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse().ok()))
+        let normal = self.depth(&self.queue_url).await?;
+        let Some(high_url) = &self.high_queue_url else {
+            return Ok(normal);
+        };
+        let high = self.depth(high_url).await?;
+        Ok(normal.zip(high).map(|(n, h)| n + h))
     }
 }
 
