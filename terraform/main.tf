@@ -95,6 +95,10 @@ module "functions" {
   oidc_issuer              = var.jwt_issuer
   console_oidc_client_id   = var.console_oidc_client_id
   producers_parameter_name = var.producers_parameter_name
+  event_bus_name           = module.events.bus_name
+  event_bus_arn            = module.events.bus_arn
+  email_identity           = var.email_identity
+  email_deliver_default    = var.email_deliver_default
   subnet_ids               = module.network.private_subnet_ids
   security_group_ids       = [module.network.function_security_group_id]
   egress_ready             = module.network.egress_ready

@@ -142,6 +142,29 @@ variable "alarm_email" {
   default     = ""
 }
 
+variable "email_identity" {
+  description = "The SES identity, verified in this account and region, that email tasks are delivered from (TMS_EMAIL_IDENTITY): an address (every message is sent from it, replies go to the task's sender) or a domain (messages are sent as their sender, who must be at that domain). The worker may send as this identity only (ses:SendEmail on its ARN). Empty: no email is delivered."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^$|^([A-Za-z0-9._%+-]+@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", var.email_identity))
+    error_message = "email_identity: an email address (tms@example.com), a domain (example.com) or empty."
+  }
+}
+
+variable "email_deliver_default" {
+  description = "true delivers every email task whose payload does not say \"deliver\": false (TMS_EMAIL_DELIVER); false delivers only those that say \"deliver\": true. true needs email_identity."
+  type        = bool
+  default     = false
+
+  # template.yaml's rule DeliveringNeedsAnIdentity.
+  validation {
+    condition     = !var.email_deliver_default || var.email_identity != ""
+    error_message = "email_deliver_default true needs email_identity, the identity emails are sent from."
+  }
+}
+
 variable "vpc_cidr" {
   description = "The stack's VPC (a /16; four /24 subnets are carved from it)."
   type        = string

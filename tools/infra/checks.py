@@ -38,6 +38,8 @@ SCHEDULER_JOBS = {
 }
 # SPEC 5: dead-letter queues keep 14 days.
 DLQ_RETENTION = 1209600
+# SPEC 3, notifications: the functions that end tasks or imports publish their lifecycle events.
+EVENT_PUBLISHERS = ("api", "worker", "importer", "scheduler")
 
 PROPERTIES = (
     "visibility",
@@ -60,6 +62,8 @@ PROPERTIES = (
     "dlq-alarm",
     "scheduler-jobs",
     "priority-queue",
+    "event-publishing",
+    "email-sending",
 )
 
 
@@ -139,7 +143,60 @@ def check(model: dict, source: str) -> list[tuple[str, str]]:
     failures += _operations(model)
     failures += _events(model)
     failures += _priority(model)
+    failures += _publishing(model)
     return [(prop, f"{source}: {message}") for prop, message in failures]
+
+
+def _granting(model: dict, prefix: str) -> list[tuple[str, str, dict]]:
+    """(role, sid, statement) of every role statement that allows an action starting with
+    `prefix` (e.g. "events:"), or every action."""
+    return [
+        (role, sid, st)
+        for role, statements in model["roles"].items()
+        for sid, st in statements.items()
+        if st["effect"] == "Allow" and any(a.startswith(prefix) or a == "*" for a in st["actions"])
+    ]
+
+
+def _publishing(model: dict) -> list[tuple[str, str]]:
+    """The functions that publish lifecycle events name the stack's bus and may put events on it
+    and nowhere else; only the worker sends email, as the configured identity only, and only
+    when there is one."""
+    failures = []
+    buses = model["event_buses"]
+    for function in EVENT_PUBLISHERS:
+        env = model["env"].get(function)
+        if env is None:
+            continue
+        bus = env.get("TMS_EVENT_BUS")
+        if bus not in buses:
+            failures.append(("event-publishing", f"function {function}: TMS_EVENT_BUS is {bus!r}, not the name of an event bus of the stack"))
+            continue
+        arn = buses[bus]["arn"]
+        granted = [st for role, _sid, st in _granting(model, "events:") if role == function]
+        if not any("events:PutEvents" in st["actions"] and st["resources"] == [arn] for st in granted):
+            failures.append(("event-publishing", f"function {function}: its role has no events:PutEvents on {arn} (the bus TMS_EVENT_BUS names)"))
+    for role, sid, st in _granting(model, "events:"):
+        if role not in EVENT_PUBLISHERS:
+            failures.append(("event-publishing", f"role {role} {sid}: {st['actions']} on {st['resources']}, but {role} publishes no events"))
+        elif any(r not in {b["arn"] for b in buses.values()} for r in st["resources"]):
+            failures.append(("event-publishing", f"role {role} {sid}: {st['actions']} on {st['resources']}, beyond the stack's event bus"))
+
+    identity = (model["env"].get("worker") or {}).get("TMS_EMAIL_IDENTITY")
+    if "worker" in model["env"] and identity is None:
+        failures.append(("email-sending", "function worker: no TMS_EMAIL_IDENTITY (the identity email is sent from)"))
+    if "worker" in model["env"] and "TMS_EMAIL_DELIVER" not in model["env"]["worker"]:
+        failures.append(("email-sending", "function worker: no TMS_EMAIL_DELIVER (whether email is delivered by default)"))
+    expected = f"arn:{{partition}}:ses:{{region}}:{{account}}:identity/{identity}"
+    for role, sid, st in _granting(model, "ses:"):
+        where = f"role {role} {sid}: {st['actions']} on {st['resources']}"
+        if role != "worker":
+            failures.append(("email-sending", f"{where}, but only the worker sends email"))
+        elif st["actions"] != ["ses:SendEmail"] or st["resources"] != [expected]:
+            failures.append(("email-sending", f"{where}, expected ses:SendEmail on {expected} only (the identity TMS_EMAIL_IDENTITY names)"))
+        elif st.get("when") != f"{identity} != ''":
+            failures.append(("email-sending", f"{where} granted {st.get('when') or 'always'}, expected only when {identity} is set"))
+    return failures
 
 
 def _operations(model: dict) -> list[tuple[str, str]]:

@@ -108,7 +108,7 @@ def _merge_globals(globals_: dict, props: dict) -> dict:
 
 def _cfn_statements(document, where: str) -> list[dict]:
     out = []
-    for statement in _as_list((document or {}).get("Statement")):
+    for statement, _ in model_ops.cfn_statement_entries((document or {}).get("Statement")):
         out.append(
             {
                 "where": where,
@@ -365,7 +365,7 @@ def _tf_policy_document(modules, module_dir, expression):
 
 def _tf_statements(document: dict, where: str) -> list[dict]:
     out = []
-    for statement in document.get("statement", []):
+    for statement, _ in model_ops.tf_statement_entries(document):
         out.append(
             {
                 "where": where,

@@ -10,7 +10,8 @@ Added sections, the same shape for both sources:
     alarms:       (replaces model.py's) {(namespace, metric, dimension, target, statistic):
                    {period, evaluation_periods, datapoints, threshold, comparison,
                     treat_missing, actions, ok_actions}}
-    roles:        {role: {sid: {effect, actions, resources}}}, trust: {role: [conditions]}
+    roles:        {role: {sid: {effect, actions, resources, when?}}}, trust: {role: [conditions]}
+                  (`when`: the condition a statement is granted under, e.g. "param.x != ''")
     log_groups:   {normalised name: retention}
     dashboard:    {widget title: ["namespace metric stat", ...]}
     rotations:    {secret: schedule}
@@ -94,6 +95,33 @@ def _normalise_arn_text(text: str) -> str:
     return text
 
 
+def cfn_statement_entries(statements) -> list[tuple[dict, str | None]]:
+    """A policy document's statements, each with the name of the condition it is granted under:
+    `!If [Cond, statement, !Ref AWS::NoValue]` is the statement under Cond (a statement in the
+    false branch is under "not Cond")."""
+    out = []
+    for st in _as_list(statements):
+        if isinstance(st, dict) and set(st) == {"Fn::If"} and len(st["Fn::If"]) == 3:
+            name, when_true, when_false = st["Fn::If"]
+            for branch, prefix in ((when_true, ""), (when_false, "not ")):
+                if isinstance(branch, dict) and branch != {"Ref": "AWS::NoValue"}:
+                    out.append((branch, f"{prefix}{name}"))
+        else:
+            out.append((st, None))
+    return out
+
+
+def tf_statement_entries(document: dict) -> list[tuple[dict, str | None]]:
+    """A policy document's statements, each with the `for_each` of the dynamic block that
+    grants it (None for a plain statement block)."""
+    out = [(st, None) for st in document.get("statement", [])]
+    for block in document.get("dynamic", []):
+        for name, spec in block.items():
+            if name == "statement":
+                out += [(content, str(_one(spec.get("for_each")))) for content in spec.get("content", [])]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # SAM
 # --------------------------------------------------------------------------------------------
@@ -168,6 +196,18 @@ class Sam:
         if logical == "Database" and attribute == "MasterUserSecret.SecretArn":
             return "secret.admin.arn"
         return f"{kind}.{key}.{attribute}"
+
+    def condition(self, name: str) -> str:
+        """A condition of the template, normalised: `param.x != ''` for
+        `!Not [!Equals [!Ref X, ""]]`, `param.x == ''` for `!Equals [!Ref X, ""]`."""
+        negated = name.startswith("not ")
+        definition = (self.template.get("Conditions") or {}).get(name.removeprefix("not "))
+        if isinstance(definition, dict) and set(definition) == {"Fn::Not"}:
+            negated, definition = not negated, _one(definition["Fn::Not"])
+        if isinstance(definition, dict) and set(definition) == {"Fn::Equals"}:
+            left, right = (self.value(v) for v in definition["Fn::Equals"])
+            return f"{left} {'!=' if negated else '=='} {right!r}"
+        return OPAQUE
 
     def value(self, value, variables: dict | None = None):
         """A CloudFormation value, normalised."""
@@ -319,7 +359,7 @@ def sam_extend(template: dict, model: dict) -> None:
             documents = [p.get("PolicyDocument") for p in _as_list(props.get("Policies"))] if kind == "AWS::IAM::Role" else [props.get("PolicyDocument")]
             statements = model["roles"].setdefault(role, {})
             for document in documents:
-                for st in _as_list((document or {}).get("Statement")):
+                for st, when in cfn_statement_entries((document or {}).get("Statement")):
                     resources_ = []
                     for r in _as_list(st.get("Resource")):
                         v = sam.value(r)
@@ -328,6 +368,7 @@ def sam_extend(template: dict, model: dict) -> None:
                         "effect": st.get("Effect", "Allow"),
                         "actions": sorted(_as_list(st.get("Action"))),
                         "resources": sorted(set(resources_)),
+                        **({"when": sam.condition(when)} if when else {}),
                     }
             if kind == "AWS::IAM::Role":
                 conditions = []
@@ -598,6 +639,13 @@ class Tf:
         return _normalise_arn_text(re.sub(r"\$\{([^{}]+)\}", sub, value))
 
 
+def _tf_condition(tf: Tf, module_dir: str, for_each: str) -> str:
+    """A dynamic block's for_each as the condition it grants under: `param.x != ''` for
+    `var.x == "" ? [] : [...]` (the form the template's `!Not [!Equals [!Ref X, ""]]` takes)."""
+    match = re.fullmatch(r'\$\{(var\.\w+) == "" \? \[\] : \[.*\]\}', for_each, re.S)
+    return f"{tf.reference(module_dir, match.group(1))} != ''" if match else OPAQUE
+
+
 def _tf_for_each_keys(tf: Tf, module_dir: str, body: dict) -> list | None:
     for_each = _one(body.get("for_each"))
     if for_each is None:
@@ -773,11 +821,12 @@ def tf_extend(modules: dict, model: dict, root: str) -> None:
                     match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", str(expression))
                     document = module["data"].get(("aws_iam_policy_document", match.group(1))) if match else None
                     statements = model["roles"].setdefault(role, {})
-                    for st in (document or {}).get("statement", []):
+                    for st, for_each in tf_statement_entries(document or {}):
                         statements[_one(st.get("sid", "?"))] = {
                             "effect": _one(st.get("effect", ["Allow"])),
                             "actions": sorted(_one(st.get("actions", [[]])) or []),
                             "resources": sorted({str(x) for r in _as_list(_one(st.get("resources", [[]])) or []) for x in _as_list(tf.value(module_dir, r))}),
+                            **({"when": _tf_condition(tf, module_dir, for_each)} if for_each else {}),
                         }
             elif kind == "aws_iam_role" and name == "deploy":
                 match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", str(_one(body.get("assume_role_policy"))))

@@ -244,6 +244,26 @@ MUTATIONS = [
     ("parity: Terraform dashboard without the events rule's failures", MONITORING,
      '        ["AWS/Events", "FailedInvocations", "EventBusName", var.event_bus_name, "RuleName", var.event_rule_name, { stat = "Sum" }],\n',
      "", "parity"),
+    # Lifecycle events on the bus, email through SES.
+    ("SAM scheduler does not name the event bus", SAM,
+     '          TMS_DATABASE_POOL_SIZE: "1"\n          TMS_EVENT_BUS: *event-bus\n', '          TMS_DATABASE_POOL_SIZE: "1"\n', "event-publishing"),
+    ("Terraform worker may put events on every bus", IAM,
+     '    resources = [var.event_bus_arn]\n  }\n  # Only with a sending identity', '    resources = ["arn:aws:events:*:*:event-bus/*"]\n  }\n  # Only with a sending identity',
+     "event-publishing"),
+    ("SAM bootstrapper may put events", SAM,
+     '              - Sid: GeneratePasswords\n                Effect: Allow\n                Action: secretsmanager:GetRandomPassword\n                Resource: "*"\n',
+     '              - Sid: GeneratePasswords\n                Effect: Allow\n                Action: secretsmanager:GetRandomPassword\n                Resource: "*"\n'
+     '              - *publish-lifecycle-events\n', "event-publishing"),
+    ("SAM worker may send as any identity", SAM,
+     "Resource: !Sub arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${EmailIdentity}",
+     "Resource: !Sub arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*", "email-sending"),
+    ("Terraform worker may send email without an identity", IAM,
+     '  dynamic "statement" {\n    for_each = var.email_identity == "" ? [] : [var.email_identity]\n    content {',
+     '  dynamic "statement" {\n    for_each = [var.email_identity]\n    content {', "email-sending"),
+    ("Terraform worker without TMS_EMAIL_DELIVER", FUNCTIONS,
+     "        TMS_EMAIL_DELIVER           = tostring(var.email_deliver_default)\n", "", "email-sending"),
+    ("parity: SAM email delivered by default", SAM,
+     "          TMS_EMAIL_DELIVER: !Ref EmailDeliverDefault", '          TMS_EMAIL_DELIVER: "true"', "parity"),
     # The high-priority work queue: beside the work queue, mapped, alarmed, named and granted alike.
     ("Terraform without the high-priority queue's mapping", FUNCTIONS,
      'resource "aws_lambda_event_source_mapping" "worker_high" {\n  event_source_arn                   = var.high_work_queue_arn\n'

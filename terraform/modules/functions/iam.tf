@@ -98,6 +98,11 @@ data "aws_iam_policy_document" "api" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.database.app_secret_arn]
   }
+  statement {
+    sid       = "PublishLifecycleEvents"
+    actions   = ["events:PutEvents"]
+    resources = [var.event_bus_arn]
+  }
 }
 
 data "aws_iam_policy_document" "worker" {
@@ -137,6 +142,20 @@ data "aws_iam_policy_document" "worker" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.database.app_secret_arn]
   }
+  statement {
+    sid       = "PublishLifecycleEvents"
+    actions   = ["events:PutEvents"]
+    resources = [var.event_bus_arn]
+  }
+  # Only with a sending identity, and only as that identity.
+  dynamic "statement" {
+    for_each = var.email_identity == "" ? [] : [var.email_identity]
+    content {
+      sid       = "SendEmail"
+      actions   = ["ses:SendEmail"]
+      resources = ["arn:${data.aws_partition.current.partition}:ses:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:identity/${var.email_identity}"]
+    }
+  }
 }
 
 data "aws_iam_policy_document" "importer" {
@@ -175,6 +194,11 @@ data "aws_iam_policy_document" "importer" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.database.app_secret_arn]
   }
+  statement {
+    sid       = "PublishLifecycleEvents"
+    actions   = ["events:PutEvents"]
+    resources = [var.event_bus_arn]
+  }
 }
 
 data "aws_iam_policy_document" "scheduler" {
@@ -197,6 +221,11 @@ data "aws_iam_policy_document" "scheduler" {
     sid       = "ReadAppPasswordSecret"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.database.app_secret_arn]
+  }
+  statement {
+    sid       = "PublishLifecycleEvents"
+    actions   = ["events:PutEvents"]
+    resources = [var.event_bus_arn]
   }
 }
 

@@ -82,6 +82,7 @@ locals {
         TMS_DATABASE_POOL_SIZE      = "1"
         TMS_OIDC_ISSUER             = var.oidc_issuer
         TMS_OIDC_CLIENT_ID          = var.console_oidc_client_id
+        TMS_EVENT_BUS               = var.event_bus_name
       }
       reserved_concurrency = var.api_reserved_concurrency
       deployment           = var.deployment_strategy
@@ -103,6 +104,9 @@ locals {
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
         TMS_DATABASE_POOL_SIZE      = "2"
+        TMS_EVENT_BUS               = var.event_bus_name
+        TMS_EMAIL_IDENTITY          = var.email_identity
+        TMS_EMAIL_DELIVER           = tostring(var.email_deliver_default)
       }
       reserved_concurrency = 0
       deployment           = var.deployment_strategy
@@ -121,6 +125,7 @@ locals {
         TMS_DATABASE_CA_FILE        = local.ca_file
         TMS_DATABASE_PASSWORD_PARAM = local.app_password
         TMS_DATABASE_POOL_SIZE      = "2"
+        TMS_EVENT_BUS               = var.event_bus_name
       }
       reserved_concurrency = 0
       deployment           = var.deployment_strategy
@@ -134,6 +139,7 @@ locals {
         TMS_WORK_QUEUE_URL          = var.work_queue_url
         TMS_HIGH_WORK_QUEUE_URL     = var.high_work_queue_url
         TMS_RETENTION_DAYS          = tostring(var.task_retention_days)
+        TMS_EVENT_BUS               = var.event_bus_name
         TMS_DATABASE_URL            = local.direct_database_url
         TMS_DATABASE_SSLMODE        = "verify-full"
         TMS_DATABASE_CA_FILE        = local.ca_file

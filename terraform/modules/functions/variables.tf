@@ -39,6 +39,24 @@ variable "producers_parameter_name" {
   type = string
 }
 
+variable "event_bus_name" {
+  description = "The bus the functions publish lifecycle events to (TMS_EVENT_BUS)."
+  type        = string
+}
+
+variable "event_bus_arn" {
+  type = string
+}
+
+variable "email_identity" {
+  description = "The SES identity email tasks are delivered from, or empty (no delivery)."
+  type        = string
+}
+
+variable "email_deliver_default" {
+  type = bool
+}
+
 variable "subnet_ids" {
   type = list(string)
 }
