@@ -1,6 +1,7 @@
-//! The demo: one task of every kind, an import with good and bad rows, and a webhook whose
+//! The demo: one task of every kind, an import with good and bad rows, a webhook whose
 //! receiver fails until told otherwise, so its task ends `dead` and is redriven once the
-//! receiver recovers. Prints what happened as a table.
+//! receiver recovers, a schedule's first fire and an event on the bus that a trigger turns into
+//! a task. Prints what happened as a table.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -96,6 +97,16 @@ pub struct Demo {
     pub token: String,
     pub http: reqwest::Client,
     pub timeout: Duration,
+    /// The deployment's event bus, which the demo puts one event on.
+    pub events: aws_sdk_eventbridge::Client,
+    pub event_bus: String,
+}
+
+/// What the schedule and the trigger of the demo are, while their tasks are awaited.
+struct Timed {
+    schedule: String,
+    trigger: String,
+    event: String,
 }
 
 const POLL: Duration = Duration::from_millis(300);
@@ -183,6 +194,7 @@ impl Demo {
         for body in bodies {
             ids.push(self.create(body).await?);
         }
+        let timed = self.schedule_and_event(&stamp.to_string()).await?;
         eprintln!("==> created one task of each kind; uploading an import with good and bad rows");
         let filename = format!("demo-{stamp}.csv");
         let csv = "kind,sender,recipient,subject,body,name\n\
@@ -240,6 +252,7 @@ impl Demo {
         self.wait_task(&ids[1], "succeeded", |s| s == "succeeded")
             .await?;
         let import = self.wait_import(&key).await?;
+        self.delivered_email().await?;
         let mut tasks = Vec::new();
         for (label, id) in labels.iter().zip(&ids) {
             let t = self.task(id).await?;
@@ -257,12 +270,255 @@ impl Demo {
                 location,
             });
         }
+        tasks.extend(self.timed_tasks(&timed).await?);
+        tasks.push(self.signed_delivery().await?);
         Ok(DemoReport {
             tasks,
             webhook_before_redrive,
             webhook_attempts_before_redrive,
             import,
         })
+    }
+
+    /// Creates a schedule that fires in a second (the scheduler's `schedules` job creates its
+    /// task within a minute) and a trigger, and puts an event it matches on the bus.
+    async fn schedule_and_event(&self, stamp: &str) -> anyhow::Result<Timed> {
+        let starts_at = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+        let (status, schedule) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/schedules",
+                Some(
+                    json!({"name": format!("demo-{stamp}"), "expression": "rate(1 hour)",
+                    "timezone": "UTC", "starts_at": starts_at.to_rfc3339(),
+                    "task": {"kind": "archive", "payload": {"name": "scheduled-report"}}}),
+                ),
+            )
+            .await?;
+        if status != 201 {
+            bail!("creating a schedule answered {status}: {schedule}");
+        }
+        let (status, trigger) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/triggers",
+                Some(json!({"name": format!("demo-{stamp}"), "source": "demo.shop",
+                    "detail_type": "Order Placed",
+                    "task": {"kind": "archive", "payload": {"name": {"$event": "/detail/orderId"}}}})),
+            )
+            .await?;
+        if status != 201 {
+            bail!("registering a trigger answered {status}: {trigger}");
+        }
+        let put = self
+            .events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.event_bus)
+                    .source("demo.shop")
+                    .detail_type("Order Placed")
+                    .detail(json!({"orderId": format!("order-{stamp}")}).to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("cannot put an event on the bus {}", self.event_bus))?;
+        let event = match put.entries().first().and_then(|e| e.event_id()) {
+            Some(id) if put.failed_entry_count() == 0 => id.to_owned(),
+            _ => bail!("the bus refused the demo's event: {put:?}"),
+        };
+        eprintln!(
+            "==> created a schedule firing in a second and a trigger, and put an order event on the bus"
+        );
+        Ok(Timed {
+            schedule: schedule["id"].as_str().context("a schedule id")?.to_owned(),
+            trigger: trigger["id"].as_str().context("a trigger id")?.to_owned(),
+            event,
+        })
+    }
+
+    /// The tasks of the schedule's first fire and of the event, once they succeeded; then
+    /// removes the schedule and the trigger (their tasks stay).
+    async fn timed_tasks(&self, timed: &Timed) -> anyhow::Result<Vec<TaskRow>> {
+        eprintln!("==> waiting for the event's task and the schedule's first fire (the schedules job runs every minute)");
+        let mut rows = Vec::new();
+        for (label, source, field, id) in [
+            ("event", "event", "event_id", &timed.event),
+            ("schedule", "schedule", "schedule_id", &timed.schedule),
+        ] {
+            let started = Instant::now();
+            let task = loop {
+                let (_, page) = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v1/tasks?source={source}&limit=100"),
+                        None,
+                    )
+                    .await?;
+                let found = page["items"]
+                    .as_array()
+                    .and_then(|items| items.iter().find(|t| t["source"][field] == id.as_str()));
+                if let Some(t) = found.filter(|t| t["status"] == "succeeded") {
+                    break t.clone();
+                }
+                if started.elapsed() > self.timeout + Duration::from_secs(60) {
+                    bail!("the {label}'s task did not succeed in time: {found:?}");
+                }
+                tokio::time::sleep(POLL).await;
+            };
+            rows.push(TaskRow {
+                label: label.into(),
+                id: task["id"].as_str().unwrap_or("").into(),
+                kind: task["kind"].as_str().unwrap_or("").into(),
+                status: task["status"].as_str().unwrap_or("").into(),
+                attempts: task["attempts"].as_u64().unwrap_or(0),
+                location: format!(
+                    "s3://{}/{}",
+                    task["result"]["bucket"].as_str().unwrap_or(""),
+                    task["result"]["key"].as_str().unwrap_or("")
+                ),
+            });
+        }
+        for path in [
+            format!("/v1/schedules/{}", timed.schedule),
+            format!("/v1/triggers/{}", timed.trigger),
+        ] {
+            let (status, body) = self.call(reqwest::Method::DELETE, &path, None).await?;
+            if status != 204 {
+                bail!("DELETE {path} answered {status}: {body}");
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Subscribes a local receiver to `Task Succeeded` events of `noop` tasks, runs one, and
+    /// checks the delivery's Standard Webhooks signature with the secret the subscription
+    /// showed once; then removes the subscription.
+    async fn signed_delivery(&self) -> anyhow::Result<TaskRow> {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(axum::http::HeaderMap, axum::body::Bytes)>();
+        let app = axum::Router::new().route(
+            "/events",
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send((headers, body));
+                        StatusCode::NO_CONTENT
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/events", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let (status, created) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/subscriptions",
+                Some(json!({"url": url, "event_types": ["Task Succeeded"], "kinds": ["noop"]})),
+            )
+            .await?;
+        if status != 201 {
+            bail!("subscribing answered {status}: {created}");
+        }
+        let secret = tms::SigningSecret::parse(created["secret"].as_str().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("the subscription's secret: {e}"))?;
+        let subscription = created["subscription"]["id"]
+            .as_str()
+            .context("a subscription id")?
+            .to_owned();
+        eprintln!("==> subscribed a receiver to Task Succeeded; running a noop task");
+        let task = self.create(json!({"kind": "noop", "payload": {}})).await?;
+        let (headers, body) = loop {
+            let (headers, body) = tokio::time::timeout(self.timeout, rx.recv())
+                .await
+                .context("no delivery reached the subscription's receiver in time")?
+                .context("the receiver stopped")?;
+            let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if event["data"]["task_id"] == task.as_str() {
+                break (headers, body);
+            }
+        };
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+        let expected = secret.sign(id, timestamp.parse().unwrap_or_default(), &body);
+        if !header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected)
+        {
+            bail!("the delivery's signature does not verify with the subscription's secret");
+        }
+        eprintln!(
+            "==> the receiver got Task Succeeded of {task} (webhook-id {id}), signature verified"
+        );
+        let (_, page) = self
+            .call(
+                reqwest::Method::GET,
+                "/v1/tasks?kind=notification&limit=100",
+                None,
+            )
+            .await?;
+        let delivery = page["items"]
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|t| t["payload"]["event_id"] == id)
+                    .cloned()
+            })
+            .context("the delivery's task")?;
+        let delivery = self
+            .wait_task(delivery["id"].as_str().unwrap_or(""), "succeeded", |s| {
+                s == "succeeded"
+            })
+            .await?;
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/v1/subscriptions/{subscription}"),
+            None,
+        )
+        .await?;
+        server.abort();
+        Ok(TaskRow {
+            label: "delivery".into(),
+            id: delivery["id"].as_str().unwrap_or("").into(),
+            kind: delivery["kind"].as_str().unwrap_or("").into(),
+            status: delivery["status"].as_str().unwrap_or("").into(),
+            attempts: delivery["attempts"].as_u64().unwrap_or(0),
+            location: format!("{url} (signature verified)"),
+        })
+    }
+
+    /// Sends one email through SES (`deliver: true`, from the stack's identity) and shows the
+    /// message id SES gave it.
+    async fn delivered_email(&self) -> anyhow::Result<()> {
+        let id = self
+            .create(
+                json!({"kind": "email", "payload": {"sender": "demo@example.com",
+                "recipient": "ops@example.com", "subject": "TMS demo, delivered",
+                "body": "Sent through SES by the demo.", "deliver": true}}),
+            )
+            .await?;
+        let task = self
+            .wait_task(&id, "succeeded", |s| s == "succeeded" || s == "dead")
+            .await?;
+        let message_id = task["result"]["message_id"].as_str().with_context(|| {
+            format!(
+                "the email task {id} was not delivered ({}): {}",
+                task["status"], task["last_error"]
+            )
+        })?;
+        eprintln!("==> delivered one email through SES: task {id}, SES message id {message_id}");
+        Ok(())
     }
 
     async fn wait_import(&self, key: &str) -> anyhow::Result<ImportRow> {
@@ -320,6 +576,12 @@ pub fn render(report: &DemoReport) -> String {
          recovered it was redriven (attempts reset) and succeeded.\n",
         report.webhook_before_redrive, report.webhook_attempts_before_redrive
     ));
+    if report.tasks.iter().any(|t| t.label == "event") {
+        out.push_str(
+            "The event task was created by a trigger from an order event put on the bus, the schedule\n\
+             task by a schedule's first fire; the demo removed both afterwards.\n",
+        );
+    }
     let i = &report.import;
     out.push_str(&format!(
         "\nIMPORT {}\n  status {}: {} rows, {} accepted, {} rejected\n  report {}\n",

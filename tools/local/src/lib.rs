@@ -3,6 +3,7 @@
 
 pub mod backlog;
 pub mod demo;
+pub mod fairness;
 pub mod load;
 pub mod mappings;
 pub mod runner;
@@ -74,6 +75,7 @@ pub async fn runner_from(
         scheduler,
         sqs: aws_sdk_sqs::Client::new(aws),
         work_queue_url: env.required("TMS_WORK_QUEUE_URL")?,
+        high_work_queue_url: env.required("TMS_HIGH_WORK_QUEUE_URL")?,
         import_queue_url: env.required("TMS_IMPORT_QUEUE_URL")?,
     }))
 }

@@ -275,7 +275,7 @@ fn payload(run: &str, n: usize) -> (&'static str, Value) {
 }
 
 /// A connection to the stack's database, tried for up to a minute (PostgreSQL may be restarting).
-async fn connect(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn connect(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
     let started = Instant::now();
     loop {
         match target

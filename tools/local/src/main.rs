@@ -231,6 +231,12 @@ fn dev_env() -> anyhow::Result<Vec<(String, String)>> {
 }
 
 async fn load() -> anyhow::Result<()> {
+    let scenario = std::env::var("SCENARIO").unwrap_or_default();
+    let fairness = match scenario.as_str() {
+        "" | "volume" => None,
+        "fairness" => Some(tms_local::fairness::Fairness::from_env()?),
+        other => bail!("SCENARIO is volume (the default) or fairness, got {other:?}"),
+    };
     let plan = tms_local::load::Plan::from_env()?;
     let env = dev_env()?;
     let get = |k: &str| {
@@ -248,6 +254,7 @@ async fn load() -> anyhow::Result<()> {
         token: stack.tokens[0].1.clone(),
         resources: tms_local::Resources {
             work_queue_url: get("TMS_WORK_QUEUE_URL")?,
+            high_work_queue_url: get("TMS_HIGH_WORK_QUEUE_URL")?,
             event_bus: get("TMS_EVENT_BUS")?,
             work_dlq_url: get("TMS_WORK_DLQ_URL")?,
             import_queue_url: get("TMS_IMPORT_QUEUE_URL")?,
@@ -258,6 +265,11 @@ async fn load() -> anyhow::Result<()> {
         api,
         stack,
     };
+    if let Some(fairness) = fairness {
+        let report = tms_local::fairness::run(&target, &fairness).await?;
+        println!("\n{}", report.render());
+        return Ok(());
+    }
     let faults = tms_local::load::DevFaults {
         root: target.stack.root.clone(),
     };
@@ -301,11 +313,15 @@ async fn demo() -> anyhow::Result<()> {
         .first()
         .context("no token in TMS_DEV_TOKENS")?
         .clone();
+    let event_bus = get("TMS_EVENT_BUS")
+        .context("TMS_EVENT_BUS missing from .local/dev.env: restart `make dev`")?;
     let demo = Demo {
         api,
         token,
         http: tms_local::http_client(),
         timeout: Duration::from_secs(90),
+        events: aws_sdk_eventbridge::Client::new(&stack()?.sdk_config().await),
+        event_bus,
     };
     let report = demo.run().await?;
     println!("\n{}", render(&report));

@@ -30,6 +30,15 @@ pub const WORKER: Mapping = Mapping {
     timeout: Duration::from_secs(60),
 };
 
+/// The worker's second mapping, from the work queue of `high` tasks: a backlog of `normal`
+/// tasks on the work queue never stands in front of them.
+pub const HIGH_WORKER: Mapping = Mapping {
+    function: "WorkerFunction",
+    event: "HighWorkQueue",
+    queue: "HighWorkQueue",
+    ..WORKER
+};
+
 pub const IMPORTER: Mapping = Mapping {
     function: "ImporterFunction",
     event: "ImportQueue",
@@ -40,7 +49,7 @@ pub const IMPORTER: Mapping = Mapping {
     timeout: Duration::from_secs(900),
 };
 
-pub const MAPPINGS: [Mapping; 2] = [WORKER, IMPORTER];
+pub const MAPPINGS: [Mapping; 3] = [WORKER, HIGH_WORKER, IMPORTER];
 
 /// One EventBridge schedule of the scheduler function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,9 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemA
 use lambda_runtime::{Context, LambdaEvent};
 use tokio::sync::watch;
 
-use crate::mappings::{Mapping, Schedule, IMPORTER, SCHEDULER_TIMEOUT, SCHEDULES, WORKER};
+use crate::mappings::{
+    Mapping, Schedule, HIGH_WORKER, IMPORTER, MAPPINGS, SCHEDULER_TIMEOUT, SCHEDULES,
+};
 use crate::stack::REGION;
 
 /// How long one receive call waits for messages when the queue is empty.
@@ -28,6 +30,7 @@ pub struct Runner {
     pub scheduler: tms_scheduler::Deps,
     pub sqs: aws_sdk_sqs::Client,
     pub work_queue_url: String,
+    pub high_work_queue_url: String,
     pub import_queue_url: String,
 }
 
@@ -207,7 +210,7 @@ impl Runner {
     /// Runs the pollers and the schedules until `stop` turns true.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let mut tasks = Vec::new();
-        for mapping in [WORKER, IMPORTER] {
+        for mapping in MAPPINGS {
             for _ in 0..mapping.maximum_concurrency.min(2) {
                 let runner = self.clone();
                 let stop = stop.clone();
@@ -227,10 +230,12 @@ impl Runner {
     }
 
     async fn poll(self: Arc<Self>, mapping: Mapping, mut stop: watch::Receiver<bool>) {
-        let url = if mapping == WORKER {
-            &self.work_queue_url
-        } else {
+        let url = if mapping == HIGH_WORKER {
+            &self.high_work_queue_url
+        } else if mapping == IMPORTER {
             &self.import_queue_url
+        } else {
+            &self.work_queue_url
         };
         let arn = queue_arn(&self.sqs, url).await;
         while !*stop.borrow() {
@@ -241,10 +246,10 @@ impl Runner {
                 &mapping,
                 LONG_POLL_SECONDS,
                 |event| async {
-                    if mapping == WORKER {
-                        tms_worker::function_handler(&self.worker, event).await
-                    } else {
+                    if mapping == IMPORTER {
                         tms_importer::function_handler(&self.importer, event).await
+                    } else {
+                        tms_worker::function_handler(&self.worker, event).await
                     }
                 },
             );

@@ -1,5 +1,6 @@
 //! The local stack: names, ports and credentials of the project-local services, the resources
-//! it provisions in the AWS emulator, and the environment each function runs with.
+//! it provisions in the AWS emulator (queues, bus, bucket, parameters, the email identity), and
+//! the environment each function runs with.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ use tms_api::auth::token_hash;
 #[derive(Debug, Clone)]
 pub struct Names {
     pub work_queue: String,
+    /// The work queue of `high` tasks, which the worker reads besides the work queue.
+    pub high_work_queue: String,
     /// The event bus, whose rule delivers every event to the work queue.
     pub event_bus: String,
     pub import_queue: String,
@@ -31,6 +34,7 @@ impl Names {
     pub fn with_prefix(prefix: &str, database: &str) -> Self {
         Self {
             work_queue: format!("{prefix}-work"),
+            high_work_queue: format!("{prefix}-work-high"),
             event_bus: format!("{prefix}-events"),
             import_queue: format!("{prefix}-import"),
             bucket: format!("{prefix}-data"),
@@ -44,6 +48,7 @@ impl Names {
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub work_queue_url: String,
+    pub high_work_queue_url: String,
     /// The event bus's name.
     pub event_bus: String,
     pub work_dlq_url: String,
@@ -59,6 +64,8 @@ const IMPORT_VISIBILITY_SECONDS: &str = "300";
 const MAX_RECEIVE_COUNT: &str = "5";
 pub const REGION: &str = "us-east-1";
 pub const CURSOR_KEY: &str = "tms-local-cursor-key";
+/// The identity emails are delivered from locally, unless `TMS_EMAIL_IDENTITY` names another.
+pub const EMAIL_IDENTITY: &str = "tms@example.com";
 
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -71,6 +78,9 @@ pub struct Stack {
     pub names: Names,
     /// `TMS_DEV_TOKENS`: (tenant, token, role).
     pub tokens: Vec<(String, String, tms::Role)>,
+    /// `TMS_EMAIL_IDENTITY` (default [`EMAIL_IDENTITY`]): verified in the emulator's SES, the
+    /// worker delivers emails from it.
+    pub email_identity: String,
 }
 
 fn port(name: &str, default: u16) -> anyhow::Result<u16> {
@@ -118,6 +128,13 @@ impl Stack {
         if tokens.is_empty() {
             bail!("TMS_DEV_TOKENS names no token");
         }
+        let email_identity = std::env::var("TMS_EMAIL_IDENTITY")
+            .ok()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| EMAIL_IDENTITY.into());
+        email_identity
+            .parse::<tms::domain::email::EmailIdentity>()
+            .map_err(|e| anyhow::anyhow!("TMS_EMAIL_IDENTITY {email_identity:?}: {e}"))?;
         Ok(Self {
             root: root.to_owned(),
             api_port: port("TMS_API_PORT", 3000)?,
@@ -130,6 +147,7 @@ impl Stack {
             ),
             names: Names::with_prefix("tms", "tms"),
             tokens,
+            email_identity,
         })
     }
 
@@ -238,7 +256,7 @@ impl Stack {
 
     /// Creates (or finds) the queues with their dead-letter queues, the event bus with its rule
     /// to the work queue, the bucket with versioning and its notification to the import queue,
-    /// and the SSM parameters. Safe to run again.
+    /// the SSM parameters, and the email identity, verified. Safe to run again.
     ///
     /// # Errors
     /// When the emulator refuses a call.
@@ -246,11 +264,14 @@ impl Stack {
         let sqs = aws_sdk_sqs::Client::new(aws);
         let (work_queue_url, work_dlq_url) =
             queue_with_dlq(&sqs, &self.names.work_queue, WORK_VISIBILITY_SECONDS).await?;
+        let (high_work_queue_url, _) =
+            queue_with_dlq(&sqs, &self.names.high_work_queue, WORK_VISIBILITY_SECONDS).await?;
         let (import_queue_url, import_dlq_url) =
             queue_with_dlq(&sqs, &self.names.import_queue, IMPORT_VISIBILITY_SECONDS).await?;
         let import_arn = queue_arn(&sqs, &import_queue_url).await?;
         let work_arn = queue_arn(&sqs, &work_queue_url).await?;
         self.event_bus(aws, &work_arn).await?;
+        self.email_identity(aws).await?;
         let s3 = tms::adapters::s3::client(aws);
         let bucket = &self.names.bucket;
         if s3.head_bucket().bucket(bucket).send().await.is_err() {
@@ -341,6 +362,7 @@ impl Stack {
         }
         Ok(Resources {
             work_queue_url,
+            high_work_queue_url,
             event_bus: self.names.event_bus.clone(),
             work_dlq_url,
             import_queue_url,
@@ -387,6 +409,29 @@ impl Stack {
         Ok(())
     }
 
+    /// The identity the worker delivers emails from, created in the emulator's SES v2 (which
+    /// verifies it at once, as the emulator's SES does).
+    async fn email_identity(&self, aws: &SdkConfig) -> anyhow::Result<()> {
+        let created = aws_sdk_sesv2::Client::new(aws)
+            .create_email_identity()
+            .email_identity(&self.email_identity)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "create the email identity {} in the emulator's SES",
+                self.email_identity
+            ))),
+        }
+    }
+
     fn aws_env(&self) -> Vec<(String, String)> {
         vec![
             ("AWS_ENDPOINT_URL".into(), self.endpoint()),
@@ -412,7 +457,9 @@ impl Stack {
                 ("TMS_DATABASE_CA_FILE", self.ca_file().display().to_string()),
                 ("TMS_DATABASE_PASSWORD_PARAM", self.param("db/app")),
                 ("TMS_WORK_QUEUE_URL", res.work_queue_url.clone()),
+                ("TMS_HIGH_WORK_QUEUE_URL", res.high_work_queue_url.clone()),
                 ("TMS_WORK_DLQ_URL", res.work_dlq_url.clone()),
+                ("TMS_EVENT_BUS", res.event_bus.clone()),
                 ("TMS_BUCKET", res.bucket.clone()),
                 ("TMS_TOKENS_PARAM", self.param("api-tokens")),
                 ("TMS_PRODUCERS_PARAM", self.param("producers")),
@@ -427,6 +474,7 @@ impl Stack {
                     format!("{},{},{}", self.api_port, self.aws_port, self.pg_port),
                 ),
                 ("TMS_API_PORT", self.api_port.to_string()),
+                ("TMS_EMAIL_IDENTITY", self.email_identity.clone()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
@@ -495,6 +543,10 @@ impl Stack {
         env.extend(self.aws_env());
         env.extend([
             ("TMS_WORK_QUEUE_URL".to_owned(), res.work_queue_url.clone()),
+            (
+                "TMS_HIGH_WORK_QUEUE_URL".to_owned(),
+                res.high_work_queue_url.clone(),
+            ),
             ("TMS_WORK_DLQ_URL".to_owned(), res.work_dlq_url.clone()),
             ("TMS_EVENT_BUS".to_owned(), res.event_bus.clone()),
             (
@@ -503,6 +555,7 @@ impl Stack {
             ),
             ("TMS_IMPORT_DLQ_URL".to_owned(), res.import_dlq_url.clone()),
             ("TMS_BUCKET".to_owned(), res.bucket.clone()),
+            ("TMS_EMAIL_IDENTITY".to_owned(), self.email_identity.clone()),
             (
                 "PGSSLROOTCERT".to_owned(),
                 self.ca_file().display().to_string(),

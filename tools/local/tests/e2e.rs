@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 use tms::config::Env;
 use tms_local::demo::Demo;
@@ -125,6 +126,8 @@ impl E2e {
             token: self.token.clone(),
             http: tms_local::http_client(),
             timeout: Duration::from_secs(90),
+            events: self.events.clone(),
+            event_bus: self.res.event_bus.clone(),
         }
     }
 
@@ -149,8 +152,45 @@ async fn every_kind_runs_the_import_counts_and_a_dead_webhook_is_redriven() {
     for task in &report.tasks {
         assert_eq!(task.status, "succeeded", "{task:?}");
     }
-    let kinds: Vec<&str> = report.tasks.iter().map(|t| t.kind.as_str()).collect();
-    assert_eq!(kinds, ["email", "webhook", "archive", "noop"]);
+    let kinds: Vec<(&str, &str)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.label.as_str(), t.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("email", "email"),
+            ("webhook", "webhook"),
+            ("archive", "archive"),
+            ("noop", "noop"),
+            ("event", "archive"),
+            ("schedule", "archive"),
+            ("delivery", "notification"),
+        ]
+    );
+    for fired in &report.tasks[4..6] {
+        assert!(
+            fired
+                .location
+                .starts_with(&format!("s3://{}/archive/demo/", e2e.res.bucket)),
+            "{fired:?}"
+        );
+    }
+    let schedules: Value = tms_local::http_client()
+        .get(format!("{}/v1/schedules", e2e.api))
+        .bearer_auth(&e2e.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        schedules["items"],
+        json!([]),
+        "the demo removes its schedule"
+    );
     assert!(report.tasks[0]
         .location
         .starts_with(&format!("s3://{}/emails/", e2e.res.bucket)));
@@ -266,6 +306,126 @@ async fn a_webhook_cannot_reach_the_stack_itself() {
     assert_eq!(listed.key_count(), Some(0), "nothing was written for acme");
 }
 
+/// SPEC §3 "Flow control": the small tenant's tasks, queued behind the big tenant's backlog
+/// of 100,000, are done while most of that backlog still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_tenants_backlog_does_not_delay_another_tenants_tasks() {
+    let Served {
+        db,
+        stack,
+        res,
+        aws,
+        api,
+    } = serve().await;
+    let runner = tms_local::runner(&stack, &res).await.expect("the runner");
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(runner.run(stopped));
+    let target = Target {
+        token: stack.tokens[0].1.clone(),
+        stack,
+        resources: res,
+        api,
+        aws,
+    };
+    let plan = tms_local::fairness::Fairness {
+        big: 100_000,
+        small: 100,
+        drain_big: false,
+        wait: Duration::from_secs(600),
+    };
+    let report = tms_local::fairness::run(&target, &plan).await.unwrap();
+    println!("{}", report.render());
+    assert_eq!(report.small.succeeded, 100);
+    assert!(
+        report.big_succeeded_then < 50_000,
+        "the small tenant waited for the big one's backlog: {report:?}"
+    );
+    drop(db);
+}
+
+/// SPEC §3 "Flow control": a `high` task created after 20,000 `normal` ones travels on the
+/// high-priority queue and runs while that backlog still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_high_priority_task_runs_ahead_of_a_normal_backlog() {
+    let Served {
+        db,
+        stack,
+        res,
+        api,
+        ..
+    } = serve().await;
+    let http = tms_local::http_client();
+    let token = stack.tokens[0].1.clone();
+    // The backlog, queued before any worker runs: 200 batches of 100.
+    futures::stream::iter(0..200)
+        .map(|b| {
+            let http = http.clone();
+            let (api, token) = (api.clone(), token.clone());
+            async move {
+                let tasks: Vec<Value> = (0..100)
+                    .map(|n| json!({"kind": "noop", "payload": {"n": b * 100 + n}}))
+                    .collect();
+                let resp = http
+                    .post(format!("{api}/v1/tasks/batch"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "tasks": tasks }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(resp.status().is_success(), "{}", resp.status());
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    let created: Value = http
+        .post(format!("{api}/v1/tasks"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "noop", "payload": {"urgent": true}, "priority": "high"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["priority"], "high", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let runner = tms_local::runner(&stack, &res).await.expect("the runner");
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(runner.run(stopped));
+    let admin = db.admin().await;
+    let started = Instant::now();
+    loop {
+        let row = admin
+            .query_one(
+                "SELECT (SELECT status FROM tms.tasks WHERE id = $1::text::uuid), \
+                        (SELECT count(*) FROM tms.tasks WHERE status = 'succeeded' \
+                           AND payload->>'n' IS NOT NULL)",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let (status, normal_done): (String, i64) = (row.get(0), row.get(1));
+        if status == "succeeded" {
+            assert!(
+                normal_done < 10_000,
+                "the high task waited for half the backlog: {normal_done} normal tasks ran first"
+            );
+            println!(
+                "the high task succeeded {:.2} s after the worker started, {normal_done} of \
+                 20,000 normal tasks before it",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the high task did not run ({status}, {normal_done} normal tasks done)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queue_submission_creates_and_runs_its_task() {
     let e2e = start().await;
@@ -344,6 +504,73 @@ async fn an_event_on_the_bus_creates_the_task_of_the_trigger_it_matches() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_receives_a_signed_task_succeeded_delivery() {
+    let e2e = start().await;
+    let receiver = tms_testkit::webhooks::Receiver::start().await;
+    let http = tms_local::http_client();
+    let subscribed = http
+        .post(format!("{}/v1/subscriptions", e2e.api))
+        .bearer_auth(&e2e.token)
+        .json(&json!({"url": receiver.url("/tms"), "event_types": ["Task Succeeded"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscribed.status(), 201);
+    let subscribed: Value = subscribed.json().await.unwrap();
+    let secret = subscribed["secret"].as_str().unwrap().to_owned();
+    let created: Value = http
+        .post(format!("{}/v1/tasks", e2e.api))
+        .bearer_auth(&e2e.token)
+        .json(&json!({"kind": "noop", "payload": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task_id = created["id"].as_str().unwrap();
+    // The worker publishes the task's end to the bus; the bus's rule brings it back to the work
+    // queue, and the worker delivers it to the subscription.
+    let received = receiver.wait_for(1, Duration::from_secs(60)).await;
+    let delivery = &received[0];
+    let body = delivery.json();
+    assert_eq!(body["type"], "Task Succeeded");
+    assert_eq!(body["data"]["task_id"], task_id);
+    assert_eq!(body["data"]["tenant"], created["tenant"]);
+    assert_eq!(
+        delivery.header("webhook-id"),
+        body["data"]["event_id"].as_str(),
+        "the event's stable id"
+    );
+    assert_eq!(
+        tms_testkit::webhooks::verify_standard_webhooks(&secret, &received),
+        [Ok(())],
+        "the reference implementation verifies the signature"
+    );
+    let started = Instant::now();
+    loop {
+        let tasks = e2e.tasks().await;
+        let delivered = tasks.iter().find(|t| {
+            t["kind"] == "notification" && t["payload"]["event"]["data"]["task_id"] == task_id
+        });
+        if delivered.is_some_and(|t| t["status"] == "succeeded") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the delivery's task succeeded: {delivered:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the delivery's own success is not published, so nothing loops back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
