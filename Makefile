@@ -16,7 +16,7 @@ dev: ## run the whole system locally (PostgreSQL, AWS emulator, API, workers, sc
 demo: ## walk through every flow against the running stack (starts it if needed) and print the outcome
 	@scripts/demo.sh
 
-load: ## drive LOAD_API creates, a LOAD_ROWS import and LOAD_QUEUE submissions through the stack; fails if any task is lost or runs twice
+load: ## drive LOAD_API creates, a LOAD_ROWS import and LOAD_QUEUE submissions through the stack; fails if any task is lost or runs twice. SCENARIO=fairness: FAIR_BIG tasks of one tenant, then FAIR_SMALL of another, both tenants' latency
 	@scripts/demo.sh load
 
 emulator-check: ## fill a fresh emulator queue with BACKLOG messages (default 100,000) and time receive + delete against it; fails over 50 ms median
