@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
-use crate::load::{connect, Target};
+use crate::load::{connect, number, Target};
 
 pub const BIG: &str = "fair-big";
 pub const SMALL: &str = "fair-small";
@@ -34,14 +34,6 @@ impl Fairness {
     /// # Errors
     /// A variable that is not a whole number, or a size of 0.
     pub fn from_env() -> anyhow::Result<Self> {
-        let number = |name: &str, default: usize| -> anyhow::Result<usize> {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => v
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number, got {v:?}")),
-                _ => Ok(default),
-            }
-        };
         let plan = Self {
             big: number("FAIR_BIG", 100_000)?,
             small: number("FAIR_SMALL", 100)?,

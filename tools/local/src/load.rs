@@ -132,6 +132,19 @@ pub struct Plan {
     pub faults: Vec<(f64, Fault)>,
 }
 
+/// The whole number in the environment variable `name`, `default` when it is unset or empty.
+///
+/// # Errors
+/// When it is not a whole number.
+pub(crate) fn number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("{name} must be a whole number, got {v:?}")),
+        _ => Ok(default),
+    }
+}
+
 /// The largest import a run may ask for.
 pub const MAX_ROWS: usize = 1_000_000;
 
@@ -139,14 +152,6 @@ impl Plan {
     /// # Errors
     /// A variable that is not a number, or more rows than [`MAX_ROWS`].
     pub fn from_env() -> anyhow::Result<Self> {
-        let number = |name: &str, default: usize| -> anyhow::Result<usize> {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => v
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number, got {v:?}")),
-                _ => Ok(default),
-            }
-        };
         let plan = Self {
             api: number("LOAD_API", 10_000)?,
             rows: number("LOAD_ROWS", 100_000)?,

@@ -10,12 +10,12 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tms::{Caller, Import, ImportId, ImportKey, ValidationErrors};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::extract::JsonBody;
 use crate::problem::Problem;
-use crate::routes::{page_limit, path_uuid, tenant_param, DEFAULT_LIMIT};
+use crate::routes::{path_uuid, IdPage, IdPageParams};
 use crate::AppState;
 
 /// How long an upload URL stays valid.
@@ -213,27 +213,12 @@ pub async fn create_import(
     Ok((StatusCode::CREATED, Json(upload)).into_response())
 }
 
-/// The page of `GET /v1/imports`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ImportListParams {
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{44}$")]
-    cursor: Option<String>,
-    /// Operators: only this tenant's imports (every tenant's without it).
-    tenant: Option<String>,
-}
-
 const LIST: &str = "imports";
 
 /// Lists the tenant's imports, newest first.
 #[utoipa::path(
     get, path = "/v1/imports", tag = "imports",
-    params(ImportListParams),
+    params(IdPageParams),
     responses((status = 200, description = "One page of imports.", body = ImportPage))
 )]
 pub async fn list_imports(
@@ -241,43 +226,16 @@ pub async fn list_imports(
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let mut limit = DEFAULT_LIMIT;
-    let mut cursor = None;
-    let mut tenant = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => limit = page_limit(&value)?,
-            "cursor" => cursor = Some(value.into_owned()),
-            "tenant" => tenant = Some(tenant_param(&value)?),
-            _ => {}
-        }
-    }
-    let scope = caller.scope(tenant.as_ref())?;
-    let before = cursor
-        .map(|c| {
-            state
-                .cursor_key
-                .decode_scoped(LIST, &c, &scope, &[])
-                .map(ImportId::from_uuid)
-                .ok_or_else(|| {
-                    Problem::bad_request("invalid cursor: pass the next_cursor of a previous page")
-                })
-        })
-        .transpose()?;
+    let page = IdPage::parse(&state, &caller, LIST, query.as_deref())?;
     let mut imports = state
         .imports
-        .list_imports(&scope, before, limit + 1)
+        .list_imports(
+            &page.scope,
+            page.before.map(ImportId::from_uuid),
+            page.rows(),
+        )
         .await?;
-    let next_cursor = if imports.len() > limit as usize {
-        imports.truncate(limit as usize);
-        imports.last().map(|i| {
-            state
-                .cursor_key
-                .encode_scoped(LIST, i.id.as_uuid(), &scope, &[])
-        })
-    } else {
-        None
-    };
+    let next_cursor = page.next_cursor(&state, &mut imports, |x| *x.id.as_uuid());
     let page = ImportPage {
         items: imports.iter().map(Into::into).collect(),
         next_cursor,

@@ -21,7 +21,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::{page_limit, path_uuid, tenant_param, DEFAULT_LIMIT};
+use super::{path_uuid, IdPage, IdPageParams};
 use crate::extract::JsonBody;
 use crate::model::{integer, payload_name, present, rfc3339, whole_number, KindView};
 use crate::problem::Problem;
@@ -304,28 +304,12 @@ pub async fn create_schedule(
     Ok((StatusCode::CREATED, Json(ScheduleView::from(&schedule))).into_response())
 }
 
-/// The page of `GET /v1/schedules`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ScheduleListParams {
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{44}$")]
-    cursor: Option<String>,
-    /// Operators: only this tenant's schedules (every tenant's without it).
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    tenant: Option<String>,
-}
-
 const LIST: &str = "schedules";
 
 /// Lists the tenant's schedules, newest first.
 #[utoipa::path(
     get, path = "/v1/schedules", tag = "schedules",
-    params(ScheduleListParams),
+    params(IdPageParams),
     responses((status = 200, description = "One page of schedules.", body = SchedulePage))
 )]
 pub async fn list_schedules(
@@ -333,40 +317,16 @@ pub async fn list_schedules(
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let mut limit = DEFAULT_LIMIT;
-    let mut cursor = None;
-    let mut tenant = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => limit = page_limit(&value)?,
-            "cursor" => cursor = Some(value.into_owned()),
-            "tenant" => tenant = Some(tenant_param(&value)?),
-            _ => {}
-        }
-    }
-    let scope = caller.scope(tenant.as_ref())?;
-    let before = cursor
-        .map(|c| {
-            state
-                .cursor_key
-                .decode_scoped(LIST, &c, &scope, &[])
-                .map(ScheduleId::from_uuid)
-                .ok_or_else(|| {
-                    Problem::bad_request("invalid cursor: pass the next_cursor of a previous page")
-                })
-        })
-        .transpose()?;
+    let page = IdPage::parse(&state, &caller, LIST, query.as_deref())?;
     let mut schedules = state
         .schedules
-        .list_schedules(&scope, before, limit + 1)
+        .list_schedules(
+            &page.scope,
+            page.before.map(ScheduleId::from_uuid),
+            page.rows(),
+        )
         .await?;
-    let next_cursor = (schedules.len() > limit as usize).then(|| {
-        schedules.truncate(limit as usize);
-        let last = schedules.last().expect("a full page");
-        state
-            .cursor_key
-            .encode_scoped(LIST, last.id.as_uuid(), &scope, &[])
-    });
+    let next_cursor = page.next_cursor(&state, &mut schedules, |x| *x.id.as_uuid());
     let page = SchedulePage {
         items: schedules.iter().map(Into::into).collect(),
         next_cursor,

@@ -19,10 +19,10 @@ use tms::{
     TaskKind,
 };
 use utoipa::openapi::{RefOr, Schema};
-use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::{page_limit, path_uuid, tenant_param, DEFAULT_LIMIT};
+use super::{path_uuid, IdPage, IdPageParams};
 use crate::extract::JsonBody;
 use crate::model::{present, TaskView};
 use crate::problem::Problem;
@@ -159,28 +159,12 @@ pub async fn create_subscription(
         .into_response())
 }
 
-/// The page of `GET /v1/subscriptions`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct SubscriptionListParams {
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{44}$")]
-    cursor: Option<String>,
-    /// Operators: only this tenant's subscriptions (every tenant's without it).
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    tenant: Option<String>,
-}
-
 const LIST: &str = "subscriptions";
 
 /// Lists the tenant's subscriptions, newest first.
 #[utoipa::path(
     get, path = "/v1/subscriptions", tag = "subscriptions",
-    params(SubscriptionListParams),
+    params(IdPageParams),
     responses((status = 200, description = "One page of subscriptions.", body = SubscriptionPage))
 )]
 pub async fn list_subscriptions(
@@ -188,40 +172,16 @@ pub async fn list_subscriptions(
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let mut limit = DEFAULT_LIMIT;
-    let mut cursor = None;
-    let mut tenant = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => limit = page_limit(&value)?,
-            "cursor" => cursor = Some(value.into_owned()),
-            "tenant" => tenant = Some(tenant_param(&value)?),
-            _ => {}
-        }
-    }
-    let scope = caller.scope(tenant.as_ref())?;
-    let before = cursor
-        .map(|c| {
-            state
-                .cursor_key
-                .decode_scoped(LIST, &c, &scope, &[])
-                .map(SubscriptionId::from_uuid)
-                .ok_or_else(|| {
-                    Problem::bad_request("invalid cursor: pass the next_cursor of a previous page")
-                })
-        })
-        .transpose()?;
+    let page = IdPage::parse(&state, &caller, LIST, query.as_deref())?;
     let mut subscriptions = state
         .subscriptions
-        .list_subscriptions(&scope, before, limit + 1)
+        .list_subscriptions(
+            &page.scope,
+            page.before.map(SubscriptionId::from_uuid),
+            page.rows(),
+        )
         .await?;
-    let next_cursor = (subscriptions.len() > limit as usize).then(|| {
-        subscriptions.truncate(limit as usize);
-        let last = subscriptions.last().expect("a full page");
-        state
-            .cursor_key
-            .encode_scoped(LIST, last.id.as_uuid(), &scope, &[])
-    });
+    let next_cursor = page.next_cursor(&state, &mut subscriptions, |x| *x.id.as_uuid());
     let page = SubscriptionPage {
         items: subscriptions.iter().map(Into::into).collect(),
         next_cursor,

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tms::ports::CreateError;
 use tms::{Caller, DetailMatch, Trigger, TriggerId, ValidationErrors, DEFAULT_MAX_ATTEMPTS};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{page_limit, path_uuid, tenant_param, DEFAULT_LIMIT};
+use super::{path_uuid, IdPage, IdPageParams};
 use crate::extract::JsonBody;
 use crate::model::NewKindView;
 use crate::problem::Problem;
@@ -160,28 +160,12 @@ pub async fn create_trigger(
     Ok((StatusCode::CREATED, Json(TriggerView::from(&trigger))).into_response())
 }
 
-/// The page of `GET /v1/triggers`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct TriggerListParams {
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{44}$")]
-    cursor: Option<String>,
-    /// Operators: only this tenant's triggers (every tenant's without it).
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    tenant: Option<String>,
-}
-
 const LIST: &str = "triggers";
 
 /// Lists the tenant's triggers, newest first.
 #[utoipa::path(
     get, path = "/v1/triggers", tag = "triggers",
-    params(TriggerListParams),
+    params(IdPageParams),
     responses((status = 200, description = "One page of triggers.", body = TriggerPage))
 )]
 pub async fn list_triggers(
@@ -189,40 +173,16 @@ pub async fn list_triggers(
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let mut limit = DEFAULT_LIMIT;
-    let mut cursor = None;
-    let mut tenant = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => limit = page_limit(&value)?,
-            "cursor" => cursor = Some(value.into_owned()),
-            "tenant" => tenant = Some(tenant_param(&value)?),
-            _ => {}
-        }
-    }
-    let scope = caller.scope(tenant.as_ref())?;
-    let before = cursor
-        .map(|c| {
-            state
-                .cursor_key
-                .decode_scoped(LIST, &c, &scope, &[])
-                .map(TriggerId::from_uuid)
-                .ok_or_else(|| {
-                    Problem::bad_request("invalid cursor: pass the next_cursor of a previous page")
-                })
-        })
-        .transpose()?;
+    let page = IdPage::parse(&state, &caller, LIST, query.as_deref())?;
     let mut triggers = state
         .triggers
-        .list_triggers(&scope, before, limit + 1)
+        .list_triggers(
+            &page.scope,
+            page.before.map(TriggerId::from_uuid),
+            page.rows(),
+        )
         .await?;
-    let next_cursor = (triggers.len() > limit as usize).then(|| {
-        triggers.truncate(limit as usize);
-        let last = triggers.last().expect("a full page");
-        state
-            .cursor_key
-            .encode_scoped(LIST, last.id.as_uuid(), &scope, &[])
-    });
+    let next_cursor = page.next_cursor(&state, &mut triggers, |x| *x.id.as_uuid());
     let page = TriggerPage {
         items: triggers.iter().map(Into::into).collect(),
         next_cursor,
