@@ -1,7 +1,7 @@
 //! The console in a real browser (headless Chromium), used the way a person would: sign in
 //! with a token, find tasks, open one, redrive a dead one, bulk-cancel by filter; a viewer sees
 //! no actions; another tenant's task is not reachable by its URL; the pages fit a phone and
-//! take the keyboard. Screenshots land in `target/screenshots/` for review.
+//! take the keyboard; subscriptions are removed from their page and limits show their usage. Screenshots land in `target/screenshots/` for review.
 
 mod support;
 
@@ -266,6 +266,11 @@ async fn the_pages_fit_a_phone_and_take_the_keyboard() {
         ("/console/dead".to_owned(), "console-phone-dead"),
         ("/console/imports".to_owned(), "console-phone-imports"),
         ("/console/triggers".to_owned(), "console-phone-triggers"),
+        (
+            "/console/subscriptions".to_owned(),
+            "console-phone-subscriptions",
+        ),
+        ("/console/limits".to_owned(), "console-phone-limits"),
     ] {
         browser.open(&format!("{}{path}", api.url), "main").await;
         let overflow = browser
@@ -409,5 +414,89 @@ async fn a_member_pauses_resumes_and_removes_a_schedule_and_a_viewer_only_reads(
     browser.wait_for_text("The schedule was removed").await;
     let list = json(api.get("/v1/schedules", DEMO_TOKEN).send().await.unwrap()).await;
     assert_eq!(list["items"], json!([]));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removes_a_subscription_a_viewer_only_reads_and_limits_show_their_usage() {
+    let api = TestApi::start().await;
+    let created = api
+        .post(
+            "/v1/subscriptions",
+            DEMO_TOKEN,
+            &json!({"url": "https://hooks.partner.example/tms",
+                "event_types": ["Task Succeeded", "Task Dead"], "kinds": ["webhook"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created = json(created).await;
+    let id = created["subscription"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+
+    let viewer = Browser::start(1280, 900).await;
+    sign_in(&viewer, &api, VIEWER_TOKEN).await;
+    viewer.click("nav a[href='/console/subscriptions']").await;
+    viewer
+        .wait_for_text("https://hooks.partner.example/tms")
+        .await;
+    assert_eq!(
+        viewer.count("tbody form").await,
+        0,
+        "a viewer has no actions"
+    );
+    viewer.click("nav a[href='/console/limits']").await;
+    viewer.wait_for_text("No limits").await;
+    viewer.close().await;
+
+    let limits = json!({"max_running": 10, "rate": {"per_second": 2.5},
+        "kinds": {"webhook": {"max_running": 2}}});
+    let set = api
+        .put("/v1/limits", DEMO_TOKEN, &limits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+
+    let browser = Browser::start(1280, 900).await;
+    sign_in(&browser, &api, DEMO_TOKEN).await;
+    browser.click("nav a[href='/console/limits']").await;
+    browser.wait_for_text("all tasks").await;
+    let rows = browser.text("table.limits tbody").await;
+    for shown in [
+        "all tasks 10 2.5 a second, burst 3 0 3.00",
+        "kind webhook 2 — 0 —",
+    ] {
+        assert!(rows.contains(shown), "{shown:?} missing from {rows}");
+    }
+    browser.screenshot("console-limits").await;
+
+    browser.click("nav a[href='/console/subscriptions']").await;
+    browser
+        .wait_for_text("https://hooks.partner.example/tms")
+        .await;
+    let row = browser.text("tbody tr").await;
+    for shown in ["Task Succeeded, Task Dead", "webhook"] {
+        assert!(row.contains(shown), "{shown:?} missing from {row}");
+    }
+    let html = browser
+        .eval("return document.documentElement.outerHTML")
+        .await;
+    assert!(
+        !html.as_str().unwrap().contains(&secret),
+        "the signing secret is never shown"
+    );
+    browser.screenshot("console-subscriptions").await;
+    browser
+        .click("button[aria-label='Remove subscription to https://hooks.partner.example/tms']")
+        .await;
+    browser.wait_for_text("The subscription was removed").await;
+    let gone = api
+        .get(&format!("/v1/subscriptions/{id}"), DEMO_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
     browser.close().await;
 }

@@ -32,6 +32,12 @@ pub fn routes() -> Router<AppState> {
         .route("/console/imports/{id}/{file}", get(pages::import_file))
         .route("/console/triggers", get(pages::triggers))
         .route("/console/triggers/{id}/delete", post(pages::delete_trigger))
+        .route("/console/subscriptions", get(pages::subscriptions))
+        .route(
+            "/console/subscriptions/{id}/delete",
+            post(pages::delete_subscription),
+        )
+        .route("/console/limits", get(pages::limits))
         .route("/console/schedules", get(pages::schedules))
         .route(
             "/console/schedules/{id}/{action}",

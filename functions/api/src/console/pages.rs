@@ -16,8 +16,9 @@ use super::session::{self, Session};
 use super::view::{
     self, choices, encode, render, Bar, BulkOffer, Card, Chrome, ConfirmPage, CountCell,
     DeferredRow, ErrorPage, EventRow, Field, FormValues, ImportRowView, ImportsPage, KindRow,
-    LoginPage, MinuteRow, OverviewPage, ScheduleRow, SchedulesPage, TaskDetail, TaskPage, TaskRow,
-    TasksPage, TriggerRow, TriggersPage,
+    LimitRow, LimitsPage, LoginPage, MinuteRow, OverviewPage, ScheduleRow, SchedulesPage,
+    SubscriptionRow, SubscriptionsPage, TaskDetail, TaskPage, TaskRow, TasksPage, TriggerRow,
+    TriggersPage,
 };
 use crate::problem::Problem;
 use crate::routes::tasks::{list_page, Bulk, ListRequest, BULK_MAX};
@@ -1197,6 +1198,106 @@ pub async fn schedule_action(
     }
     .await;
     page(result, &session, "/console/schedules")
+}
+
+pub async fn subscriptions(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let query = q.unwrap_or_default();
+    let result = async {
+        let (scope, _) = page_scope(&session, query_value(&query, "tenant").as_deref())?;
+        let before = page_cursor(&state, "console-subscriptions", &scope, &query)?
+            .map(tms::SubscriptionId::from_uuid);
+        let mut rows = state
+            .subscriptions
+            .list_subscriptions(&scope, before, PAGE_ROWS + 1)
+            .await?;
+        let next_url = next_page(
+            &state,
+            "console-subscriptions",
+            "/console/subscriptions",
+            &scope,
+            &mut rows,
+            |s| *s.id.as_uuid(),
+        );
+        let mut chrome = Chrome::new("Webhook subscriptions", "/console/subscriptions", &session);
+        if query_value(&query, "done").as_deref() == Some("removed") {
+            chrome.notice = Some(
+                "The subscription was removed; its deliveries not yet sent will not be sent."
+                    .into(),
+            );
+        }
+        let page = SubscriptionsPage {
+            chrome,
+            operator: session.caller.role == Role::Operator,
+            can_act: session.caller.role.can_act(),
+            csrf: session.csrf.clone(),
+            rows: rows.iter().map(SubscriptionRow::from).collect(),
+            next_url,
+        };
+        Ok(render(&page, StatusCode::OK))
+    }
+    .await;
+    page(result, &session, "/console/subscriptions")
+}
+
+/// Removes a subscription, as `DELETE /v1/subscriptions/{id}` does.
+pub async fn delete_subscription(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        session.check_csrf(&form.csrf)?;
+        session.caller.may_act("remove subscriptions")?;
+        let id = tms::SubscriptionId::from_uuid(crate::routes::path_uuid(&id, "subscription")?);
+        if !state
+            .subscriptions
+            .delete_subscription(&session.caller.scope(None)?, id)
+            .await?
+        {
+            return Err(Problem::not_found("no such subscription"));
+        }
+        tracing::info!(subscription_id = %id, "subscription removed");
+        Ok(Redirect::to("/console/subscriptions?done=removed").into_response())
+    }
+    .await;
+    page(result, &session, "/console/subscriptions")
+}
+
+/// A tenant's flow-control limits and what each limited key uses now, as `GET /v1/limits`
+/// reads them; operators choose the tenant with `?tenant=` (their own without it).
+pub async fn limits(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let query = q.unwrap_or_default();
+    let result = async {
+        let (scope, _) = page_scope(&session, query_value(&query, "tenant").as_deref())?;
+        let tenant = match scope {
+            Scope::Tenant(t) => t,
+            Scope::All => session.caller.tenant.clone(),
+        };
+        let stored = crate::routes::limits::store(&state)?
+            .limits(&tenant)
+            .await?;
+        let view = crate::routes::limits::TenantLimitsView::of(&tenant, &stored);
+        let page = LimitsPage {
+            chrome: Chrome::new("Limits", "/console/limits", &session),
+            operator: session.caller.role == Role::Operator,
+            tenant_encoded: encode(tenant.as_str()),
+            tenant: tenant.to_string(),
+            rows: LimitRow::of(&view),
+            updated: stored.updated_at.map_or_else(|| "never".into(), view::time),
+        };
+        Ok(render(&page, StatusCode::OK))
+    }
+    .await;
+    page(result, &session, "/console/limits")
 }
 
 /// The console's stylesheet, from the binary.

@@ -54,6 +54,8 @@ impl Chrome {
             ("/console/imports", "Imports"),
             ("/console/schedules", "Schedules"),
             ("/console/triggers", "Triggers"),
+            ("/console/subscriptions", "Subscriptions"),
+            ("/console/limits", "Limits"),
         ];
         Self {
             title: title.into(),
@@ -570,4 +572,123 @@ pub struct SchedulesPage {
     pub csrf: String,
     pub rows: Vec<ScheduleRow>,
     pub next_url: Option<String>,
+}
+
+/// A webhook subscription as a row of the list (never its secret).
+pub struct SubscriptionRow {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub event_types: String,
+    pub kinds: String,
+    pub created: String,
+}
+
+impl From<&tms::Subscription> for SubscriptionRow {
+    fn from(s: &tms::Subscription) -> Self {
+        Self {
+            id: s.id.to_string(),
+            tenant: s.tenant.to_string(),
+            url: s.url.clone(),
+            event_types: s.event_types.join(", "),
+            kinds: s.kinds.as_ref().map_or_else(
+                || "every kind".into(),
+                |ks| {
+                    ks.iter()
+                        .map(TaskKind::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+            created: time(s.created_at),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/subscriptions.html")]
+pub struct SubscriptionsPage {
+    pub chrome: Chrome,
+    pub operator: bool,
+    pub can_act: bool,
+    pub csrf: String,
+    pub rows: Vec<SubscriptionRow>,
+    pub next_url: Option<String>,
+}
+
+/// One limited key of a tenant: what limits it and what it uses now.
+pub struct LimitRow {
+    /// `all tasks`, `kind webhook`, `host api.partner.example`.
+    pub key: String,
+    pub max_running: String,
+    pub rate: String,
+    pub running: String,
+    pub tokens: String,
+}
+
+impl LimitRow {
+    fn new(
+        key: String,
+        max_running: Option<u32>,
+        rate: Option<crate::routes::limits::RateView>,
+        usage: Option<&crate::routes::limits::UsageView>,
+    ) -> Self {
+        let dash = || "—".to_owned();
+        Self {
+            key,
+            max_running: max_running.map_or_else(dash, |n| n.to_string()),
+            rate: rate.map_or_else(dash, |r| {
+                format!("{} a second, burst {}", r.per_second, r.burst)
+            }),
+            running: usage
+                .and_then(|u| u.running)
+                .map_or_else(dash, |n| n.to_string()),
+            tokens: usage
+                .and_then(|u| u.tokens)
+                .map_or_else(dash, |t| format!("{t:.2}")),
+        }
+    }
+
+    /// The rows of a tenant's limits, as `GET /v1/limits` answers them: all its tasks first,
+    /// then each kind, then each host.
+    pub fn of(view: &crate::routes::limits::TenantLimitsView) -> Vec<Self> {
+        let limits = &view.limits;
+        let mut rows = Vec::new();
+        if limits.max_running.is_some() || limits.rate.is_some() {
+            rows.push(Self::new(
+                "all tasks".into(),
+                limits.max_running,
+                limits.rate,
+                view.usage.tenant.as_ref(),
+            ));
+        }
+        for (kind, limit) in &limits.kinds {
+            rows.push(Self::new(
+                format!("kind {kind}"),
+                limit.max_running,
+                limit.rate,
+                view.usage.kinds.get(kind),
+            ));
+        }
+        for (host, rate) in &limits.hosts {
+            rows.push(Self::new(
+                format!("webhook host {host}"),
+                None,
+                Some(*rate),
+                view.usage.hosts.get(host),
+            ));
+        }
+        rows
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/limits.html")]
+pub struct LimitsPage {
+    pub chrome: Chrome,
+    pub operator: bool,
+    pub tenant: String,
+    pub tenant_encoded: String,
+    pub rows: Vec<LimitRow>,
+    pub updated: String,
 }

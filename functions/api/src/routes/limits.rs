@@ -273,7 +273,8 @@ fn tenant_of(caller: &Caller, query: Option<String>) -> Result<Tenant, Problem> 
     })
 }
 
-fn store(state: &AppState) -> Result<&dyn tms::ports::LimitStore, Problem> {
+/// The deployment's limit store (503 where flow control is not available).
+pub(crate) fn store(state: &AppState) -> Result<&dyn tms::ports::LimitStore, Problem> {
     state
         .limits
         .as_deref()
