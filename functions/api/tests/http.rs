@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use support::{is_problem, json, noop, problem, Options, TestApi, ACME_TOKEN, DEMO_TOKEN};
+use support::{
+    is_problem, json, noop, problem, Options, TestApi, ACME_TOKEN, DEMO_TOKEN, OPERATOR_TOKEN,
+};
 use tms::{TaskId, WorkMessage, CORRELATION_ATTRIBUTE};
 
 fn email() -> Value {
@@ -1009,4 +1011,45 @@ async fn cancelled_tasks_are_published_once_each_and_the_bus_being_down_keeps_th
     let mut rest: Vec<uuid::Uuid> = ids[1..].iter().map(|id| id.parse().unwrap()).collect();
     rest.sort();
     assert_eq!(kept, rest, "the unpublished events stay for the relay");
+}
+
+/// An operator's console list narrowed to one tenant keeps the tenant on its next page: the
+/// cursor holds for that scope only.
+#[tokio::test]
+async fn a_console_list_narrowed_to_a_tenant_pages_within_it() {
+    let api = TestApi::start().await;
+    for n in 0..51 {
+        let created = api
+            .post(
+                "/v1/triggers",
+                DEMO_TOKEN,
+                &json!({"name": format!("trigger {n}"), "source": "shop.orders",
+                    "detail_type": "Order Placed", "task": {"kind": "noop", "payload": {}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let first = api
+        .console_page(OPERATOR_TOKEN, "/console/triggers?tenant=demo")
+        .await;
+    let next = first
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("cursor="))
+        .expect("a link to the next page")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    assert!(
+        next.starts_with("/console/triggers?tenant=demo&cursor="),
+        "{next}"
+    );
+    let second = api.console_page(OPERATOR_TOKEN, &next).await;
+    assert!(
+        second.contains("trigger 0"),
+        "the oldest trigger is on the next page"
+    );
+    assert!(!second.contains("trigger 50"));
 }

@@ -4,8 +4,6 @@
 
 mod support;
 
-use reqwest::header::{COOKIE, SET_COOKIE};
-use reqwest::redirect::Policy;
 use reqwest::Response;
 use serde_json::{json, Value};
 use support::{
@@ -332,7 +330,7 @@ async fn stats_and_the_overview_count_deferred_tasks_per_reason() {
     let task = json(get(&api, &format!("/v1/tasks/{}", ids[2]), DEMO_TOKEN).await).await;
     assert_eq!(task["deferred_reason"], "host_rate");
 
-    let page = console_page(&api, DEMO_TOKEN, "/console").await;
+    let page = api.console_page(DEMO_TOKEN, "/console").await;
     assert!(page.contains("Deferred by flow control"), "{page}");
     assert!(
         page.contains("<code>tenant_rate</code></th><td>over the tenant's rate</td><td class=\"num\">2</td>")
@@ -351,7 +349,9 @@ async fn stats_and_the_overview_count_deferred_tasks_per_reason() {
         ),
         "{page}"
     );
-    let page = console_page(&api, DEMO_TOKEN, &format!("/console/tasks/{}", ids[2])).await;
+    let page = api
+        .console_page(DEMO_TOKEN, &format!("/console/tasks/{}", ids[2]))
+        .await;
     assert!(page.contains("<dt>Priority</dt><dd>normal</dd>"), "{page}");
     assert!(
         page.contains(
@@ -361,47 +361,4 @@ async fn stats_and_the_overview_count_deferred_tasks_per_reason() {
         ),
         "{page}"
     );
-}
-
-/// The `name=value` of a Set-Cookie header named `name`.
-fn cookie(resp: &Response, name: &str) -> String {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .find(|h| h.starts_with(&format!("{name}=")))
-        .map(|h| h.split(';').next().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("a {name} cookie"))
-}
-
-/// The console's page at `path` as `token` sees it, signed in as a browser would.
-async fn console_page(api: &TestApi, token: &str, path: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap();
-    let form = http
-        .get(format!("{}/console/login", api.url))
-        .send()
-        .await
-        .unwrap();
-    let login = cookie(&form, "tms_login");
-    let csrf = login.split_once('=').unwrap().1.to_owned();
-    let signed_in = http
-        .post(format!("{}/console/login", api.url))
-        .header(COOKIE, &login)
-        .form(&[("token", token), ("csrf", &csrf), ("next", "/console")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 303);
-    let session = cookie(&signed_in, "tms_session");
-    let page = http
-        .get(format!("{}{path}", api.url))
-        .header(COOKIE, session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    page.text().await.unwrap()
 }

@@ -1021,7 +1021,7 @@ pub async fn import_file(
 }
 
 /// A keyset page of a console list: the rows of `scope` before the `cursor` in `query`, at
-/// most [`PAGE_ROWS`], and the link to the next page.
+/// most [`PAGE_ROWS`], and the link to the next page (in the same scope).
 fn next_page<T>(
     state: &AppState,
     list: &str,
@@ -1034,7 +1034,12 @@ fn next_page<T>(
         rows.truncate(PAGE_ROWS as usize);
         let last = id(rows.last().expect("a full page"));
         let cursor = state.cursor_key.encode_scoped(list, &last, scope, &[]);
-        format!("{path}?cursor={cursor}")
+        // The cursor holds for its scope only: the next page keeps the tenant (a tenant name
+        // needs no escaping in a query).
+        match scope {
+            Scope::Tenant(tenant) => format!("{path}?tenant={tenant}&cursor={cursor}"),
+            Scope::All => format!("{path}?cursor={cursor}"),
+        }
     })
 }
 

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::redirect::Policy;
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::Value;
 use tms::adapters::postgres::PostgresStore;
@@ -242,4 +244,49 @@ pub async fn problem(resp: Response, status: u16) -> Value {
 
 pub fn noop() -> Value {
     serde_json::json!({"kind": "noop", "payload": {}})
+}
+
+/// The `name=value` of a Set-Cookie header named `name`.
+pub fn cookie(resp: &Response, name: &str) -> String {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .find(|h| h.starts_with(&format!("{name}=")))
+        .map(|h| h.split(';').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("a {name} cookie"))
+}
+
+impl TestApi {
+    /// The console's page at `path` as `token` sees it, signed in as a browser would.
+    pub async fn console_page(&self, token: &str, path: &str) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        let form = http
+            .get(format!("{}/console/login", self.url))
+            .send()
+            .await
+            .unwrap();
+        let login = cookie(&form, "tms_login");
+        let csrf = login.split_once('=').unwrap().1.to_owned();
+        let signed_in = http
+            .post(format!("{}/console/login", self.url))
+            .header(COOKIE, &login)
+            .form(&[("token", token), ("csrf", &csrf), ("next", "/console")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 303);
+        let session = cookie(&signed_in, "tms_session");
+        let page = http
+            .get(format!("{}{path}", self.url))
+            .header(COOKIE, session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        page.text().await.unwrap()
+    }
 }
