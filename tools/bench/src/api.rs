@@ -243,6 +243,7 @@ impl Api {
             .envs(bench.function_env(&[
                 ("TMS_API_PORT", port.to_string()),
                 ("AWS_ENDPOINT_URL_SQS", sqs.url.clone()),
+                ("AWS_ENDPOINT_URL_EVENTBRIDGE", sqs.url.clone()),
                 ("TMS_DATABASE_POOL_SIZE", pool.to_string()),
                 ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
             ]))

@@ -183,7 +183,7 @@ async fn run_child(
             ("TMS_IMPORT_ENQUEUE", sqs.is_some().to_string()),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
         ]))
-        .envs(sqs.map(|s| ("AWS_ENDPOINT_URL_SQS", s.url.clone())))
+        .envs(sqs.map(NullSqs::env).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

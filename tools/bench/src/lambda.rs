@@ -21,7 +21,7 @@ use crate::bench::{insert_pending_tasks, Bench};
 use crate::cost::{self, Figures};
 use crate::init::{lambda_command, python, MAX_INIT_MS};
 use crate::null_sqs::NullSqs;
-use crate::report::{median, quantile, Line, Promise, Report};
+use crate::report::{median, number, quantile, Line, Promise, Report};
 use crate::worker::{batch_event, batch_script, TENANT};
 use tms_testkit::runtime_api::{Invoked, RuntimeApi};
 
@@ -304,7 +304,7 @@ async fn measure_worker(
 
 pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
     let sqs = NullSqs::start().await?;
-    let env = bench.function_env(&[("AWS_ENDPOINT_URL_SQS", sqs.url.clone())]);
+    let env = bench.function_env(&sqs.env());
     let event = create_event(&bench.stack.tokens[0].1)?;
     let starts = bench.settings.init_runs.max(1);
     let creates = if bench.settings.quick { 200 } else { 2_000 };
@@ -407,6 +407,10 @@ pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
         2 * (starts + creates + 1)
     );
     let workers = measure_worker(bench, report, &env).await?;
+    println!(
+        "  {} lifecycle events published by the worker to the null EventBridge endpoint",
+        number(sqs.events() as f64)
+    );
     let (batch, worker) = workers
         .iter()
         .min_by_key(|(size, _)| *size)

@@ -17,6 +17,7 @@ use tms::{CorrelationId, TaskId, Tenant, WorkMessage, CORRELATION_ATTRIBUTE};
 use tms_testkit::fakes::MemoryQueue;
 
 use crate::bench::{insert_pending_tasks, task_id, with_steal, Bench, Steal, SQL_TASK_ID};
+use crate::null_sqs::NullSqs;
 use crate::report::{median, number, Line, Promise, Report};
 
 pub(crate) const TENANT: &str = "bench";
@@ -205,6 +206,12 @@ async fn handler_run(bench: &Bench, size: i64, tenant: &Tenant) -> anyhow::Resul
         tms_worker::Deps::build(&tms_worker::Config::from_env(&env)?, &bench.aws).await?;
     deps.metrics = Arc::new(Discard);
     deps.queue = Arc::new(MemoryQueue::default());
+    // The lifecycle event of every task it ends, through the SDK to a null endpoint.
+    let null = NullSqs::start().await?;
+    deps.events = tms::adapters::events::publisher(
+        &bench.aws.to_builder().endpoint_url(&null.url).build(),
+        tms::config::event_bus(&env)?.as_deref(),
+    );
     let deps = Arc::new(deps);
     let warm: Vec<SqsEvent> = (batches..batches + warm_up)
         .map(|b| batch_event(b, size, tenant))
