@@ -108,6 +108,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(too_large());
         }
         let bytes = read_limited(req.into_body()).await?;
+        // Every request body of the API is an object; serde would read an array into a struct
+        // whose fields may all be absent.
+        if bytes.trim_ascii_start().first().is_some_and(|b| *b != b'{') {
+            let value: Result<serde_json::Value, _> = serde_json::from_slice(&bytes);
+            if value.is_ok() {
+                let mut problem = Problem::validation(&tms::ValidationErrors(vec![]), "");
+                problem.errors = vec![FieldProblem {
+                    pointer: String::new(),
+                    detail: "the request body must be a JSON object".into(),
+                }];
+                return Err(problem);
+            }
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }

@@ -343,6 +343,20 @@ async fn an_invalid_subscription_is_a_problem_naming_each_field() {
         .await
         .unwrap();
     assert_eq!(pointers(&problem(patch, 422).await), ["/event_types/0"]);
+    // An array is not a change, though every field of one may be left out.
+    let patch = api
+        .http
+        .patch(format!("{}/v1/subscriptions/{id}", api.url))
+        .bearer_auth(DEMO_TOKEN)
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    let refused = problem(patch, 422).await;
+    assert_eq!(
+        refused["errors"][0]["detail"],
+        "the request body must be a JSON object"
+    );
 }
 
 #[tokio::test]
