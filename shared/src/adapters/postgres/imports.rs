@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{pin_mut, SinkExt, StreamExt};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::copy::{encode_row, BUFFER_BYTES, COPY_HEADER, COPY_TRAILER, STAGING_COLUMNS};
 use super::error::store_error;
@@ -190,27 +189,17 @@ impl ImportStore for PostgresStore {
         before: Option<ImportId>,
         limit: u32,
     ) -> Result<Vec<Import>, StoreError> {
-        let client = self.pool().await?.get().await?;
-        let before: Option<Uuid> = before.map(|id| *id.as_uuid());
-        let tenant = scope.tenant().map(Tenant::as_str);
-        // One statement per scope, so a tenant's list keeps its index.
-        let sql = format!(
-            "SELECT {IMPORT_COLUMNS} FROM tms.imports WHERE {} ($2::uuid IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3",
-            if tenant.is_some() {
-                "tenant = $1 AND"
-            } else {
-                "$1::text IS NULL AND"
-            }
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
-        client
-            .query(&stmt, &[&tenant, &before, &i64::from(limit)])
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(import_from_row)
-            .collect()
+        self.id_page(
+            "tms.imports",
+            IMPORT_COLUMNS,
+            scope,
+            before.map(|id| *id.as_uuid()),
+            limit,
+        )
+        .await?
+        .iter()
+        .map(import_from_row)
+        .collect()
     }
 
     async fn get_import(&self, scope: &Scope, id: ImportId) -> Result<Option<Import>, StoreError> {

@@ -30,16 +30,6 @@ const INSERT: &str = "INSERT INTO tms.schedules (id, tenant, name, expression, t
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1) \
      ON CONFLICT (tenant, name) DO NOTHING";
 
-/// A tenant's (`$1`) or every tenant's (`$1` null) schedules before an id, newest first.
-static LIST: LazyLock<[String; 2]> = LazyLock::new(|| {
-    ["tenant = $1", "$1::text IS NULL"].map(|tenant| {
-        format!(
-            "SELECT {COLUMNS} FROM tms.schedules WHERE {tenant} AND ($2::uuid IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
-        )
-    })
-});
-
 static GET: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM tms.schedules WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)"
@@ -191,18 +181,17 @@ impl ScheduleStore for PostgresStore {
         before: Option<ScheduleId>,
         limit: u32,
     ) -> Result<Vec<Schedule>, StoreError> {
-        let client = self.pool().await?.get().await?;
-        let tenant = scope.tenant().map(Tenant::as_str);
-        let before: Option<Uuid> = before.map(|id| *id.as_uuid());
-        let sql = &LIST[usize::from(tenant.is_none())];
-        let stmt = client.prepare_cached(sql).await.map_err(store_error)?;
-        client
-            .query(&stmt, &[&tenant, &before, &i64::from(limit)])
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(schedule_from_row)
-            .collect()
+        self.id_page(
+            "tms.schedules",
+            COLUMNS,
+            scope,
+            before.map(|id| *id.as_uuid()),
+            limit,
+        )
+        .await?
+        .iter()
+        .map(schedule_from_row)
+        .collect()
     }
 
     async fn get_schedule(

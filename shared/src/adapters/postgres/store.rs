@@ -797,6 +797,37 @@ impl TaskRepository for PostgresStore {
 }
 
 impl PostgresStore {
+    /// One page of a table listed newest first by id (imports, schedules, triggers,
+    /// subscriptions): `columns` of the rows of `scope` before `before`, at most `limit`. One
+    /// statement per scope, so a tenant's page keeps its `(tenant, id)` index.
+    pub(super) async fn id_page(
+        &self,
+        table: &str,
+        columns: &str,
+        scope: &Scope,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.pool().await?.get().await?;
+        let tenant = scope.tenant().map(Tenant::as_str);
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {} AND ($2::uuid IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
+            if tenant.is_some() {
+                "tenant = $1"
+            } else {
+                "$1::text IS NULL"
+            }
+        );
+        let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
+        client
+            .query(&stmt, &[&tenant, &before, &i64::from(limit)])
+            .await
+            .map_err(store_error)
+    }
+}
+
+impl PostgresStore {
     /// Locks the task, lets the domain decide whether `event` applies, and writes the state
     /// the domain returned together with its event.
     async fn apply_command(

@@ -102,26 +102,17 @@ impl SubscriptionStore for PostgresStore {
         before: Option<SubscriptionId>,
         limit: u32,
     ) -> Result<Vec<Subscription>, StoreError> {
-        let client = self.pool().await?.get().await?;
-        let tenant = scope.tenant().map(Tenant::as_str);
-        let before: Option<Uuid> = before.map(|id| *id.as_uuid());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tms.subscriptions WHERE {} ($2::uuid IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3",
-            if tenant.is_some() {
-                "tenant = $1 AND"
-            } else {
-                "$1::text IS NULL AND"
-            }
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
-        client
-            .query(&stmt, &[&tenant, &before, &i64::from(limit)])
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(subscription_from_row)
-            .collect()
+        self.id_page(
+            "tms.subscriptions",
+            COLUMNS,
+            scope,
+            before.map(|id| *id.as_uuid()),
+            limit,
+        )
+        .await?
+        .iter()
+        .map(subscription_from_row)
+        .collect()
     }
 
     async fn get_subscription(

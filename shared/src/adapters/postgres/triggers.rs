@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::error::store_error;
 use super::PostgresStore;
@@ -84,26 +83,17 @@ impl TriggerStore for PostgresStore {
         before: Option<TriggerId>,
         limit: u32,
     ) -> Result<Vec<Trigger>, StoreError> {
-        let client = self.pool().await?.get().await?;
-        let tenant = scope.tenant().map(Tenant::as_str);
-        let before: Option<Uuid> = before.map(|id| *id.as_uuid());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tms.triggers WHERE {} ($2::uuid IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3",
-            if tenant.is_some() {
-                "tenant = $1 AND"
-            } else {
-                "$1::text IS NULL AND"
-            }
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(store_error)?;
-        client
-            .query(&stmt, &[&tenant, &before, &i64::from(limit)])
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(trigger_from_row)
-            .collect()
+        self.id_page(
+            "tms.triggers",
+            COLUMNS,
+            scope,
+            before.map(|id| *id.as_uuid()),
+            limit,
+        )
+        .await?
+        .iter()
+        .map(trigger_from_row)
+        .collect()
     }
 
     async fn get_trigger(
