@@ -198,6 +198,16 @@ pub trait TaskRepository: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn mark_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError>;
 
+    /// Opens the store's first connection ahead of the first request that needs it (a cold
+    /// start runs it while the request is on its way); a store with nothing to open does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the connection cannot be opened; the next request tries again.
+    async fn connect(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// # Errors
     /// [`StoreError`] when the database does not answer.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tms::adapters::postgres::open_store;
+use tms::adapters::postgres::{open_store, open_store_planning, Planning};
 use tms::config::{DatabaseConfig, SslMode};
 use tms::ports::{Secret, Secrets, SecretsError, TaskRepository};
 use tms_testkit::{logins, pg_ca_file, TestDb};
@@ -57,6 +57,49 @@ async fn the_password_is_read_from_the_named_secret_by_the_first_query_only() {
     store.ping().await.expect("connected as tms_app");
     store.ping().await.expect("still connected");
     assert_eq!(secrets.reads.load(Ordering::SeqCst), 1, "read once");
+}
+
+#[tokio::test]
+async fn connecting_ahead_opens_the_connection_the_first_query_then_uses() {
+    let db = TestDb::new().await;
+    let secrets = Arc::new(Fixed {
+        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
+        ..Fixed::default()
+    });
+    let store = open_store(&config(&db, Some("/tms/app")), secrets.clone()).unwrap();
+    store.connect().await.expect("connected ahead");
+    let pool = store.pool().await.expect("opened");
+    assert_eq!(
+        (pool.status().size, pool.status().available),
+        (1, 1),
+        "one connection open and idle before any query"
+    );
+    store.ping().await.expect("the first query");
+    assert_eq!(pool.status().size, 1, "the first query used that connection");
+    assert_eq!(secrets.reads.load(Ordering::SeqCst), 1, "read once");
+}
+
+#[tokio::test]
+async fn a_store_planning_once_asks_the_server_for_generic_plans_and_the_default_does_not() {
+    let db = TestDb::new().await;
+    let secrets = Arc::new(Fixed {
+        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
+        ..Fixed::default()
+    });
+    let config = config(&db, Some("/tms/app"));
+    for (planning, expected) in [
+        (Planning::Once, "force_generic_plan"),
+        (Planning::PerExecution, "auto"),
+    ] {
+        let store = open_store_planning(&config, secrets.clone(), planning).unwrap();
+        let client = store.pool().await.unwrap().get().await.unwrap();
+        let mode: String = client
+            .query_one("SHOW plan_cache_mode", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, expected, "{planning:?}");
+    }
 }
 
 #[tokio::test]

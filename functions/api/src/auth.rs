@@ -96,6 +96,18 @@ impl TokenVerifier {
         }
     }
 
+    /// Reads the token map now if it is not cached.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the token map cannot be loaded.
+    pub async fn load(&self) -> Result<(), AuthError> {
+        self.map
+            .get()
+            .await
+            .map(drop)
+            .map_err(|e| AuthError::Unavailable(e.to_string()))
+    }
+
     /// The caller `token` stands for, if it is known.
     ///
     /// # Errors
@@ -266,6 +278,40 @@ mod tests {
             secrets.reads.load(Ordering::SeqCst),
             1,
             "read once within the TTL"
+        );
+    }
+
+    /// Answers after a pause, as SSM does over the network.
+    struct SlowSecrets(CountingSecrets);
+
+    #[async_trait]
+    impl Secrets for SlowSecrets {
+        async fn get(&self, name: &str) -> Result<Secret, SecretsError> {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            self.0.get(name).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_arriving_while_the_map_loads_ahead_waits_for_that_load() {
+        let map = serde_json::json!({ token_hash("t-demo"): "demo" });
+        let secrets = Arc::new(SlowSecrets(CountingSecrets {
+            value: map.to_string(),
+            reads: AtomicUsize::new(0),
+        }));
+        let v = Arc::new(TokenVerifier::new(secrets.clone(), Some("/p".into())));
+        let ahead = tokio::spawn({
+            let v = v.clone();
+            async move { v.load().await }
+        });
+        tokio::task::yield_now().await;
+        let caller = v.caller_for("t-demo").await.unwrap().unwrap();
+        assert_eq!(caller.tenant.as_str(), "demo");
+        ahead.await.unwrap().unwrap();
+        assert_eq!(
+            secrets.0.reads.load(Ordering::SeqCst),
+            1,
+            "the request used the load already under way"
         );
     }
 

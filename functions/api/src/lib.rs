@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod problem;
 pub mod routes;
+pub mod warm;
 
 use std::sync::{Arc, OnceLock};
 
@@ -86,6 +87,20 @@ pub struct Pages {
 }
 
 impl AppState {
+    /// Reads the token map and opens the database's first connection, both at once: a cold
+    /// start runs this beside its first request, which then finds them ready or on their way
+    /// instead of waiting for one and then the other. A failure is only logged; the request
+    /// tries again and answers for it.
+    pub async fn warm_up(&self) {
+        let (tokens, db) = tokio::join!(self.tokens.load(), self.repo.connect());
+        if let Err(e) = tokens {
+            tracing::warn!(error = %e, "the token map could not be read ahead of the first request");
+        }
+        if let Err(e) = db {
+            tracing::warn!(error = %e, "the database could not be reached ahead of the first request");
+        }
+    }
+
     /// The OpenAPI document and the docs page, built now if this is the first call.
     pub fn pages(&self) -> &Pages {
         self.pages.get_or_init(|| Pages {

@@ -57,20 +57,25 @@ impl PostgresStore {
         }
     }
 
-    /// The pool, opened now if this is the first query.
+    /// The pool, opened now if this is the first query. Opening it opens its first connection
+    /// too, so that callers arriving while it opens wait for that connection rather than each
+    /// opening one of their own.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when the password cannot be read or the pool not built.
+    /// [`StoreError::Unavailable`] when the password cannot be read or the pool not built;
+    /// the pool's error when its first connection cannot be opened (the next query tries again).
     pub async fn pool(&self) -> Result<&Pool, StoreError> {
         self.pool
             .get_or_try_init(|| async {
                 let opener = self.opener.as_ref().ok_or_else(|| {
                     StoreError::Unavailable("the store has no pool and cannot open one".into())
                 })?;
-                opener
+                let pool = opener
                     .open()
                     .await
-                    .map_err(|e| StoreError::Unavailable(Box::new(e)))
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                drop(pool.get().await?);
+                Ok(pool)
             })
             .await
     }
@@ -787,6 +792,10 @@ impl TaskRepository for PostgresStore {
             .await
             .map(drop)
             .map_err(store_error)
+    }
+
+    async fn connect(&self) -> Result<(), StoreError> {
+        self.pool().await.map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
