@@ -161,16 +161,21 @@ async fn run(deps: &Deps, records: &[SqsMessage], deadline: Deadline) -> (Vec<St
         Ok(recorded) => recorded,
         Err(e) => return database_failed(records, "record", &e),
     };
-    tms::notify::publish(
+    // The lifecycle events go to the bus while the outcomes are reported, the retries sent
+    // and the records settled: none of those waits for the other.
+    let publish = tms::notify::publish(
         deps.events.as_deref(),
         deps.notifications.as_ref(),
         &recorded.events,
-    )
-    .await;
-    let recorded: HashSet<TaskId> = recorded.ids.into_iter().collect();
-    let tally = report(deps, &executions, &outcomes, &recorded);
-    send_messages(deps, &executions, &outcomes, &recorded, &deferred).await;
-    (settle(deps, &entries, &executions, &deferred).await, tally)
+    );
+    let ids: HashSet<TaskId> = recorded.ids.iter().copied().collect();
+    let finish = async {
+        let tally = report(deps, &executions, &outcomes, &ids);
+        send_messages(deps, &executions, &outcomes, &ids, &deferred).await;
+        (settle(deps, &entries, &executions, &deferred).await, tally)
+    };
+    let (_, finished) = tokio::join!(publish, finish);
+    finished
 }
 
 /// The fair share is for batches of normal-priority messages: a batch carrying a `high` task's
