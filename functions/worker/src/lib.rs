@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use tms::adapters::postgres::{open_store, SetupError};
+use tms::adapters::postgres::{open_store_planning, Planning, SetupError};
 use tms::adapters::s3::{self, S3ObjectStore};
 use tms::adapters::ses::{self, SesMailer};
 use tms::adapters::sqs::SqsWorkQueue;
@@ -66,7 +66,12 @@ impl Deps {
     /// [`BuildError`] when the password cannot be read or a client cannot be set up.
     pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, BuildError> {
         let secrets: Arc<dyn Secrets> = Arc::new(SsmSecrets::new(aws_sdk_ssm::Client::new(aws)));
-        let store = Arc::new(open_store(&config.database, secrets.clone())?);
+        // The claim and the record are large statements looked up by id: planned once.
+        let store = Arc::new(open_store_planning(
+            &config.database,
+            secrets.clone(),
+            Planning::Once,
+        )?);
         let queue = SqsWorkQueue::new(aws_sdk_sqs::Client::new(aws), &config.work_queue_url)
             .with_high_priority_queue(config.high_work_queue_url.as_deref())
             .with_dead_letter_queue(&config.work_dlq_url);

@@ -24,5 +24,5 @@ mod triggers;
 
 pub use error::store_error;
 pub use pool::{Object, PasswordSource, PgSettings, PgSetupError, Pool};
-pub use setup::{open_store, SetupError};
+pub use setup::{open_store, open_store_planning, Planning, SetupError};
 pub use store::PostgresStore;

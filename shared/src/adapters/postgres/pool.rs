@@ -246,6 +246,19 @@ impl PgSettings {
         other
     }
 
+    /// The same settings, the server planning each prepared statement once per connection
+    /// (`plan_cache_mode = force_generic_plan`, set at connection start: no round trip).
+    #[must_use]
+    pub fn with_generic_plans(mut self) -> Self {
+        const GENERIC: &str = "-c plan_cache_mode=force_generic_plan";
+        let options = match self.config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {GENERIC}"),
+            _ => GENERIC.to_owned(),
+        };
+        self.config.options(&options);
+        self
+    }
+
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
         self
