@@ -75,7 +75,11 @@ async fn connecting_ahead_opens_the_connection_the_first_query_then_uses() {
         "one connection open and idle before any query"
     );
     store.ping().await.expect("the first query");
-    assert_eq!(pool.status().size, 1, "the first query used that connection");
+    assert_eq!(
+        pool.status().size,
+        1,
+        "the first query used that connection"
+    );
     assert_eq!(secrets.reads.load(Ordering::SeqCst), 1, "read once");
 }
 
