@@ -29,6 +29,14 @@ impl Secrets for Fixed {
     }
 }
 
+/// Secrets holding the application login's password at `/tms/app`.
+fn app_password() -> Arc<Fixed> {
+    Arc::new(Fixed {
+        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
+        ..Fixed::default()
+    })
+}
+
 fn config(db: &TestDb, password_param: Option<&str>) -> DatabaseConfig {
     let port = std::env::var("TMS_PG_PORT").unwrap_or_else(|_| "55432".into());
     DatabaseConfig {
@@ -44,10 +52,7 @@ fn config(db: &TestDb, password_param: Option<&str>) -> DatabaseConfig {
 #[tokio::test]
 async fn the_password_is_read_from_the_named_secret_by_the_first_query_only() {
     let db = TestDb::new().await;
-    let secrets = Arc::new(Fixed {
-        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
-        ..Fixed::default()
-    });
+    let secrets = app_password();
     let store = open_store(&config(&db, Some("/tms/app")), secrets.clone()).unwrap();
     assert_eq!(
         secrets.reads.load(Ordering::SeqCst),
@@ -62,10 +67,7 @@ async fn the_password_is_read_from_the_named_secret_by_the_first_query_only() {
 #[tokio::test]
 async fn connecting_ahead_opens_the_connection_the_first_query_then_uses() {
     let db = TestDb::new().await;
-    let secrets = Arc::new(Fixed {
-        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
-        ..Fixed::default()
-    });
+    let secrets = app_password();
     let store = open_store(&config(&db, Some("/tms/app")), secrets.clone()).unwrap();
     store.connect().await.expect("connected ahead");
     let pool = store.pool().await.expect("opened");
@@ -86,10 +88,7 @@ async fn connecting_ahead_opens_the_connection_the_first_query_then_uses() {
 #[tokio::test]
 async fn a_store_planning_once_asks_the_server_for_generic_plans_and_the_default_does_not() {
     let db = TestDb::new().await;
-    let secrets = Arc::new(Fixed {
-        values: HashMap::from([("/tms/app".to_owned(), logins().app.expose().to_owned())]),
-        ..Fixed::default()
-    });
+    let secrets = app_password();
     let config = config(&db, Some("/tms/app"));
     for (planning, expected) in [
         (Planning::Once, "force_generic_plan"),
