@@ -106,6 +106,23 @@ async fn a_store_planning_once_asks_the_server_for_generic_plans_and_the_default
 }
 
 #[tokio::test]
+async fn while_the_database_cannot_be_reached_the_password_is_read_once() {
+    let db = TestDb::new().await;
+    let secrets = app_password();
+    let mut unreachable = config(&db, Some("/tms/app"));
+    // A port nothing listens on: each connection is refused at once.
+    unreachable.url = format!("postgres://tms_app@127.0.0.1:1/{}", db.name);
+    let store = open_store(&unreachable, secrets.clone()).unwrap();
+    assert!(store.ping().await.is_err());
+    assert!(store.ping().await.is_err());
+    assert_eq!(
+        secrets.reads.load(Ordering::SeqCst),
+        1,
+        "the pool is kept; only its first connection is tried again"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_password_fails_each_query_by_name_until_it_exists() {
     let db = TestDb::new().await;
     let secrets = Arc::new(Fixed::default());

@@ -39,6 +39,8 @@ fn scope_tenant(scope: &Scope) -> Option<&str> {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Arc<OnceCell<Pool>>,
+    /// Set once the opened pool's first connection is open (a given pool's from the start).
+    connected: Arc<OnceCell<()>>,
     opener: Option<Arc<Opener>>,
 }
 
@@ -46,6 +48,7 @@ impl PostgresStore {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool: Arc::new(OnceCell::new_with(Some(pool))),
+            connected: Arc::new(OnceCell::new_with(Some(()))),
             opener: None,
         }
     }
@@ -53,31 +56,35 @@ impl PostgresStore {
     pub(super) fn opened_by(opener: Opener) -> Self {
         Self {
             pool: Arc::new(OnceCell::new()),
+            connected: Arc::new(OnceCell::new()),
             opener: Some(Arc::new(opener)),
         }
     }
 
-    /// The pool, opened now if this is the first query. Opening it opens its first connection
-    /// too, so that callers arriving while it opens wait for that connection rather than each
-    /// opening one of their own.
+    /// The pool, opened now if this is the first query, with its first connection open: callers
+    /// arriving while that connection opens wait for it rather than each opening one of their
+    /// own. The password is read once, even while the database cannot be reached.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the password cannot be read or the pool not built;
     /// the pool's error when its first connection cannot be opened (the next query tries again).
     pub async fn pool(&self) -> Result<&Pool, StoreError> {
-        self.pool
+        let pool = self
+            .pool
             .get_or_try_init(|| async {
                 let opener = self.opener.as_ref().ok_or_else(|| {
                     StoreError::Unavailable("the store has no pool and cannot open one".into())
                 })?;
-                let pool = opener
+                opener
                     .open()
                     .await
-                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-                drop(pool.get().await?);
-                Ok(pool)
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))
             })
-            .await
+            .await?;
+        self.connected
+            .get_or_try_init(|| async { pool.get().await.map(drop) })
+            .await?;
+        Ok(pool)
     }
 
     async fn client(&self) -> Result<super::Object, StoreError> {
