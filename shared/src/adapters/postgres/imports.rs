@@ -195,11 +195,9 @@ impl ImportStore for PostgresStore {
             scope,
             before.map(|id| *id.as_uuid()),
             limit,
+            import_from_row,
         )
-        .await?
-        .iter()
-        .map(import_from_row)
-        .collect()
+        .await
     }
 
     async fn get_import(&self, scope: &Scope, id: ImportId) -> Result<Option<Import>, StoreError> {

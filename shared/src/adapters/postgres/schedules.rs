@@ -187,11 +187,9 @@ impl ScheduleStore for PostgresStore {
             scope,
             before.map(|id| *id.as_uuid()),
             limit,
+            schedule_from_row,
         )
-        .await?
-        .iter()
-        .map(schedule_from_row)
-        .collect()
+        .await
     }
 
     async fn get_schedule(

@@ -814,16 +814,18 @@ impl TaskRepository for PostgresStore {
 
 impl PostgresStore {
     /// One page of a table listed newest first by id (imports, schedules, triggers,
-    /// subscriptions): `columns` of the rows of `scope` before `before`, at most `limit`. One
-    /// statement per scope, so a tenant's page keeps its `(tenant, id)` index.
-    pub(super) async fn id_page(
+    /// subscriptions): `columns` of the rows of `scope` before `before`, at most `limit`, each
+    /// read by `from_row`. One statement per scope, so a tenant's page keeps its `(tenant, id)`
+    /// index.
+    pub(super) async fn id_page<T>(
         &self,
         table: &str,
         columns: &str,
         scope: &Scope,
         before: Option<Uuid>,
         limit: u32,
-    ) -> Result<Vec<Row>, StoreError> {
+        from_row: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let client = self.pool().await?.get().await?;
         let tenant = scope.tenant().map(Tenant::as_str);
         let sql = format!(
@@ -839,7 +841,10 @@ impl PostgresStore {
         client
             .query(&stmt, &[&tenant, &before, &i64::from(limit)])
             .await
-            .map_err(store_error)
+            .map_err(store_error)?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 }
 

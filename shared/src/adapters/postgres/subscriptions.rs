@@ -108,11 +108,9 @@ impl SubscriptionStore for PostgresStore {
             scope,
             before.map(|id| *id.as_uuid()),
             limit,
+            subscription_from_row,
         )
-        .await?
-        .iter()
-        .map(subscription_from_row)
-        .collect()
+        .await
     }
 
     async fn get_subscription(

@@ -89,11 +89,9 @@ impl TriggerStore for PostgresStore {
             scope,
             before.map(|id| *id.as_uuid()),
             limit,
+            trigger_from_row,
         )
-        .await?
-        .iter()
-        .map(trigger_from_row)
-        .collect()
+        .await
     }
 
     async fn get_trigger(
