@@ -101,10 +101,14 @@ impl TokenVerifier {
     /// # Errors
     /// [`AuthError::Unavailable`] when the token map cannot be loaded.
     pub async fn load(&self) -> Result<(), AuthError> {
+        self.entries().await.map(drop)
+    }
+
+    /// The token map, read now if it is not cached; `None` without a parameter.
+    async fn entries(&self) -> Result<Option<Arc<Vec<(Digest32, Caller)>>>, AuthError> {
         self.map
             .get()
             .await
-            .map(drop)
             .map_err(|e| AuthError::Unavailable(e.to_string()))
     }
 
@@ -123,12 +127,7 @@ impl TokenVerifier {
     /// # Errors
     /// [`AuthError::Unavailable`] when the token map cannot be loaded.
     pub async fn caller_for_hash(&self, digest: &Digest32) -> Result<Option<Caller>, AuthError> {
-        let Some(entries) = self
-            .map
-            .get()
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?
-        else {
+        let Some(entries) = self.entries().await? else {
             return Ok(None);
         };
         let mut found = None;
