@@ -357,6 +357,34 @@ pub struct Outcome {
     /// How long the attempt ran, when it ran: the concurrency limits space the tasks they defer
     /// by how long their tasks run.
     pub ran: Option<Duration>,
+    /// The lifecycle event of an attempt that ended the task
+    /// ([`Notification::task_ended`](crate::domain::Notification::task_ended)), recorded with
+    /// the outcome when the outcome is.
+    pub event: Option<crate::domain::Notification>,
+}
+
+impl Outcome {
+    /// The attempt of `task` (as claimed) that moved it `to`, with `result` or `error`, and the
+    /// lifecycle event when that ends the task: nothing to retry, release or send.
+    pub fn of(task: &Task, to: Status, result: Option<Value>, error: Option<TaskError>) -> Self {
+        Self {
+            id: task.id,
+            version: task.version,
+            to,
+            event: crate::domain::Notification::task_ended(
+                task,
+                to,
+                result.as_ref(),
+                error.as_ref(),
+            ),
+            result,
+            error,
+            retry_in: None,
+            enqueue: false,
+            released: false,
+            ran: None,
+        }
+    }
 }
 
 /// What [`WorkStore::record`] recorded.

@@ -24,15 +24,9 @@ pub fn failure_outcome(
     let retry_in =
         (next.status == Status::Failed).then(|| backoff.delay(task.attempts, &mut rand::rng()));
     Ok(Outcome {
-        id: task.id,
-        version: task.version,
-        to: next.status,
-        result: None,
-        error: Some(error),
         retry_in,
         enqueue: retry_in.is_some_and(|d| d <= MAX_MESSAGE_DELAY),
-        released: false,
-        ran: None,
+        ..Outcome::of(task, next.status, None, Some(error))
     })
 }
 
@@ -209,5 +203,60 @@ mod tests {
             &slow
         )
         .is_err());
+    }
+
+    #[test]
+    fn an_outcome_that_ends_its_task_carries_the_lifecycle_event_and_no_other_does() {
+        let task = running(2, 5);
+        let dead = failure_outcome(
+            &task,
+            LifecycleEvent::Fail { retryable: false },
+            TaskError::permanent("http_404", "gone"),
+            &Backoff::default(),
+        )
+        .unwrap();
+        let event = dead.event.expect("a dead task's event");
+        assert_eq!(
+            (event.detail_type.as_str(), event.subject, &event.tenant),
+            ("Task Dead", *task.id.as_uuid(), &task.tenant)
+        );
+        assert_eq!(
+            event.detail,
+            serde_json::json!({
+                "event_id": event.id, "tenant": "demo", "task_id": task.id, "kind": "noop",
+                "status": "dead", "correlation_id": task.correlation_id.as_str(), "attempts": 2,
+                "error": {"class": "permanent", "code": "http_404", "message": "gone"}
+            })
+        );
+        let retried = failure_outcome(
+            &task,
+            LifecycleEvent::Fail { retryable: true },
+            TaskError::retryable("http_503", "x"),
+            &Backoff::default(),
+        )
+        .unwrap();
+        assert_eq!((retried.to, retried.event), (Status::Failed, None));
+
+        // A null result is left out, like every field the task lacks; each event its own id.
+        let done = Outcome::of(
+            &task,
+            Status::Succeeded,
+            Some(serde_json::Value::Null),
+            None,
+        );
+        let again = Outcome::of(&task, Status::Succeeded, Some(serde_json::json!({})), None);
+        let (done, again) = (done.event.unwrap(), again.event.unwrap());
+        assert_eq!(done.detail.get("result"), None);
+        assert_eq!(again.detail["result"], serde_json::json!({}));
+        assert_ne!(done.id, again.id);
+        // A notification's own delivery publishes nothing about itself.
+        let delivery = Task {
+            kind: TaskKind::Notification,
+            ..running(1, 5)
+        };
+        assert_eq!(
+            Outcome::of(&delivery, Status::Succeeded, None, None).event,
+            None
+        );
     }
 }

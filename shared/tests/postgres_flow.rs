@@ -84,15 +84,8 @@ async fn a_concurrency_limit_defers_what_is_over_it_without_charging_an_attempt(
     let done = &first.tasks[0].task;
     store
         .record(&[Outcome {
-            id: done.id,
-            version: done.version,
-            to: Status::Succeeded,
-            result: Some(json!({})),
-            error: None,
-            retry_in: None,
-            enqueue: false,
-            released: false,
             ran: Some(Duration::from_millis(40)),
+            ..Outcome::of(done, Status::Succeeded, Some(json!({})), None)
         }])
         .await
         .unwrap();

@@ -105,15 +105,14 @@ async fn failed_task(store: &tms::adapters::postgres::PostgresStore, enqueue: bo
         .tasks;
     let recorded = store
         .record(&[Outcome {
-            id: task.id,
-            version: claimed[0].task.version,
-            to: Status::Failed,
-            result: None,
-            error: Some(TaskError::retryable("http_503", "unavailable")),
             retry_in: Some(Duration::ZERO),
             enqueue,
-            released: false,
-            ran: None,
+            ..Outcome::of(
+                &claimed[0].task,
+                Status::Failed,
+                None,
+                Some(TaskError::retryable("http_503", "unavailable")),
+            )
         }])
         .await
         .unwrap();
@@ -312,24 +311,13 @@ async fn expired_leases_purge_and_stats_see_the_right_rows() {
         .await
         .unwrap()
         .tasks;
-    let version = |id| {
-        claimed
-            .iter()
-            .find(|c| c.task.id == id)
-            .unwrap()
-            .task
-            .version
-    };
-    let done = |id, to| Outcome {
-        id,
-        version: version(id),
-        to,
-        result: (to == Status::Succeeded).then(|| json!({})),
-        error: (to == Status::Dead).then(|| TaskError::permanent("boom", "x")),
-        retry_in: None,
-        enqueue: false,
-        released: false,
-        ran: None,
+    let done = |id, to| {
+        Outcome::of(
+            &claimed.iter().find(|c| c.task.id == id).unwrap().task,
+            to,
+            (to == Status::Succeeded).then(|| json!({})),
+            (to == Status::Dead).then(|| TaskError::permanent("boom", "x")),
+        )
     };
     store
         .record(&[

@@ -317,17 +317,7 @@ async fn an_expired_lease_is_claimed_again_with_another_attempt() {
     assert_eq!(again[0].from, Status::Running);
     assert_eq!(again[0].task.attempts, 2);
     // The first claimant's outcome no longer applies: its version is stale.
-    let stale = Outcome {
-        id: task.id,
-        version: first[0].task.version,
-        to: Status::Succeeded,
-        result: Some(json!({})),
-        error: None,
-        retry_in: None,
-        enqueue: false,
-        released: false,
-        ran: None,
-    };
+    let stale = Outcome::of(&first[0].task, Status::Succeeded, Some(json!({})), None);
     assert!(store.record(&[stale]).await.unwrap().ids.is_empty());
 }
 
@@ -345,48 +335,30 @@ async fn record_writes_every_outcome_and_its_event_in_one_statement() {
         .await
         .unwrap()
         .tasks;
-    let version = |id: TaskId| {
-        claimed
-            .iter()
-            .find(|c| c.task.id == id)
-            .unwrap()
-            .task
-            .version
-    };
+    let task = |id: TaskId| &claimed.iter().find(|c| c.task.id == id).unwrap().task;
     let outcomes = vec![
+        Outcome::of(
+            task(ids[0]),
+            Status::Succeeded,
+            Some(json!({"ok": true})),
+            None,
+        ),
         Outcome {
-            id: ids[0],
-            version: version(ids[0]),
-            to: Status::Succeeded,
-            result: Some(json!({"ok": true})),
-            error: None,
-            retry_in: None,
-            enqueue: false,
-            released: false,
-            ran: None,
-        },
-        Outcome {
-            id: ids[1],
-            version: version(ids[1]),
-            to: Status::Failed,
-            result: None,
-            error: Some(TaskError::retryable("http_503", "unavailable")),
             retry_in: Some(Duration::from_secs(30)),
             enqueue: true,
-            released: false,
-            ran: None,
+            ..Outcome::of(
+                task(ids[1]),
+                Status::Failed,
+                None,
+                Some(TaskError::retryable("http_503", "unavailable")),
+            )
         },
-        Outcome {
-            id: ids[2],
-            version: version(ids[2]),
-            to: Status::Dead,
-            result: None,
-            error: Some(TaskError::permanent("http_404", "not found")),
-            retry_in: None,
-            enqueue: false,
-            released: false,
-            ran: None,
-        },
+        Outcome::of(
+            task(ids[2]),
+            Status::Dead,
+            None,
+            Some(TaskError::permanent("http_404", "not found")),
+        ),
     ];
     let mut recorded = store.record(&outcomes).await.unwrap().ids;
     recorded.sort();
@@ -467,17 +439,7 @@ async fn claim_and_record(
         .tasks;
     let outcomes: Vec<Outcome> = claimed
         .iter()
-        .map(|c| Outcome {
-            id: c.task.id,
-            version: c.task.version,
-            to: Status::Succeeded,
-            result: Some(json!({})),
-            error: None,
-            retry_in: None,
-            enqueue: false,
-            released: false,
-            ran: None,
-        })
+        .map(|c| Outcome::of(&c.task, Status::Succeeded, Some(json!({})), None))
         .collect();
     let before = statement_blocks(admin, RECORD_STATEMENT).await;
     let recorded = store.record(&outcomes).await.unwrap().ids;
@@ -666,17 +628,12 @@ async fn cancel_and_redrive_follow_the_lifecycle() {
         .unwrap()
         .tasks;
     store
-        .record(&[Outcome {
-            id: doomed.id,
-            version: claimed[0].task.version,
-            to: Status::Dead,
-            result: None,
-            error: Some(TaskError::permanent("boom", "x")),
-            retry_in: None,
-            enqueue: false,
-            released: false,
-            ran: None,
-        }])
+        .record(&[Outcome::of(
+            &claimed[0].task,
+            Status::Dead,
+            None,
+            Some(TaskError::permanent("boom", "x")),
+        )])
         .await
         .unwrap();
     let CommandOutcome::Done(redriven) = store

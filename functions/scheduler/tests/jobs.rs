@@ -112,15 +112,14 @@ async fn settle(f: &Fixture, tasks: &[TaskId], to: Status, enqueue: bool) {
         .tasks
         .iter()
         .map(|c| Outcome {
-            id: c.task.id,
-            version: c.task.version,
-            to,
-            result: (to == Status::Succeeded).then(|| json!({})),
-            error: (to != Status::Succeeded).then(|| TaskError::retryable("http_503", "x")),
             retry_in: (to == Status::Failed).then_some(Duration::ZERO),
             enqueue,
-            released: false,
-            ran: None,
+            ..Outcome::of(
+                &c.task,
+                to,
+                (to == Status::Succeeded).then(|| json!({})),
+                (to != Status::Succeeded).then(|| TaskError::retryable("http_503", "x")),
+            )
         })
         .collect();
     assert_eq!(

@@ -625,6 +625,7 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
                 enqueue: execution.claimed.stolen,
                 released: true,
                 ran: None,
+                event: None,
             });
         return released
             .inspect_err(|e| {
@@ -639,15 +640,8 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
             .lifecycle()
             .apply(LifecycleEvent::Succeed)
             .map(|next| Outcome {
-                id: task.id,
-                version: task.version,
-                to: next.status,
-                result: Some(value.clone()),
-                error: None,
-                retry_in: None,
-                enqueue: false,
-                released: false,
                 ran: Some(*took),
+                ..Outcome::of(task, next.status, Some(value.clone()), None)
             }),
         Err(error) => failure_outcome(
             task,

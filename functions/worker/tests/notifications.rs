@@ -120,3 +120,73 @@ async fn when_the_bus_is_down_the_event_stays_for_the_relay() {
         "the id it will be published with, however often"
     );
 }
+
+/// The worker builds its events' details itself; a cancel's are built by its statement. A
+/// consumer reads both alike: the same fields, a task's lacking ones left out.
+#[tokio::test]
+async fn a_worker_s_event_names_the_fields_a_cancel_s_event_names() {
+    let f = fixture().await;
+    f.bus.down.store(true, Ordering::SeqCst);
+    let ran = new_task("demo", "noop", json!({}), None);
+    let cancelled = new_task("demo", "noop", json!({}), None);
+    for t in [&ran, &cancelled] {
+        f.store.create(t).await.unwrap();
+    }
+    handle(&f.deps, vec![work_record("m-1", &ran)]).await;
+    f.store
+        .cancel(
+            &tms::Scope::Tenant(cancelled.tenant.clone()),
+            cancelled.id,
+            &cancelled.correlation_id,
+        )
+        .await
+        .unwrap();
+    let stored = f
+        .store
+        .unpublished_of(&[*ran.id.as_uuid(), *cancelled.id.as_uuid()])
+        .await
+        .unwrap();
+    let detail = |subject: tms::TaskId| {
+        &stored
+            .iter()
+            .find(|e| e.subject == *subject.as_uuid())
+            .expect("an event recorded for each")
+            .detail
+    };
+    let fields = |subject| {
+        let mut keys: Vec<&String> = detail(subject).as_object().unwrap().keys().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        fields(ran.id),
+        [
+            "attempts",
+            "correlation_id",
+            "event_id",
+            "kind",
+            "result",
+            "status",
+            "task_id",
+            "tenant"
+        ]
+    );
+    let mut without_result = fields(ran.id);
+    without_result.retain(|k| *k != "result");
+    assert_eq!(
+        fields(cancelled.id),
+        without_result,
+        "a cancelled task has no result"
+    );
+    assert_eq!(
+        (&detail(ran.id)["status"], &detail(ran.id)["attempts"]),
+        (&json!("succeeded"), &json!(1))
+    );
+    assert_eq!(
+        (
+            &detail(cancelled.id)["status"],
+            &detail(cancelled.id)["attempts"]
+        ),
+        (&json!("cancelled"), &json!(0))
+    );
+}

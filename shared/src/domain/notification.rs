@@ -4,10 +4,13 @@
 //! id, the same however often it is published.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::ids::Tenant;
+use super::kind::TaskKind;
+use super::status::Status;
+use super::task::{Task, TaskError};
 use super::trigger::Event;
 
 /// The `source` of every lifecycle event.
@@ -44,6 +47,50 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The lifecycle event of `task` ending `to` (`succeeded`, `dead` or `cancelled`) with
+    /// `result` or `error`, under a new stable id; `None` for any other status and for the
+    /// deliveries of notifications themselves. The detail has no payload; a field the task
+    /// lacks (a result, an error) is left out.
+    pub fn task_ended(
+        task: &Task,
+        to: Status,
+        result: Option<&Value>,
+        error: Option<&TaskError>,
+    ) -> Option<Self> {
+        let detail_type = match to {
+            Status::Succeeded => TASK_SUCCEEDED,
+            Status::Dead => TASK_DEAD,
+            Status::Cancelled => TASK_CANCELLED,
+            _ => return None,
+        };
+        if task.kind == TaskKind::Notification {
+            return None;
+        }
+        let id = Uuid::new_v4();
+        let mut detail = Map::new();
+        detail.insert("event_id".into(), json!(id));
+        detail.insert("tenant".into(), json!(task.tenant.as_str()));
+        detail.insert("task_id".into(), json!(task.id));
+        detail.insert("kind".into(), json!(task.kind.as_str()));
+        detail.insert("status".into(), json!(to.as_str()));
+        detail.insert("correlation_id".into(), json!(task.correlation_id.as_str()));
+        detail.insert("attempts".into(), json!(task.attempts));
+        if let Some(result) = result.filter(|r| !r.is_null()) {
+            detail.insert("result".into(), result.clone());
+        }
+        if let Some(error) = error {
+            detail.insert("error".into(), json!(error));
+        }
+        Some(Self {
+            id,
+            tenant: task.tenant.clone(),
+            detail_type: detail_type.to_owned(),
+            detail: Value::Object(detail),
+            subject: *task.id.as_uuid(),
+            created_at: Utc::now(),
+        })
+    }
+
     /// The lifecycle event an EventBridge event of source [`EVENT_SOURCE`] carries: its stable
     /// id, tenant and subject are read from the detail (the envelope's own id changes each time
     /// the event is published).

@@ -171,17 +171,12 @@ impl TestApi {
         assert_eq!(claimed.len(), 1, "the task is claimable");
         let recorded = self
             .store
-            .record(&[Outcome {
-                id,
-                version: claimed[0].task.version,
-                to: Status::Dead,
-                result: None,
-                error: Some(TaskError::permanent("http_404", "gone")),
-                retry_in: None,
-                enqueue: false,
-                released: false,
-                ran: None,
-            }])
+            .record(&[Outcome::of(
+                &claimed[0].task,
+                Status::Dead,
+                None,
+                Some(TaskError::permanent("http_404", "gone")),
+            )])
             .await
             .unwrap();
         assert_eq!(recorded.ids, [id]);

@@ -309,7 +309,7 @@ impl WorkStore for MemoryStore {
         self.call()?;
         let now = Utc::now();
         let mut tasks = self.tasks.lock().unwrap();
-        let mut recorded = Vec::new();
+        let (mut recorded, mut events) = (Vec::new(), Vec::new());
         for o in outcomes {
             let Some((task, _)) = tasks.get_mut(&o.id) else {
                 continue;
@@ -334,10 +334,11 @@ impl WorkStore for MemoryStore {
             }
             task.version += 1;
             recorded.push(o.id);
+            events.extend(o.event.clone());
         }
         Ok(tms::ports::Recorded {
             ids: recorded,
-            events: Vec::new(),
+            events,
         })
     }
 

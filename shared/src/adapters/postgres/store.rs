@@ -1,10 +1,12 @@
 //! [`PostgresStore`]: the task store ports on PostgreSQL. Every statement is prepared once per
 //! connection and schema-qualified; transitions apply the target state the domain computed.
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{ClientWrapper, Transaction};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -14,7 +16,6 @@ use uuid::Uuid;
 
 use super::error::store_error;
 use super::filter::{Conditions, Param};
-use super::notifications::notification_from_row;
 use super::pool::Pool;
 use super::rows::{
     column, event_from_row, status_of, task_at, task_columns, task_from_row, tasks_from_rows,
@@ -22,8 +23,8 @@ use super::rows::{
 };
 use super::setup::Opener;
 use crate::domain::{
-    CorrelationId, DeferReason, Lifecycle, LifecycleEvent, NewTask, Scope, Status, Task, TaskId,
-    Tenant,
+    CorrelationId, DeferReason, Lifecycle, LifecycleEvent, NewTask, Notification, Scope, Status,
+    Task, TaskId, Tenant,
 };
 use crate::ports::{
     Claim, ClaimPolicy, ClaimedTask, CommandOutcome, Created, Deferral, ListQuery, Outcome,
@@ -409,13 +410,16 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 /// lease, the tasks can only be looked up by id. A released claim (never started) gets its
 /// attempt back and keeps its outbox marker: its own message comes back to run it. Each
 /// recorded task frees its slot under its tenant's and its kind's concurrency limits, whose
-/// average run time takes the batch's in.
-static RECORD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH input AS (
+/// average run time takes the batch's in. The lifecycle events the outcomes carry, already
+/// built (`Notification::task_ended`), are recorded with the tasks that are: building their
+/// details and ids here instead (`jsonb_build_object`, `gen_random_uuid`) took about 1 ms of a
+/// batch of 100, a fifth of the statement.
+const RECORD: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::jsonb[],
-                             $6::int8[], $7::bool[], $8::bool[], $9::float8[])
-            AS i(id, version, to_status, result, error, retry_ms, enqueue, released, ran_ms)
+                             $6::int8[], $7::bool[], $8::bool[], $9::float8[], $10::uuid[],
+                             $11::text[], $12::jsonb[], $13::timestamptz[])
+            AS i(id, version, to_status, result, error, retry_ms, enqueue, released, ran_ms,
+                 note_id, note_type, note_detail, note_at)
      ), updated AS (
         UPDATE tms.tasks t SET
             status = i.to_status,
@@ -434,7 +438,7 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
         FROM input i
         WHERE t.id = i.id AND t.version = i.version AND t.lease_until IS NOT NULL
         RETURNING t.id, t.tenant, t.kind, t.attempts, t.correlation_id, i.to_status AS status,
-                  i.result, i.error, i.ran_ms
+                  i.error, i.ran_ms, i.note_id, i.note_type, i.note_detail, i.note_at
      ), ev AS (
         INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, error, correlation_id)
         SELECT id, 'running', status, attempts, error, correlation_id FROM updated
@@ -446,15 +450,12 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
               FROM updated u CROSS JOIN LATERAL (VALUES ('*'), ('kind:' || u.kind)) AS k(key)
               GROUP BY u.tenant, k.key) f
         WHERE l.tenant = f.tenant AND l.key = f.key AND l.max_running IS NOT NULL
-     ), {note}
-     SELECT id, NULL::text AS tenant, NULL::text AS detail_type, NULL::jsonb AS detail,
-            NULL::uuid AS subject, NULL::timestamptz AS created_at
-     FROM updated
-     UNION ALL
-     SELECT id, tenant, detail_type, detail, subject, created_at FROM note",
-        note = notify("updated"),
-    )
-});
+     ), note AS (
+        INSERT INTO tms.notifications (id, tenant, detail_type, detail, subject, created_at)
+        SELECT note_id, tenant, note_type, note_detail, id, note_at FROM updated
+        WHERE note_id IS NOT NULL
+     )
+     SELECT id FROM updated";
 
 /// Clears the markers of tasks still waiting (pending or failed). The status decides the value,
 /// not which rows are read: `status IN ('pending', 'failed')` in the condition is the predicate
@@ -1000,31 +1001,57 @@ impl WorkStore for PostgresStore {
             .iter()
             .map(|o| o.ran.map(|d| d.as_secs_f64() * 1000.0))
             .collect();
+        let events: Vec<Option<&Notification>> =
+            outcomes.iter().map(|o| o.event.as_ref()).collect();
+        let note_ids: Vec<Option<Uuid>> = events.iter().map(|e| e.map(|e| e.id)).collect();
+        let note_types: Vec<Option<&str>> = events
+            .iter()
+            .map(|e| e.map(|e| e.detail_type.as_str()))
+            .collect();
+        let note_details: Vec<Option<&Value>> =
+            events.iter().map(|e| e.map(|e| &e.detail)).collect();
+        let note_at: Vec<Option<DateTime<Utc>>> =
+            events.iter().map(|e| e.map(|e| e.created_at)).collect();
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&RECORD).await.map_err(store_error)?;
+        let stmt = client.prepare_cached(RECORD).await.map_err(store_error)?;
         let rows = client
             .query(
                 &stmt,
                 &[
-                    &ids, &versions, &to, &results, &errors, &retry_ms, &enqueue, &released,
+                    &ids,
+                    &versions,
+                    &to,
+                    &results,
+                    &errors,
+                    &retry_ms,
+                    &enqueue,
+                    &released,
                     &ran_ms,
+                    &note_ids,
+                    &note_types,
+                    &note_details,
+                    &note_at,
                 ],
             )
             .await
             .map_err(store_error)?;
-        let mut recorded = Recorded::default();
-        for row in &rows {
-            match row
-                .try_get::<_, Option<String>>("detail_type")
-                .map_err(store_error)?
-            {
-                None => recorded
-                    .ids
-                    .push(TaskId::from_uuid(row.try_get("id").map_err(store_error)?)),
-                Some(_) => recorded.events.push(notification_from_row(row)?),
-            }
-        }
-        Ok(recorded)
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get("id").map(TaskId::from_uuid))
+            .collect::<Result<HashSet<TaskId>, _>>()
+            .map_err(store_error)?;
+        Ok(Recorded {
+            events: outcomes
+                .iter()
+                .filter(|o| ids.contains(&o.id))
+                .filter_map(|o| o.event.clone())
+                .collect(),
+            ids: outcomes
+                .iter()
+                .map(|o| o.id)
+                .filter(|id| ids.contains(id))
+                .collect(),
+        })
     }
 
     async fn clear_enqueued(&self, ids: &[TaskId]) -> Result<(), StoreError> {
