@@ -32,10 +32,44 @@ const CLAIMED_COLUMNS: &str = "t.id, t.tenant, t.kind, t.payload, t.status, t.at
 /// the values the handler binds for a batch of noop tasks: the claimable statuses, a 120 s lease,
 /// then `succeeded` with `{}` at the version the claim left (2).
 pub(crate) fn batch_script(size: usize) -> String {
+    script(size, false)
+}
+
+/// [`batch_script`] writing what SPEC §3 added to a batch since: the record also inserts each
+/// ended task's lifecycle event (a detail of the worker's shape, parsed from text as the
+/// worker's parameter is, under the task's id: the worker makes its ids itself), and a third
+/// statement forgets them as the worker does once they are published.
+pub(crate) fn batch_script_with_events(size: usize) -> String {
+    script(size, true)
+}
+
+fn script(size: usize, events: bool) -> String {
     let ids = format!(
         "ARRAY(SELECT {} FROM generate_series(1, {size}) g)",
         SQL_TASK_ID.replace("{n}", &format!(":b * {size} + g"))
     );
+    let (note, forget) = if events {
+        (
+            format!(
+                ", note AS (
+    INSERT INTO tms.notifications (id, tenant, detail_type, detail, subject)
+    SELECT id, '{TENANT}', 'Task Succeeded',
+        ('{{\"event_id\":\"' || id || '\",\"tenant\":\"{TENANT}\",\"task_id\":\"' || id
+         || '\",\"kind\":\"noop\",\"status\":\"succeeded\",\"correlation_id\":\"'
+         || correlation_id || '\",\"attempts\":' || attempts || ',\"result\":{{}}}}')::jsonb,
+        id
+    FROM updated
+)"
+            ),
+            format!(
+                "WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+DELETE FROM tms.notifications USING async WHERE id = ANY({ids});
+"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         "\\set i :i + 1
 \\set b :client_id * :per_client + :i - 1
@@ -82,9 +116,9 @@ WITH input AS (
 ), ev AS (
     INSERT INTO tms.task_events (task_id, from_status, to_status, attempt, error, correlation_id)
     SELECT id, 'running', to_status, attempts, error, correlation_id FROM updated
-)
+){note}
 SELECT id FROM updated;
-"
+{forget}"
     )
 }
 
