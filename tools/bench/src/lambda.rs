@@ -17,7 +17,7 @@ use anyhow::{ensure, Context as _};
 use serde_json::Value;
 use tms::Tenant;
 
-use crate::bench::{insert_pending_tasks, Bench};
+use crate::bench::{insert_pending_tasks, Bench, Pgbench};
 use crate::cost::{self, Figures};
 use crate::init::{lambda_command, python, MAX_INIT_MS};
 use crate::null_sqs::NullSqs;
@@ -258,20 +258,14 @@ async fn measure_worker(
             .await?;
         let succeeded = bench.count_tasks("succeeded").await?;
         ensure!(succeeded == tasks, "{succeeded} of {tasks} tasks succeeded");
-        bench.reset_tables().await?;
-        insert_pending_tasks(bench, TENANT, tasks).await?;
-        let pgbench = bench
-            .pgbench(
-                &format!("lambda-worker-batch-{size}"),
-                &batch_script(size),
-                &[
-                    "--client=1".to_owned(),
-                    format!("--transactions={batches}"),
-                    "--define=i=0".into(),
-                    format!("--define=per_client={batches}"),
-                ],
-            )
-            .await?;
+        let pgbench = pgbench_batches(
+            bench,
+            &format!("lambda-worker-batch-{size}"),
+            &batch_script(size),
+            batches,
+            size,
+        )
+        .await?;
         let per_task = median(&warm.billed) / size as f64;
         let promise = if size >= 100 {
             Promise::RatioAtMost(WORKER_RATIO)
@@ -298,26 +292,14 @@ async fn measure_worker(
             )),
         );
         if size >= 100 {
-            bench.reset_tables().await?;
-            insert_pending_tasks(bench, TENANT, tasks).await?;
-            let with_events = bench
-                .pgbench(
-                    &format!("lambda-worker-batch-{size}-events"),
-                    &batch_script_with_events(size),
-                    &[
-                        "--client=1".to_owned(),
-                        format!("--transactions={batches}"),
-                        "--define=i=0".into(),
-                        format!("--define=per_client={batches}"),
-                    ],
-                )
-                .await?;
-            let succeeded = bench.count_tasks("succeeded").await?;
-            ensure!(
-                succeeded == (batches * size) as i64,
-                "pgbench's batches with lifecycle rows left {succeeded} of {} tasks succeeded",
-                batches * size
-            );
+            let with_events = pgbench_batches(
+                bench,
+                &format!("lambda-worker-batch-{size}-events"),
+                &batch_script_with_events(size),
+                batches,
+                size,
+            )
+            .await?;
             report.push(
                 Line::new(
                     format!(
@@ -339,6 +321,38 @@ async fn measure_worker(
         measured.push((size, warm));
     }
     Ok(measured)
+}
+
+/// pgbench running `script` at one client over `batches` batches of `size` fresh pending tasks
+/// (one more batch is inserted, as for the worker); every task its batches name must succeed.
+async fn pgbench_batches(
+    bench: &Bench,
+    name: &str,
+    script: &str,
+    batches: usize,
+    size: usize,
+) -> anyhow::Result<Pgbench> {
+    bench.reset_tables().await?;
+    insert_pending_tasks(bench, TENANT, ((batches + 1) * size) as i64).await?;
+    let run = bench
+        .pgbench(
+            name,
+            script,
+            &[
+                "--client=1".to_owned(),
+                format!("--transactions={batches}"),
+                "--define=i=0".into(),
+                format!("--define=per_client={batches}"),
+            ],
+        )
+        .await?;
+    let succeeded = bench.count_tasks("succeeded").await?;
+    ensure!(
+        succeeded == (batches * size) as i64,
+        "pgbench's {name} left {succeeded} of {} tasks succeeded",
+        batches * size
+    );
+    Ok(run)
 }
 
 pub async fn measure(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
