@@ -616,16 +616,9 @@ fn outcome(deps: &Deps, execution: &Execution) -> Option<Outcome> {
                 claimed_from: execution.claimed.from,
             })
             .map(|next| Outcome {
-                id: task.id,
-                version: task.version,
-                to: next.status,
-                result: None,
-                error: None,
-                retry_in: None,
                 enqueue: execution.claimed.stolen,
                 released: true,
-                ran: None,
-                event: None,
+                ..Outcome::of(task, next.status, None, None)
             });
         return released
             .inspect_err(|e| {
